@@ -1,0 +1,126 @@
+"""The default main job: synthetic subject, RDM analysis, MLP training.
+
+  rdmjax --workdir=/tmp/rdmjax
+  rdmjax --config=configs/default.py:tiny --workdir=/tmp/rdmjax_tiny
+
+Real data is one flag away:
+  rdmjax --workdir=DIR \
+    --config.data.root=/path/to/algonauts_2023_challenge_data \
+    --config.data.subject=subj01
+"""
+
+import ml_collections
+
+from rdmjax import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, tiny=False, emb='synthetic')
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  # '' = the embedded default: a synthetic subject written (once) under
+  # WORKDIR/data in the Algonauts layout. Else the folder that holds subjNN/
+  # (or train_data/ and test_data/).
+  c.data.root = ''
+  c.data.subject = 'subj01'
+  c.data.roi = 'all'  # ROI for training targets: a name, union, class, 'all'
+  # Embedding source for the MLP: 'synthetic' (the synthetic subject's),
+  # 'clip' (WORKDIR/embeddings/clip.npz from --mode=embed), or a cache path.
+  c.data.embeddings = arg.emb
+  c.data.num_workers = 8  # threads that decode PNGs
+  c.data.synthetic = ml_collections.ConfigDict(
+    dict(
+      n_train=600,
+      n_test=100,
+      n_vertices_lh=1900,
+      n_vertices_rh=2050,
+      image_size=128,
+      n_repeats=3,
+      seed=0,
+    )
+  )
+
+  c.rdm = ml_collections.ConfigDict()
+  c.rdm.rois = ('V1', 'all')
+  c.rdm.metrics = ('correlation', 'euclidean')
+  c.rdm.split = 'train'  # which images' responses the analysis uses
+  c.rdm.precision = 'float32'  # float32, tf32, bf16
+  c.rdm.top_k = 3  # image pairs drawn per extreme
+  c.rdm.standardize = True  # per vertex, as the reference study
+
+  c.pairs = ml_collections.ConfigDict()
+  c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images
+  c.pairs.sampler = 'block'  # 'block' or 'uniform'
+  c.pairs.block_size = 256  # images per block batch: B(B-1)/2 pairs
+  c.pairs.num_pairs = 32640  # pairs per uniform batch
+  c.pairs.metric = 'correlation'  # target: 'correlation' or 'euclidean'
+  c.pairs.leaked = False  # split pairs, not images: only to show leakage
+  c.pairs.eval_tile = 256  # images per side of an evaluation tile
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'mlp'  # 'mlp' or 'siamese_cnn'
+  c.model.hidden = (512,)  # MLP hidden widths: 0 to 3 layers
+  c.model.output = 'linear'  # 'linear' or 'sigmoid2' (2 * sigmoid)
+  c.model.channels = (16, 32)  # Siamese CNN conv channels
+  c.model.image_size = 128  # Siamese CNN input (grayscale)
+  c.model.dtype = 'float32'  # compute dtype: float32 or bfloat16
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adamw'  # 'adam' or 'adamw'
+  c.optim.lr = 1e-3
+  c.optim.weight_decay = 1e-4
+  c.optim.schedule = 'cosine'  # 'constant' or 'cosine' (after warmup)
+  c.optim.warmup_steps = 100
+  c.optim.clip_norm = 1.0  # 0 disables
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 3000
+  c.train.loss = 'mse'  # 'mse' or 'pearson_mse'
+  c.train.alpha = 0.5  # pearson_mse: alpha*(1-r) + (1-alpha)*MSE
+  c.train.log_every = 100
+  c.train.eval_every = 500
+  c.train.max_eval_pairs = 0  # 0 = every held-out pair
+  c.train.run_leaked = True  # also train the leaked variant, for the report
+
+  c.ckpt = ml_collections.ConfigDict()
+  c.ckpt.every = 500
+  c.ckpt.keep = 2
+  c.ckpt.keep_best = True  # also keep the best by validation Spearman
+
+  c.mesh = (('data', -1),)  # -1: all devices
+
+  c.embed = ml_collections.ConfigDict()
+  c.embed.model = 'openai/clip-vit-base-patch32'  # HF id or local dir
+  c.embed.layers = ('image_embeds',)  # see rdmjax.models.clip_vision
+  c.embed.batch_size = 64
+  c.embed.dtype = 'float32'
+  c.embed.random_init = False  # a random tower (tests, benchmarks)
+
+  c.bench = ml_collections.ConfigDict()
+  c.bench.suite = 'rdm'  # 'rdm', 'pairs', 'clip'
+  c.bench.n = 2000
+  c.bench.d = 39548
+  c.bench.repeats = 3
+  c.bench.baselines = ('numpy', 'scipy', 'rsatoolbox')
+
+  if arg.tiny:
+    c.data.synthetic.update(
+      n_train=120, n_test=30, n_vertices_lh=300, n_vertices_rh=320,
+      image_size=64,
+    )
+    c.rdm.top_k = 2
+    c.pairs.block_size = 32
+    c.pairs.num_pairs = 496
+    c.pairs.eval_tile = 32
+    c.model.hidden = (32,)
+    c.model.channels = (4, 8)
+    c.model.image_size = 32
+    c.train.steps = 30
+    c.train.log_every = 10
+    c.train.eval_every = 10
+    c.ckpt.every = 10
+    c.bench.n = 256
+    c.bench.d = 512
+  return c

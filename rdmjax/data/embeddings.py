@@ -1,0 +1,122 @@
+"""The embedding cache: one file format for every embedding source.
+
+A cache is one `.npz` file holding
+
+  embeddings: [n_images, d] f32   one row per image
+  nsd_ids:    [n_images] int64    the image's 0-based NSD id
+  splits:     [n_images] str      'train' or 'test' (the Algonauts split)
+  meta:       0-d str             JSON: model, layer, preprocessing, subject
+
+Rows of one split appear in the order of that split's image files (and so of
+the fMRI rows). Reading checks that the ids of the requested split equal the
+subject's, so an embedding of other images can never be paired with these
+responses silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rdmjax.errors import InputError
+
+REQUIRED_META = ('model', 'layer', 'preprocessing', 'subject')
+
+
+def write(
+  path: str | os.PathLike,
+  embeddings: np.ndarray,
+  nsd_ids: Sequence[int] | np.ndarray,
+  splits: Sequence[str] | np.ndarray,
+  meta: Mapping[str, Any],
+) -> Path:
+  """Writes an embedding cache atomically (temp file, then rename).
+
+  Args:
+    path: the `.npz` file to write.
+    embeddings: [n_images, d] float array.
+    nsd_ids: [n_images] NSD ids.
+    splits: [n_images] 'train' or 'test'.
+    meta: at least `model`, `layer`, `preprocessing`, `subject`.
+
+  Returns:
+    The path written.
+  """
+  emb = np.asarray(embeddings, np.float32)
+  ids = np.asarray(nsd_ids, np.int64)
+  spl = np.asarray(splits, dtype='<U5')
+  if emb.ndim != 2 or ids.shape != (emb.shape[0],) or spl.shape != ids.shape:
+    raise InputError(
+      f'embedding cache: embeddings {emb.shape}, nsd_ids {ids.shape} and '
+      f'splits {spl.shape} must be [n, d], [n], [n]'
+    )
+  missing = [k for k in REQUIRED_META if k not in meta]
+  if missing:
+    raise InputError(f'embedding cache: meta lacks {missing}')
+  if not np.all(np.isfinite(emb)):
+    raise InputError('embedding cache: embeddings hold NaN or Inf')
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + '.tmp.npz')
+  np.savez(
+    tmp,
+    embeddings=emb,
+    nsd_ids=ids,
+    splits=spl,
+    meta=np.asarray(json.dumps(dict(meta), sort_keys=True)),
+  )
+  os.replace(tmp, path)
+  return path
+
+
+def read(
+  path: str | os.PathLike,
+  split: str | None = None,
+  expect_ids: Sequence[int] | np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+  """Reads a cache, optionally one split, checking the image ids.
+
+  Args:
+    path: a file written by `write`.
+    split: 'train', 'test' or None (all rows).
+    expect_ids: the NSD ids the rows must have, in order (for example
+      `subject.nsd_ids('train')`); a mismatch raises `InputError`.
+
+  Returns:
+    (embeddings [n, d] f32, meta dict with `nsd_ids` and `splits` added).
+  """
+  path = Path(path)
+  if not path.is_file():
+    raise InputError(
+      f'embedding cache {path} not found: make it with --mode=embed (CLIP) '
+      'or --mode=synth (synthetic), or point config.data.embeddings at one'
+    )
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      emb, ids, spl = f['embeddings'], f['nsd_ids'], f['splits']
+      meta = json.loads(str(f['meta']))
+  except (KeyError, ValueError, OSError) as e:
+    raise InputError(
+      f'embedding cache {path} is not a valid cache ({e}); rewrite it'
+    ) from None
+  if split is not None:
+    keep = spl == split
+    emb, ids, spl = emb[keep], ids[keep], spl[keep]
+  if expect_ids is not None:
+    expect = np.asarray(expect_ids, np.int64)
+    if ids.shape != expect.shape or not np.array_equal(ids, expect):
+      n_bad = (
+        int(np.sum(ids != expect)) if ids.shape == expect.shape else 'all'
+      )
+      raise InputError(
+        f'embedding cache {path} ({meta.get("subject")}, split={split}) '
+        f'holds {ids.size} images but the subject has {expect.size}; '
+        f'{n_bad} ids differ: embed this subject\'s images again'
+      )
+  meta = dict(meta, nsd_ids=ids, splits=spl)
+  return emb.astype(np.float32, copy=False), meta
