@@ -66,7 +66,9 @@ def update_results(
   )
 
 
-def write_section(workdir: str | os.PathLike, stage: str, markdown: str) -> Path:
+def write_section(
+  workdir: str | os.PathLike, stage: str, markdown: str
+) -> Path:
   """Writes one stage's section and rebuilds `report.md`."""
   workdir = Path(workdir)
   if _is_writer():

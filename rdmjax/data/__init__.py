@@ -1,0 +1,59 @@
+"""The data layer: Algonauts 2023 reader, synthetic subject, embedding cache.
+
+`subject_from_config` is what every stage calls: with `config.data.root`
+empty it writes (once, cached under WORKDIR/data) the synthetic default
+subject and reads it back through the same reader as the real data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rdmjax.errors import InputError
+
+
+def data_root(config, workdir: str | os.PathLike) -> Path:
+  """The folder holding subjNN/: config.data.root, or the synthetic cache."""
+  if config.data.root:
+    return Path(config.data.root).expanduser()
+  return Path(workdir) / 'data'
+
+
+def subject_from_config(config, workdir: str | os.PathLike):
+  """Opens the configured subject, writing the synthetic default if needed.
+
+  Returns:
+    An `rdmjax.data.algonauts.Subject`.
+  """
+  from rdmjax.data import algonauts
+
+  root = data_root(config, workdir)
+  if not config.data.root:
+    from rdmjax.data import synthetic
+
+    synthetic.ensure_subject(
+      root, config.data.subject, **dict(config.data.synthetic)
+    )
+  return algonauts.load_subject(root, config.data.subject)
+
+
+def embeddings_path(config, workdir: str | os.PathLike) -> Path:
+  """Resolves config.data.embeddings to a cache file."""
+  src = config.data.embeddings
+  if src == 'synthetic':
+    if config.data.root:
+      raise InputError(
+        'data.embeddings=synthetic needs the synthetic subject (data.root '
+        "''); for real data run --mode=embed and set "
+        '--config.data.embeddings=clip'
+      )
+    from rdmjax.data import synthetic
+
+    return (
+      synthetic.extras_dir(data_root(config, workdir), config.data.subject)
+      / 'embeddings.npz'
+    )
+  if src == 'clip':
+    return Path(workdir) / 'embeddings' / 'clip.npz'
+  return Path(src).expanduser()

@@ -110,13 +110,11 @@ def read(
   if expect_ids is not None:
     expect = np.asarray(expect_ids, np.int64)
     if ids.shape != expect.shape or not np.array_equal(ids, expect):
-      n_bad = (
-        int(np.sum(ids != expect)) if ids.shape == expect.shape else 'all'
-      )
+      n_bad = int(np.sum(ids != expect)) if ids.shape == expect.shape else 'all'
       raise InputError(
         f'embedding cache {path} ({meta.get("subject")}, split={split}) '
         f'holds {ids.size} images but the subject has {expect.size}; '
-        f'{n_bad} ids differ: embed this subject\'s images again'
+        f"{n_bad} ids differ: embed this subject's images again"
       )
   meta = dict(meta, nsd_ids=ids, splits=spl)
   return emb.astype(np.float32, copy=False), meta

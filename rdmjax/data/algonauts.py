@@ -1,0 +1,427 @@
+"""Reads and validates one subject of the Algonauts 2023 challenge data.
+
+The layout (see the reference `algonauts2023-layout.md`) is
+
+  ROOT/subjNN/training_split/training_fmri/{lh,rh}_training_fmri.npy
+  ROOT/subjNN/training_split/training_images/train-XXXX_nsd-YYYYY.png
+  ROOT/subjNN/test_split/test_images/test-XXXX_nsd-YYYYY.png
+  ROOT/subjNN/test_split/test_fmri/{lh,rh}_test_fmri.npy        (optional)
+  ROOT/subjNN/test_split/noise_ceiling/{lh,rh}_noise_ceiling.npy (optional)
+  ROOT/subjNN/roi_masks/*.npy                                   (32 files)
+
+or the post-challenge variant with `ROOT/train_data/subjNN/{training_split,
+roi_masks}` and `ROOT/test_data/subjNN/test_split/...`. fMRI rows follow the
+sorted image file names; columns are challenge-space vertices, left
+hemisphere first wherever both are joined.
+
+ROI names: any label (`V1v`, `FFA-1`), a union shorthand (`V1` = V1v + V1d,
+`FFA` = FFA-1 + FFA-2, `VWFA` = VWFA-1 + VWFA-2, `FBA`, `V2`, `V3`), a class
+(`floc-faces`, `prf-visualrois`, ...: every labelled vertex of the class), or
+`all` (every column).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import os
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from rdmjax.errors import InputError
+
+HEMIS = ('lh', 'rh')
+CLASSES = (
+  'prf-visualrois',
+  'floc-bodies',
+  'floc-faces',
+  'floc-places',
+  'floc-words',
+  'streams',
+)
+# Combined names users ask for that are not labels themselves.
+UNIONS = {
+  'V1': ('V1v', 'V1d'),
+  'V2': ('V2v', 'V2d'),
+  'V3': ('V3v', 'V3d'),
+  'FBA': ('FBA-1', 'FBA-2'),
+  'FFA': ('FFA-1', 'FFA-2'),
+  'VWFA': ('VWFA-1', 'VWFA-2'),
+  'early-visual': ('V1v', 'V1d', 'V2v', 'V2d', 'V3v', 'V3d'),
+}
+IMAGE_RE = {
+  'train': re.compile(r'^train-(\d{4})_nsd-(\d{5})\.png$'),
+  'test': re.compile(r'^test-(\d{4})_nsd-(\d{5})\.png$'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SubjectPaths:
+  """Where one subject's files are (flat or train_data/test_data layout)."""
+
+  name: str
+  train: Path  # .../subjNN/training_split
+  test: Path  # .../subjNN/test_split
+  roi: Path  # .../subjNN/roi_masks
+
+  @classmethod
+  def find(cls, root: str | os.PathLike, subject: str) -> SubjectPaths:
+    root = Path(root)
+    if not re.fullmatch(r'subj0[1-8]', subject):
+      raise InputError(
+        f'subject {subject!r} is not subj01 ... subj08: set '
+        '--config.data.subject=subj01'
+      )
+    flat = root / subject
+    if (flat / 'training_split').is_dir():
+      return cls(
+        subject,
+        flat / 'training_split',
+        flat / 'test_split',
+        flat / 'roi_masks',
+      )
+    split = root / 'train_data' / subject
+    if (split / 'training_split').is_dir():
+      return cls(
+        subject,
+        split / 'training_split',
+        root / 'test_data' / subject / 'test_split',
+        split / 'roi_masks',
+      )
+    found = sorted(p.name for p in root.glob('subj*')) if root.is_dir() else []
+    raise InputError(
+      f'subject {subject} not found under {root} (looked for {flat}/'
+      f'training_split and {split}/training_split; found {found or "nothing"}):'
+      ' point --config.data.root at the folder that holds subj01 ... subj08'
+    )
+
+
+def _load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
+  if not path.is_file():
+    raise InputError(
+      f'missing file {path}: the subject folder is incomplete; unzip the '
+      'subject again from the Algonauts 2023 download'
+    )
+  try:
+    return np.load(path, allow_pickle=allow_pickle)
+  except (ValueError, OSError, EOFError) as e:
+    raise InputError(f'cannot read {path} ({e}): the file is damaged') from None
+
+
+def _image_list(folder: Path, split: str) -> tuple[list[Path], np.ndarray]:
+  if not folder.is_dir():
+    raise InputError(f'missing folder {folder}: the subject is incomplete')
+  names = sorted(p.name for p in folder.iterdir() if p.suffix == '.png')
+  ids = []
+  for pos, name in enumerate(names, start=1):
+    m = IMAGE_RE[split].match(name)
+    if not m:
+      raise InputError(
+        f'image {folder / name} breaks the naming pattern '
+        f'{split}-XXXX_nsd-YYYYY.png: rename or remove it'
+      )
+    if int(m.group(1)) != pos:
+      raise InputError(
+        f'image {folder / name} is at position {pos} of the sorted list but '
+        f'its name says {int(m.group(1))}: an image is missing or duplicated'
+      )
+    ids.append(int(m.group(2)))
+  if not names:
+    raise InputError(f'no {split} images in {folder}')
+  return [folder / n for n in names], np.asarray(ids, np.int64)
+
+
+def _check_fmri(
+  lh: np.ndarray, rh: np.ndarray, n_images: int, where: Path
+) -> None:
+  for hemi, a in zip(HEMIS, (lh, rh)):
+    if a.ndim != 2:
+      raise InputError(f'{where}: {hemi} fMRI has shape {a.shape}, not 2-D')
+    if a.shape[0] != n_images:
+      raise InputError(
+        f'{where}: {hemi} fMRI has {a.shape[0]} rows but there are '
+        f'{n_images} images: the fMRI and image folders do not belong together'
+      )
+  if lh.shape[0] != rh.shape[0]:
+    raise InputError(
+      f'{where}: lh fMRI has {lh.shape[0]} rows, rh {rh.shape[0]}'
+    )
+  for hemi, a in zip(HEMIS, (lh, rh)):
+    bad = ~np.isfinite(a)
+    if bad.any():
+      r, c = np.argwhere(bad)[0]
+      raise InputError(
+        f'{where}: {hemi} fMRI holds {int(bad.sum())} NaN/Inf values (first '
+        f'at image row {r}, vertex {c}): drop those vertices or images first'
+      )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Subject:
+  """One subject: fMRI of both hemispheres, images, ROI labels.
+
+  Attributes:
+    paths: where the files are.
+    fmri: split -> (lh [n, v_lh] f32, rh [n, v_rh] f32); 'test' only where
+      test_fmri/ exists.
+    images: split -> image file paths, in fMRI row order.
+    ids: split -> [n] int64 NSD ids.
+    labels: (hemi, class) -> [v_hemi] int64 challenge-space label codes.
+    mappings: class -> {code: ROI name}.
+    noise_ceiling: (lh [v_lh], rh [v_rh]) f64, or None.
+  """
+
+  paths: SubjectPaths
+  fmri: dict[str, tuple[np.ndarray, np.ndarray]]
+  images: dict[str, list[Path]]
+  ids: dict[str, np.ndarray]
+  labels: dict[tuple[str, str], np.ndarray]
+  mappings: dict[str, dict[int, str]]
+  noise_ceiling: tuple[np.ndarray, np.ndarray] | None
+
+  @property
+  def name(self) -> str:
+    return self.paths.name
+
+  @property
+  def n_vertices(self) -> dict[str, int]:
+    lh, rh = self.fmri['train']
+    return {'lh': lh.shape[1], 'rh': rh.shape[1]}
+
+  def n_images(self, split: str = 'train') -> int:
+    return len(self.images[split])
+
+  def nsd_ids(self, split: str = 'train') -> np.ndarray:
+    return self.ids[split]
+
+  def image_paths(self, split: str = 'train') -> list[Path]:
+    return self.images[split]
+
+  def has_fmri(self, split: str) -> bool:
+    return split in self.fmri
+
+  def roi_names(self) -> list[str]:
+    names = [n for m in self.mappings.values() for k, n in m.items() if k]
+    return names + list(UNIONS) + list(CLASSES) + ['all']
+
+  def roi_mask(self, roi: str) -> tuple[np.ndarray, np.ndarray]:
+    """Returns boolean vertex masks (lh [v_lh], rh [v_rh]) for a ROI name."""
+    if roi == 'all':
+      return tuple(np.ones(self.n_vertices[h], bool) for h in HEMIS)
+    if roi in CLASSES:
+      return tuple(self.labels[h, roi] != 0 for h in HEMIS)
+    parts = UNIONS.get(roi, (roi,))
+    masks = [np.zeros(self.n_vertices[h], bool) for h in HEMIS]
+    for part in parts:
+      hit = [
+        (c, k)
+        for c, m in self.mappings.items()
+        for k, n in m.items()
+        if n == part and k != 0
+      ]
+      if not hit:
+        close = difflib.get_close_matches(roi, self.roi_names(), n=4)
+        raise InputError(
+          f'unknown ROI {roi!r}; close matches: {close or "none"} '
+          '(names: a label such as V1v or FFA-1, a union such as V1 or FFA, '
+          'a class such as floc-faces, or all)'
+        )
+      cls, code = hit[0]
+      for mask, h in zip(masks, HEMIS):
+        mask |= self.labels[h, cls] == code
+    if not any(m.any() for m in masks):
+      raise InputError(
+        f'ROI {roi!r} has no vertex in {self.name} (either hemisphere): '
+        'choose another ROI'
+      )
+    return masks[0], masks[1]
+
+  def vertex_counts(self, roi: str) -> dict[str, int]:
+    lh, rh = self.roi_mask(roi)
+    return {'lh': int(lh.sum()), 'rh': int(rh.sum())}
+
+  def responses(self, roi: str = 'all', split: str = 'train') -> np.ndarray:
+    """Returns [n_images, n_roi_vertices] f32 responses, LH columns first."""
+    if split not in self.fmri:
+      raise InputError(
+        f'{self.name} has no {split} fMRI (the challenge download withheld '
+        'test fMRI): use split=train, or the post-challenge release with '
+        'test_split/test_fmri'
+      )
+    lh_mask, rh_mask = self.roi_mask(roi)
+    lh, rh = self.fmri[split]
+    return np.concatenate([lh[:, lh_mask], rh[:, rh_mask]], axis=1)
+
+
+def _load_rois(paths: SubjectPaths, n_vertices: dict[str, int]):
+  mappings, labels = {}, {}
+  for cls in CLASSES:
+    mapping = _load_npy(paths.roi / f'mapping_{cls}.npy', allow_pickle=True)
+    try:
+      mappings[cls] = {int(k): str(v) for k, v in mapping.item().items()}
+    except (AttributeError, ValueError) as e:
+      raise InputError(
+        f'{paths.roi}/mapping_{cls}.npy is not a label dict ({e})'
+      ) from None
+    for h in HEMIS:
+      f = paths.roi / f'{h}.{cls}_challenge_space.npy'
+      lab = _load_npy(f)
+      if lab.shape != (n_vertices[h],):
+        raise InputError(
+          f'{f}: mask has shape {lab.shape} but {h} fMRI has '
+          f'{n_vertices[h]} vertices: the masks belong to another subject'
+        )
+      labels[h, cls] = lab.astype(np.int64, copy=False)
+  return mappings, labels
+
+
+def load_subject(
+  root: str | os.PathLike, subject: str = 'subj01', *, mmap: bool = False
+) -> Subject:
+  """Reads and validates one subject.
+
+  Args:
+    root: the folder that holds subj01 ... subj08 (or train_data/test_data).
+    subject: 'subj01' ... 'subj08'.
+    mmap: memory-map the fMRI arrays (the NaN check still reads them once).
+
+  Returns:
+    A validated `Subject`.
+  """
+  paths = SubjectPaths.find(root, subject)
+  mode = 'r' if mmap else None
+  images, ids, fmri = {}, {}, {}
+  images['train'], ids['train'] = _image_list(
+    paths.train / 'training_images', 'train'
+  )
+  test_dir = paths.test / 'test_images'
+  if test_dir.is_dir():
+    images['test'], ids['test'] = _image_list(test_dir, 'test')
+  else:
+    images['test'], ids['test'] = [], np.zeros((0,), np.int64)
+
+  def load_pair(folder: Path, stem: str):
+    return tuple(
+      np.asarray(
+        np.load(f, mmap_mode=mode) if f.is_file() else _load_npy(f), np.float32
+      )
+      for f in (folder / f'{h}_{stem}.npy' for h in HEMIS)
+    )
+
+  fmri['train'] = load_pair(paths.train / 'training_fmri', 'training_fmri')
+  _check_fmri(*fmri['train'], len(images['train']), paths.train)
+  if (paths.test / 'test_fmri').is_dir():
+    fmri['test'] = load_pair(paths.test / 'test_fmri', 'test_fmri')
+    _check_fmri(*fmri['test'], len(images['test']), paths.test)
+  n_vertices = {h: a.shape[1] for h, a in zip(HEMIS, fmri['train'])}
+  for split in fmri:
+    for h, a in zip(HEMIS, fmri[split]):
+      if a.shape[1] != n_vertices[h]:
+        raise InputError(
+          f'{subject}: {split} {h} fMRI has {a.shape[1]} vertices, training '
+          f'has {n_vertices[h]}'
+        )
+  mappings, labels = _load_rois(paths, n_vertices)
+  ceiling = None
+  if (paths.test / 'noise_ceiling').is_dir():
+    ceiling = tuple(
+      _load_npy(paths.test / 'noise_ceiling' / f'{h}_noise_ceiling.npy')
+      for h in HEMIS
+    )
+  return Subject(paths, fmri, images, ids, labels, mappings, ceiling)
+
+
+@dataclasses.dataclass(frozen=True)
+class Standardizer:
+  """Per-vertex z-scoring, as sklearn's StandardScaler (population std)."""
+
+  mean: np.ndarray  # [v] f64
+  scale: np.ndarray  # [v] f64; 1 where a vertex is constant (as sklearn)
+
+  @classmethod
+  def fit(cls, x: np.ndarray, rows: Sequence[int] | None = None):
+    """Fits on x[rows] (the training images only), in float64."""
+    fit = np.asarray(x if rows is None else x[np.asarray(rows)], np.float64)
+    if fit.shape[0] < 2:
+      raise InputError('standardisation needs at least 2 training images')
+    mean = fit.mean(0)
+    var = fit.var(0)
+    # sklearn treats variances below ~eps * mean^2 as zero: keep the scale 1.
+    eps = 10 * np.finfo(np.float64).eps
+    tiny = var <= eps * np.maximum(mean**2, 1.0)
+    scale = np.where(tiny, 1.0, np.sqrt(var))
+    return cls(mean, scale)
+
+  def __call__(self, x: np.ndarray) -> np.ndarray:
+    return ((np.asarray(x, np.float64) - self.mean) / self.scale).astype(
+      np.float32
+    )
+
+
+def standardize(x: np.ndarray, fit_rows: Sequence[int] | None = None):
+  """Z-scores x per column with statistics of x[fit_rows]: [n, v] f32."""
+  return Standardizer.fit(x, fit_rows)(x)
+
+
+def _read_png(path: Path, mode: str, size: int | None) -> np.ndarray:
+  from PIL import Image, UnidentifiedImageError
+
+  try:
+    with Image.open(path) as im:
+      im = im.convert('RGB' if mode == 'rgb' else 'L')
+      if size is not None and im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
+      a = np.asarray(im)
+  except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    raise InputError(
+      f'unreadable image {path} ({type(e).__name__}): replace the file'
+    ) from None
+  if mode == 'rgb':
+    return a
+  a = a.astype(np.float32)
+  lo, hi = a.min(), a.max()
+  # Min-max per image, as the reference study fed its Siamese CNN.
+  return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def load_images(
+  paths: Sequence[Path],
+  mode: str = 'rgb',
+  size: int | None = None,
+  num_workers: int = 8,
+  progress: bool = True,
+) -> np.ndarray:
+  """Decodes PNGs in parallel threads.
+
+  Args:
+    paths: image files.
+    mode: 'rgb' -> uint8 [n, s, s, 3]; 'gray' -> f32 [n, s, s] min-max
+      normalised to [0, 1] per image (the Siamese CNN's input).
+    size: resize to size x size (bicubic); None keeps the file's size.
+    num_workers: decoding threads (PIL releases the GIL while decoding).
+    progress: show a progress bar for more than 500 images.
+
+  Returns:
+    The stacked images.
+  """
+  if mode not in ('rgb', 'gray'):
+    raise InputError(f'image mode {mode!r} is not rgb or gray')
+  read = functools.partial(_read_png, mode=mode, size=size)
+  with ThreadPoolExecutor(max(1, num_workers)) as pool:
+    it = pool.map(read, paths)
+    if progress and len(paths) > 500:
+      from tqdm.auto import tqdm
+
+      it = tqdm(it, total=len(paths), desc='decoding images', unit='img')
+    out = list(it)
+  shapes = {a.shape for a in out}
+  if len(shapes) > 1:
+    raise InputError(
+      f'images differ in size {sorted(shapes)[:3]}: pass a size to resize'
+    )
+  return np.stack(out) if out else np.zeros((0,), np.uint8)
