@@ -64,7 +64,9 @@ def test_split_layout_reads_the_same(root, tmp_path):
   a = algonauts.load_subject(root, 'subj01')
   b = algonauts.load_subject(tmp_path, 'subj01')
   for split in ('train', 'test'):
-    np.testing.assert_array_equal(a.responses('all', split), b.responses('all', split))
+    np.testing.assert_array_equal(
+      a.responses('all', split), b.responses('all', split)
+    )
     np.testing.assert_array_equal(a.nsd_ids(split), b.nsd_ids(split))
 
 
@@ -90,12 +92,13 @@ def test_roi_selection_left_first_and_unions(root):
   )
   np.testing.assert_array_equal(s.responses('V1', 'train'), want)
   v1v, v1d = s.vertex_counts('V1v'), s.vertex_counts('V1d')
-  assert s.vertex_counts('V1') == {
-    h: v1v[h] + v1d[h] for h in ('lh', 'rh')
-  }
+  assert s.vertex_counts('V1') == {h: v1v[h] + v1d[h] for h in ('lh', 'rh')}
   assert s.responses('all').shape == (40, 620)
   faces = s.vertex_counts('floc-faces')
-  parts = [s.vertex_counts(n) for n in ('OFA', 'FFA-1', 'FFA-2', 'mTL-faces', 'aTL-faces')]
+  parts = [
+    s.vertex_counts(n)
+    for n in ('OFA', 'FFA-1', 'FFA-2', 'mTL-faces', 'aTL-faces')
+  ]
   assert faces['lh'] == sum(p['lh'] for p in parts)
   assert s.vertex_counts('FFA')['lh'] == (
     s.vertex_counts('FFA-1')['lh'] + s.vertex_counts('FFA-2')['lh']
