@@ -6,6 +6,7 @@ PNG and returns its path.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,7 +62,249 @@ def images_and_responses(
         ax.set_title(f'{roi} ({len(resp)} vertices; lh | rh)', fontsize=9)
       if r == n - 1:
         ax.set_xlabel('vertex (challenge space)', fontsize=8)
-      ax.set_ylabel('response (z)', fontsize=8)
+      if c == 1:
+        ax.set_ylabel('response', fontsize=8)
       ax.tick_params(labelsize=7)
   fig.suptitle(f'{subject.name}: images and their fMRI responses', fontsize=10)
+  return _save(fig, path)
+
+
+METRIC_LABELS = {
+  'correlation': '1 - Pearson r',
+  'euclidean': 'Euclidean distance',
+  'sqeuclidean': 'squared Euclidean distance',
+  'cosine': '1 - cosine similarity',
+}
+
+
+def metric_label(metric: str) -> str:
+  return METRIC_LABELS.get(metric, metric)
+
+
+def fmt_value(v: float) -> str:
+  """An RDM value as the reference study's tables print it (3 decimals)."""
+  return f'{v:.3f}' if abs(v) < 1e4 else f'{v:.4g}'
+
+
+def cluster_order(heat: np.ndarray) -> np.ndarray:
+  """Leaf order of average-linkage clustering of a dissimilarity matrix.
+
+  Args:
+    heat: [m, m] dissimilarities (only the upper triangle is read).
+
+  Returns:
+    [m] int, rows in dendrogram order (similar rows adjacent).
+  """
+  from scipy.cluster import hierarchy
+  from scipy.spatial.distance import squareform
+
+  cond = squareform(np.asarray(heat, np.float64), checks=False)
+  return hierarchy.leaves_list(hierarchy.linkage(cond, method='average'))
+
+
+def _heat_ax(ax, heat, n, vlim, title, order=None):
+  """One RDM heatmap; axes in image indices (heat may be block means)."""
+  if order is not None:
+    heat = heat[np.ix_(order, order)]
+  im = ax.imshow(
+    heat,
+    cmap='viridis',
+    vmin=vlim[0],
+    vmax=vlim[1],
+    extent=(-0.5, n - 0.5, n - 0.5, -0.5),
+    interpolation='antialiased',
+  )
+  ax.set_title(title, fontsize=9)
+  if order is None:
+    ax.set_xlabel('image index', fontsize=8)
+    ax.set_ylabel('image index', fontsize=8)
+  else:
+    ax.set_xlabel('images, clustered order', fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  ax.tick_params(labelsize=7)
+  return im
+
+
+def _coarse(heat: np.ndarray, n: int) -> str:
+  return '' if heat.shape[0] == n else f', block means {heat.shape[0]}^2'
+
+
+def rdm_heatmap(
+  heat: np.ndarray,
+  *,
+  n: int,
+  roi: str,
+  metric: str,
+  vlim: tuple[float, float],
+  path: Path,
+) -> Path:
+  """One RDM: image order, and rows/columns in average-linkage order.
+
+  Args:
+    heat: [m, m] the RDM (m = n) or its block means (m < n).
+    n: images the RDM spans.
+    roi, metric: for the title and colour bar.
+    vlim: colour limits (the analysis passes the 1st and 99th percentiles of
+      the off-diagonal values, so the zero diagonal does not set the scale).
+    path: the PNG.
+  """
+  plt = _plt()
+  fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8), layout='constrained')
+  sub = f'{n} images{_coarse(heat, n)}'
+  im = _heat_ax(axes[0], heat, n, vlim, f'image order ({sub})')
+  _heat_ax(axes[1], heat, n, vlim, 'average-linkage order', cluster_order(heat))
+  cb = fig.colorbar(im, ax=axes, shrink=0.85)
+  cb.set_label(f'{metric_label(metric)} (1st-99th percentile)', fontsize=8)
+  fig.suptitle(f'RDM, ROI {roi}: {metric_label(metric)}', fontsize=10)
+  return _save(fig, path)
+
+
+def rdm_grid(heats: dict, path: Path) -> Path:
+  """Figure 1: every ROI (rows) x metric (columns) RDM in image order.
+
+  Args:
+    heats: (roi, metric) -> (heat [m, m], n images, (vmin, vmax)).
+    path: the PNG.
+  """
+  plt = _plt()
+  rois = list(dict.fromkeys(r for r, _ in heats))
+  metrics = list(dict.fromkeys(m for _, m in heats))
+  fig, axes = plt.subplots(
+    len(rois),
+    len(metrics),
+    figsize=(4.6 * len(metrics), 4.0 * len(rois)),
+    squeeze=False,
+    layout='constrained',
+  )
+  for (r, roi), (c, metric) in itertools.product(
+    enumerate(rois), enumerate(metrics)
+  ):
+    ax = axes[r, c]
+    if (roi, metric) not in heats:
+      ax.axis('off')
+      continue
+    heat, n, vlim = heats[roi, metric]
+    im = _heat_ax(
+      ax, heat, n, vlim, f'{roi}: {metric_label(metric)}{_coarse(heat, n)}'
+    )
+    fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+  fig.suptitle('RDMs of the fMRI responses', fontsize=11)
+  return _save(fig, path)
+
+
+def rdm_histograms(hists: dict, path: Path) -> Path:
+  """Figure 2: the distribution of RDM values per ROI (rows) x metric.
+
+  Args:
+    hists: (roi, metric) -> ({'counts': [bins], 'edges': [bins + 1]}, mean,
+      number of pairs).
+    path: the PNG.
+  """
+  plt = _plt()
+  rois = list(dict.fromkeys(r for r, _ in hists))
+  metrics = list(dict.fromkeys(m for _, m in hists))
+  fig, axes = plt.subplots(
+    len(rois),
+    len(metrics),
+    figsize=(4.4 * len(metrics), 2.9 * len(rois)),
+    squeeze=False,
+    layout='constrained',
+  )
+  for (r, roi), (c, metric) in itertools.product(
+    enumerate(rois), enumerate(metrics)
+  ):
+    ax = axes[r, c]
+    if (roi, metric) not in hists:
+      ax.axis('off')
+      continue
+    h, mean, n_pairs = hists[roi, metric]
+    counts, edges = np.asarray(h['counts']), np.asarray(h['edges'])
+    ax.stairs(counts, edges, fill=True, color='tab:blue', alpha=0.8)
+    ax.axvline(mean, color='tab:red', lw=1, ls='--', label=f'mean {mean:.3g}')
+    nz = np.flatnonzero(counts)
+    if nz.size:  # correlation bins span [0, 2]: zoom to the values
+      pad = 2 * (edges[1] - edges[0])
+      ax.set_xlim(edges[nz[0]] - pad, edges[nz[-1] + 1] + pad)
+    ax.set_title(f'{roi}: {metric_label(metric)}', fontsize=9)
+    ax.set_xlabel(metric_label(metric), fontsize=8)
+    ax.set_ylabel('image pairs', fontsize=8)
+    ax.text(
+      0.02, 0.95, f'{n_pairs:,} pairs', transform=ax.transAxes,
+      fontsize=7, va='top',
+    )  # fmt: skip
+    ax.legend(fontsize=7, loc='upper right', frameon=False)
+    ax.tick_params(labelsize=7)
+  fig.suptitle('Distribution of RDM values (pairs i < j)', fontsize=11)
+  return _save(fig, path)
+
+
+def image_pairs(
+  images: dict,
+  rows: Sequence[tuple[str, Sequence[tuple[int, int, float]]]],
+  *,
+  ids: np.ndarray,
+  title: str,
+  path: Path,
+) -> Path:
+  """Tables 1-2: image pairs side by side with their RDM values.
+
+  Args:
+    images: image index -> [h, w, 3] uint8.
+    rows: (row label, [(i, j, value), ...]): one row per kind of extreme.
+    ids: [n_images] NSD ids, for the captions.
+    title: the figure title.
+    path: the PNG.
+  """
+  plt = _plt()
+  k = max(len(p) for _, p in rows)
+  # Per pair: two image columns and a narrow gap column.
+  widths = [1, 1, 0.15] * k
+  fig = plt.figure(figsize=(2.1 * 2 * k + 1.2, 2.5 * len(rows)))
+  gs = fig.add_gridspec(len(rows), 3 * k, width_ratios=widths, wspace=0.05)
+  for r, (label, pairs) in enumerate(rows):
+    for p, (i, j, v) in enumerate(pairs):
+      for s, img in enumerate((i, j)):
+        ax = fig.add_subplot(gs[r, 3 * p + s])
+        ax.imshow(images[img])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f'#{img} (nsd {ids[img]})', fontsize=7)
+        if p == 0 and s == 0:
+          ax.set_ylabel(label, fontsize=9)
+        if s == 0:
+          ax.text(
+            1.02, -0.06, fmt_value(v), transform=ax.transAxes,
+            ha='center', va='top', fontsize=9, weight='bold',
+          )  # fmt: skip
+  fig.suptitle(title, fontsize=10)
+  return _save(fig, path)
+
+
+def rsa_bars(rsa: dict, path: Path) -> Path:
+  """RSA of each embedding source per ROI x fMRI metric, with the ceiling.
+
+  Args:
+    rsa: (roi, metric) -> ({source: {'spearman': r, ...}}, ceiling dict or
+      None).
+    path: the PNG.
+  """
+  plt = _plt()
+  keys = list(rsa)
+  sources = list(dict.fromkeys(s for v, _ in rsa.values() for s in v))
+  width = 0.8 / max(1, len(sources))
+  fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(keys), 3.6))
+  x = np.arange(len(keys))
+  for s_i, s in enumerate(sources):
+    vals = [rsa[k][0].get(s, {}).get('spearman', np.nan) for k in keys]
+    ax.bar(x - 0.4 + width * (s_i + 0.5), vals, width, label=s)
+  ceil = [c['spearman'] if c else np.nan for _, c in rsa.values()]
+  if not np.all(np.isnan(ceil)):
+    ax.scatter(x, ceil, marker='_', s=900, color='k', zorder=3, label='ceiling')
+  ax.axhline(0, color='k', lw=0.6)
+  ax.set_xticks(x)
+  ax.set_xticklabels([f'{r}\n{metric_label(m)}' for r, m in keys], fontsize=8)
+  ax.set_ylabel('Spearman r (RDM upper triangles)', fontsize=8)
+  ax.set_title('RSA: embedding RDMs vs fMRI RDMs', fontsize=10)
+  ax.legend(fontsize=7, frameon=False, loc='upper left', bbox_to_anchor=(1, 1))
   return _save(fig, path)
