@@ -49,6 +49,10 @@ def get_config(arg=None):
   c.rdm.precision = 'float32'  # float32, tf32, bf16
   c.rdm.top_k = 3  # image pairs drawn per extreme
   c.rdm.standardize = True  # per vertex, as the reference study
+  c.rdm.bins = 100  # histogram bins of the RDM values
+  # Above this many images the heatmap is block-averaged (on device) to
+  # ~1000 x 1000 and the RSA compares RDMs of a seeded random subset.
+  c.rdm.max_images = 4000
 
   c.pairs = ml_collections.ConfigDict()
   c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images
@@ -58,6 +62,7 @@ def get_config(arg=None):
   c.pairs.metric = 'correlation'  # target: 'correlation' or 'euclidean'
   c.pairs.leaked = False  # split pairs, not images: only to show leakage
   c.pairs.eval_tile = 256  # images per side of an evaluation tile
+  c.pairs.precision = 'float32'  # target matmul: float32, tf32, bf16
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'mlp'  # 'mlp' or 'siamese_cnn'
@@ -97,6 +102,12 @@ def get_config(arg=None):
   c.embed.batch_size = 64
   c.embed.dtype = 'float32'
   c.embed.random_init = False  # a random tower (tests, benchmarks)
+  # f32 matmul precision: 'highest' (exact f32; GPUs use TF32 otherwise)
+  # or 'default'. Ignored for bfloat16.
+  c.embed.precision = 'highest'
+  # --mode=bench with bench.suite='clip': images/s per batch size/dtype.
+  c.embed.bench_batch_sizes = (256, 512, 1024)
+  c.embed.bench_dtypes = ('bfloat16', 'float32')
 
   c.bench = ml_collections.ConfigDict()
   c.bench.suite = 'rdm'  # 'rdm', 'pairs', 'clip'
@@ -107,7 +118,10 @@ def get_config(arg=None):
 
   if arg.tiny:
     c.data.synthetic.update(
-      n_train=120, n_test=30, n_vertices_lh=300, n_vertices_rh=320,
+      n_train=120,
+      n_test=30,
+      n_vertices_lh=300,
+      n_vertices_rh=320,
       image_size=64,
     )
     c.rdm.top_k = 2

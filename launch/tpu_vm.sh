@@ -10,7 +10,7 @@
 # First time on a new TPU VM: SETUP=1 installs rdmjax on every worker from
 # REPO (a git URL, default: this checkout's origin).
 #
-# Required env: TPU_NAME, ZONE, WORKDIR (reachable from every worker: a GCS
+# Required env: TPU_NAME, ZONE, WORKDIR (reachable from every worker: a
 #   shared disk or a gcsfuse mount of a bucket; rdmjax writes local paths).
 # Optional env: CONFIG (default configs/default.py), MODE (default: all),
 #   PROJECT (gcloud project), SETUP=1, REPO, DRY_RUN=1 (print only).

@@ -44,3 +44,22 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     out[key] = _convert(value.strip(), defaults[key]) if eq else True
   out.lock()
   return out
+
+
+def load_sibling(
+  here: str, name: str, arg: str | None = None
+) -> ml_collections.ConfigDict:
+  """Loads `NAME.py` next to the config file `here` and calls get_config(arg).
+
+  Config files are not a package (they load by path), so a config that is a
+  small diff of `default.py` loads it this way:
+  `c = config_lib.load_sibling(__file__, 'default', 'tiny')`.
+  """
+  import importlib.util
+  import os
+
+  path = os.path.join(os.path.dirname(os.path.abspath(here)), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'_rdmjax_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
