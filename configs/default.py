@@ -115,6 +115,11 @@ def get_config(arg=None):
   c.bench.d = 39548
   c.bench.repeats = 3
   c.bench.baselines = ('numpy', 'scipy', 'rsatoolbox')
+  c.bench.precisions = ('float32', 'tf32', 'bf16')  # rdm suite
+  # rdm suite: scipy/rsatoolbox run on the first baseline_d columns and their
+  # time is scaled to d (0 = all d; they take ~1 min at 2000 x 39548 on CPU).
+  c.bench.baseline_d = 0
+  c.bench.tile = 0  # rdm suite: kernels.rdm tile (0 = its default)
 
   if arg.tiny:
     c.data.synthetic.update(
