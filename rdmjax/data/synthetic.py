@@ -63,14 +63,21 @@ import numpy as np
 from PIL import Image
 
 from rdmjax.data import embeddings as embeddings_lib
+from rdmjax.data.synthetic_images import (
+  CATEGORIES,
+  LATENT_NAMES,
+  POOL_RES,
+  draw_latents,
+  filter_channels,
+  latent_matrix,
+  render,
+)
 from rdmjax.errors import InputError
 
 FORMAT_VERSION = 1
 N_FSAVERAGE = 163842
 N_NSD = 73000
 EMBED_DIM = 256
-WORK_RES = 64  # filter-model resolution (pixels)
-POOL_RES = 16  # receptive-field pooling grid
 
 ROI_CLASSES = {
   'prf-visualrois': ('V1v', 'V1d', 'V2v', 'V2d', 'V3v', 'V3d', 'hV4'),
@@ -104,58 +111,6 @@ FLOC_NCSNR, OTHER_NCSNR = (0.2, 0.5), (0.1, 0.35)
 # fluctuations): its share of each vertex's noise variance, and its rank.
 SHARED_NOISE, NOISE_RANK = 0.3, 8
 
-CATEGORIES = ('face', 'body', 'house', 'text', 'fruit', 'car', 'tree', 'flower')
-N_SEMANTIC = 4
-# Per category: base colour, then shapes (kind, cx, cy, a, b, colour) in the
-# object's frame ([-1, 1]^2, y down); colour None = the base colour.
-_DARK, _BROWN = (0.12, 0.1, 0.1), (0.45, 0.28, 0.12)
-SHAPES = {
-  'face': ((0.93, 0.74, 0.6), (
-    ('ellipse', 0, 0, 0.72, 0.95, None),
-    ('ellipse', -0.3, -0.22, 0.12, 0.12, _DARK),
-    ('ellipse', 0.3, -0.22, 0.12, 0.12, _DARK),
-    ('rect', 0, 0.45, 0.32, 0.06, (0.6, 0.15, 0.15)))),
-  'body': ((0.2, 0.4, 0.85), (
-    ('rect', 0, -0.3, 0.7, 0.07, None),
-    ('rect', -0.15, 0.65, 0.09, 0.32, _DARK),
-    ('rect', 0.15, 0.65, 0.09, 0.32, _DARK),
-    ('rect', 0, 0.0, 0.3, 0.45, None),
-    ('ellipse', 0, -0.72, 0.22, 0.22, (0.93, 0.74, 0.6)))),
-  'house': ((0.8, 0.35, 0.25), (
-    ('rect', 0, 0.35, 0.7, 0.6, None),
-    ('triangle', 0, -0.55, 0.9, 0.35, _BROWN),
-    ('rect', 0, 0.7, 0.15, 0.25, _DARK),
-    ('rect', -0.4, 0.25, 0.15, 0.13, (0.85, 0.9, 1.0)),
-    ('rect', 0.4, 0.25, 0.15, 0.13, (0.85, 0.9, 1.0)))),
-  'text': ((0.95, 0.95, 0.88), (
-    ('rect', 0, 0, 0.95, 0.7, None),
-    *(('rect', cx, cy, w, 0.07, _DARK)
-      for cy in (-0.4, 0.0, 0.4) for cx, w in ((-0.5, 0.3), (0.3, 0.42))))),
-  'fruit': ((0.85, 0.12, 0.1), (
-    ('ellipse', 0, 0.1, 0.8, 0.8, None),
-    ('rect', 0, -0.78, 0.05, 0.15, _BROWN),
-    ('ellipse', 0.22, -0.8, 0.2, 0.08, (0.2, 0.6, 0.2)))),
-  'car': ((0.15, 0.3, 0.75), (
-    ('rect', 0, -0.35, 0.5, 0.22, None),
-    ('rect', 0, 0.05, 0.95, 0.28, None),
-    ('ellipse', -0.55, 0.35, 0.2, 0.2, _DARK),
-    ('ellipse', 0.55, 0.35, 0.2, 0.2, _DARK))),
-  'tree': ((0.15, 0.55, 0.2), (
-    ('rect', 0, 0.7, 0.12, 0.28, _BROWN),
-    ('triangle', 0, -0.2, 0.75, 0.72, None))),
-  'flower': ((0.95, 0.5, 0.75), (
-    *(('ellipse', cx, cy, a, b, None) for cx, cy, a, b in (
-      (0, -0.5, 0.25, 0.45), (0, 0.5, 0.25, 0.45),
-      (-0.5, 0, 0.45, 0.25), (0.5, 0, 0.45, 0.25))),
-    ('ellipse', 0, 0, 0.28, 0.28, (0.98, 0.85, 0.15)))),
-}  # fmt: skip
-LATENT_NAMES = (
-  *(f'is_{c}' for c in CATEGORIES),
-  'x', 'y', 'size', 'tilt_cos', 'tilt_sin', 'grating_cos', 'grating_sin',
-  'grating_log_sf', 'grating_contrast',
-  *(f'semantic_{i}' for i in range(N_SEMANTIC)),
-)  # fmt: skip
-
 
 def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
   """Where a synthetic subject's embeddings, noiseless responses and params
@@ -188,162 +143,6 @@ def _check(p: dict) -> None:
       f'synthetic subject {p["subject"]!r} is not subj01 ... subj08 (the '
       'names the reader accepts): use e.g. subj01'
     )
-
-
-def _latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-  """Draws the factors of n images (the nuisances too)."""
-  cat = rng.integers(0, len(CATEGORIES), n)
-  proto = rng.normal(0, 1, (len(CATEGORIES), N_SEMANTIC))
-  return dict(
-    category=cat,
-    x=rng.uniform(0.28, 0.72, n),
-    y=rng.uniform(0.28, 0.72, n),
-    size=rng.uniform(0.16, 0.3, n),
-    tilt=rng.uniform(-np.pi / 5, np.pi / 5, n),
-    grating_ori=rng.uniform(0, np.pi, n),
-    grating_sf=np.exp(rng.uniform(np.log(2), np.log(12), n)),
-    contrast=rng.uniform(0.1, 0.6, n),
-    semantic=proto[cat] + 0.6 * rng.normal(0, 1, (n, N_SEMANTIC)),
-    phase=rng.uniform(0, 2 * np.pi, n),
-    tint=rng.uniform(0.55, 1.0, (n, 3)),
-    colour_jitter=rng.normal(0, 0.06, (n, 3)),
-  )
-
-
-def latent_matrix(lat: dict[str, np.ndarray]) -> np.ndarray:
-  """The latents the higher ROIs see.
-
-  Returns:
-    [n, len(LATENT_NAMES)] f32, in the order of `LATENT_NAMES`.
-  """
-  n_cat = len(CATEGORIES)
-  cols = [
-    np.eye(n_cat)[lat['category']],
-    np.stack(
-      [
-        lat['x'], lat['y'], lat['size'],
-        np.cos(2 * lat['tilt']), np.sin(2 * lat['tilt']),
-        np.cos(2 * lat['grating_ori']), np.sin(2 * lat['grating_ori']),
-        np.log(lat['grating_sf']), lat['contrast'],
-      ],
-      1,
-    ),
-    lat['semantic'],
-  ]  # fmt: skip
-  return np.concatenate(cols, 1).astype(np.float32)
-
-
-def _shape_alpha(kind, u, v, cx, cy, a, b, px_per_unit):
-  """Anti-aliased coverage of one shape: [m, H, W] in [0, 1]."""
-  du, dv = u - cx, v - cy
-  if kind == 'ellipse':
-    d = (1 - np.sqrt((du / a) ** 2 + (dv / b) ** 2)) * min(a, b)
-  elif kind == 'rect':
-    d = np.minimum(a - np.abs(du), b - np.abs(dv))
-  else:  # triangle: apex up at cy - b, base of half-width a at cy + b
-    half = a * (dv + b) / (2 * b)
-    d = np.minimum(np.minimum(b - dv, dv + b), (half - np.abs(du)) * 0.7)
-  return np.clip(d * px_per_unit + 0.5, 0, 1)
-
-
-def _col(idx, a):
-  return a[idx].astype(np.float32)[:, None, None]
-
-
-def render(
-  lat: dict[str, np.ndarray], size: int, rng: np.random.Generator
-) -> np.ndarray:
-  """Renders images from their latents.
-
-  Returns:
-    [n, size, size, 3] uint8 RGB.
-  """
-  n = lat['category'].shape[0]
-  g = (np.arange(size, dtype=np.float32) + 0.5) / size
-  yy, xx = g[:, None], g[None, :]
-  out = np.empty((n, size, size, 3), np.uint8)
-  for k, name in enumerate(CATEGORIES):
-    base, shapes = SHAPES[name]
-    members = np.flatnonzero(lat['category'] == k)
-    for idx in np.array_split(members, 1 + members.size // 16):
-      if not idx.size:
-        continue
-      ori, sf = _col(idx, lat['grating_ori']), _col(idx, lat['grating_sf'])
-      wave = np.sin(
-        2 * np.pi * sf * (xx * np.cos(ori) + yy * np.sin(ori))
-        + _col(idx, lat['phase'])
-      )
-      grey = 0.5 + 0.45 * _col(idx, lat['contrast']) * wave
-      img = grey[..., None] * lat['tint'][idx, None, None, :].astype(np.float32)
-      # Object frame: centred at (x, y), rotated by tilt, unit = size.
-      s, t = _col(idx, lat['size']), _col(idx, lat['tilt'])
-      dx, dy = xx - _col(idx, lat['x']), yy - _col(idx, lat['y'])
-      u = (np.cos(t) * dx + np.sin(t) * dy) / s
-      v = (-np.sin(t) * dx + np.cos(t) * dy) / s
-      own = np.clip(np.asarray(base) + lat['colour_jitter'][idx], 0, 1)
-      for kind, cx, cy, a, b, c in shapes:
-        alpha = _shape_alpha(kind, u, v, cx, cy, a, b, s * size)[..., None]
-        rgb = own[:, None, None, :] if c is None else np.asarray(c)
-        img += alpha * (rgb.astype(np.float32) - img)
-      img += 0.015 * rng.standard_normal(img.shape, np.float32)
-      np.clip(img, 0, 1, out=img)
-      out[idx] = np.rint(img * 255).astype(np.uint8)
-  return out
-
-
-def filter_channels(images: np.ndarray) -> np.ndarray:
-  """The V1-like filter model's channel maps, on a coarse pooling grid.
-
-  Args:
-    images: [n, H, W, 3] uint8.
-
-  Returns:
-    [n, 15, POOL_RES**2] f32: 12 Gabor energies (4 orientations x 3
-    frequencies, quadrature pairs), luminance, red-green, blue-yellow.
-  """
-  x = images.astype(np.float32) / 255
-  k = x.shape[1] // WORK_RES
-  if k * WORK_RES == x.shape[1]:
-    x = _block_mean(x, k)
-  elif x.shape[1] < WORK_RES:  # nearest-neighbour upsampling
-    at = (np.arange(WORK_RES) + 0.5) * x.shape[1] // WORK_RES
-    x = x[:, at.astype(int)][:, :, at.astype(int)]
-  else:  # area resize: a mean over a source pixel grid
-    edges = np.linspace(0, x.shape[1], WORK_RES + 1).astype(int)
-    x = np.add.reduceat(np.add.reduceat(x, edges[:-1], 1), edges[:-1], 2)
-    x /= (
-      np.diff(edges)[None, :, None, None] * np.diff(edges)[None, None, :, None]
-    )
-  r, g, b = x[..., 0], x[..., 1], x[..., 2]
-  lum = 0.299 * r + 0.587 * g + 0.114 * b
-  spec = np.fft.fft2(lum - lum.mean((1, 2), keepdims=True))
-  f = np.fft.fftfreq(WORK_RES, 1 / WORK_RES)
-  fy, fx = f[:, None], f[None, :]
-  maps = []
-  for sf in (4.0, 8.0, 16.0):  # cycles per image
-    for th in np.arange(4) * np.pi / 4:
-      # A one-sided Gaussian in frequency: its complex response's modulus
-      # is the energy of an even/odd (quadrature) Gabor pair.
-      h = np.exp(
-        -((fx - sf * np.cos(th)) ** 2 + (fy - sf * np.sin(th)) ** 2)
-        / (2 * (0.4 * sf) ** 2)
-      )
-      maps.append(_pool(np.abs(np.fft.ifft2(spec * h.astype(np.float32)))))
-  maps += [_pool(lum - 0.5), _pool(r - g), _pool(b - (r + g) / 2)]
-  return np.stack(maps, 1)
-
-
-def _pool(m: np.ndarray) -> np.ndarray:
-  """[n, WORK_RES, WORK_RES] -> [n, POOL_RES**2], block means."""
-  return _block_mean(m, WORK_RES // POOL_RES).reshape(m.shape[0], -1)
-
-
-def _block_mean(x: np.ndarray, k: int) -> np.ndarray:
-  """Means over k x k blocks of axes 1, 2 (one axis at a time: fast)."""
-  n, h, w = x.shape[:3]
-  x = x.reshape(n, h // k, k, w, *x.shape[3:]).sum(2)
-  x = x.reshape(n, h // k, w // k, k, *x.shape[3:]).sum(3)
-  return x / (k * k)
 
 
 def _early_signal(
@@ -587,7 +386,7 @@ def _generate(p: dict, subj: Path, extras: Path, progress: bool) -> None:
     [p['seed'], FORMAT_VERSION]).spawn(8)]  # fmt: skip
   ids = rngs[0].choice(N_NSD, n, replace=False)
   ids = np.concatenate([np.sort(ids[:n_train]), np.sort(ids[n_train:])])
-  lat = _latents(rngs[1], n)
+  lat = draw_latents(rngs[1], n)
   images = render(lat, p['image_size'], rngs[2])
   chan = filter_channels(images)
   z = _standardise(latent_matrix(lat))
