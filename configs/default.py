@@ -52,7 +52,7 @@ def get_config(arg=None):
   c.rdm.bins = 100  # histogram bins of the RDM values
   # Above this many images the heatmap is block-averaged (on device) to
   # ~1000 x 1000 and the RSA compares RDMs of a seeded random subset.
-  c.rdm.max_images = 4000
+  c.rdm.max_images = 3000
 
   c.pairs = ml_collections.ConfigDict()
   c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images
