@@ -51,24 +51,13 @@ ARCHITECTURES = {
   'openai/clip-vit-base-patch32': dict(),
   'openai/clip-vit-base-patch16': dict(patch_size=16),
   'openai/clip-vit-large-patch14': dict(
-    hidden_size=1024,
-    intermediate_size=4096,
-    num_hidden_layers=24,
-    num_attention_heads=16,
-    patch_size=14,
-    projection_dim=768,
-  ),
+    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+    num_attention_heads=16, patch_size=14, projection_dim=768),
   # The tests' tower: 16 patches of 8x8 on 32 px images, width 32.
   'tiny': dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    image_size=32,
-    patch_size=8,
-    projection_dim=16,
-  ),
-}
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    num_attention_heads=4, image_size=32, patch_size=8, projection_dim=16),
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +156,15 @@ def parse_layers(layers: Sequence[str], num_layers: int) -> dict[str, Any]:
   return out
 
 
+def _layer_norm(cfg: TowerConfig, dtype, rngs, d: int) -> nnx.LayerNorm:
+  # Two-pass variance, as torch: E[x^2] - E[x]^2 loses digits on the
+  # pre-LayerNorm's large inputs.
+  return nnx.LayerNorm(
+    d, epsilon=cfg.layer_norm_eps, dtype=dtype, use_fast_variance=False,
+    rngs=rngs,
+  )  # fmt: skip
+
+
 class Block(nnx.Module):
   """One pre-LayerNorm transformer block (HF `CLIPEncoderLayer`)."""
 
@@ -175,13 +173,7 @@ class Block(nnx.Module):
     lin = functools.partial(
       nnx.Linear, dtype=dtype, precision=precision, rngs=rngs
     )
-    ln = functools.partial(
-      nnx.LayerNorm,
-      epsilon=cfg.layer_norm_eps,
-      dtype=dtype,
-      use_fast_variance=False,
-      rngs=rngs,
-    )
+    ln = functools.partial(_layer_norm, cfg, dtype, rngs)
     self.ln1 = ln(d)
     self.qkv = lin(d, 3 * d)  # q, k, v fused: one matmul instead of three
     self.out = lin(d, d)
@@ -212,7 +204,7 @@ class Block(nnx.Module):
 
 
 class VisionTower(nnx.Module):
-  """CLIP vision transformer and projection (HF `CLIPVisionModelWithProjection`).
+  """CLIP ViT and projection (HF `CLIPVisionModelWithProjection`).
 
   Args:
     cfg: the architecture.
@@ -235,27 +227,16 @@ class VisionTower(nnx.Module):
     self.dtype = dtype
     # A conv with kernel = stride = patch is a matmul over flattened patches.
     self.patch = nnx.Linear(
-      p * p * c,
-      d,
-      use_bias=False,
-      dtype=dtype,
-      precision=precision,
-      kernel_init=nnx.initializers.normal(0.02),
-      rngs=rngs,
-    )
+      p * p * c, d, use_bias=False, dtype=dtype, precision=precision,
+      kernel_init=nnx.initializers.normal(0.02), rngs=rngs,
+    )  # fmt: skip
     self.class_embedding = nnx.Param(
       jax.random.normal(rngs.params(), (d,)) * d**-0.5
     )
     self.position_embedding = nnx.Param(
       jax.random.normal(rngs.params(), (cfg.num_tokens, d)) * 0.02
     )
-    ln = functools.partial(
-      nnx.LayerNorm,
-      epsilon=cfg.layer_norm_eps,
-      dtype=dtype,
-      use_fast_variance=False,
-      rngs=rngs,
-    )
+    ln = functools.partial(_layer_norm, cfg, dtype, rngs)
     self.pre_ln = ln(d)
     self.blocks = nnx.List(
       [
@@ -357,7 +338,8 @@ def convert_state_dict(
     ('position_embedding',): sd[v + 'embeddings.position_embedding.weight'],
     ('projection', 'kernel'): _t(sd['visual_projection.weight']),
   }
-  for ours, theirs in (('pre_ln', 'pre_layrnorm'), ('post_ln', 'post_layernorm')):  # fmt: skip
+  lns = (('pre_ln', 'pre_layrnorm'), ('post_ln', 'post_layernorm'))
+  for ours, theirs in lns:
     out[(ours, 'scale')] = sd[f'{v}{theirs}.weight']
     out[(ours, 'bias')] = sd[f'{v}{theirs}.bias']
   for i in range(cfg.num_layers):

@@ -1,0 +1,187 @@
+"""Benchmark: CLIP image tower throughput (images/s), rdmjax vs PyTorch.
+
+  rdmjax --mode=bench --config=configs/clip_embed.py:bench --workdir=DIR
+
+Random weights of the architecture `config.embed.model` names (ViT-B/32 by
+default, no checkpoint needed), random pixels made on the device, the jitted
+forward to the projected embedding at every batch size in
+`config.embed.bench_batch_sizes` and dtype in `config.embed.bench_dtypes`.
+Compile and one warm-up call are excluded; the figure is the median of
+`config.bench.repeats` timed calls with `block_until_ready`.
+
+The baseline, measured in the same run where torch is installed: transformers'
+`CLIPVisionModelWithProjection` in PyTorch (what THINGSvision-style
+extraction runs) on the same device kind (CUDA if available, else CPU, where
+only the smallest batch size is timed), same dtype, `torch.inference_mode`.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def flops_per_image(cfg) -> float:
+  """Forward FLOPs of one image (2 per multiply-add), analytic."""
+  t, d, f = cfg.num_tokens, cfg.hidden_size, cfg.intermediate_size
+  patch = (t - 1) * cfg.patch_size**2 * cfg.num_channels * d
+  per_layer = t * (4 * d * d + 2 * d * f) + 2 * t * t * d
+  return 2.0 * (patch + cfg.num_layers * per_layer + d * cfg.projection_dim)
+
+
+def median_seconds(
+  fn: Callable[[], Any], repeats: int, sync: Callable[[Any], Any]
+) -> tuple[float, float]:
+  """(first-call seconds, median seconds of `repeats` calls after a warm-up).
+
+  For the PyTorch baseline, whose CUDA calls return before they finish:
+  `sync` waits for them (`rdmjax.bench.time_fn` only knows JAX arrays).
+  """
+  t0 = time.perf_counter()
+  sync(fn())
+  first = time.perf_counter() - t0
+  sync(fn())  # warm-up
+  times = []
+  for _ in range(max(1, repeats)):
+    t0 = time.perf_counter()
+    sync(fn())
+    times.append(time.perf_counter() - t0)
+  return first, statistics.median(times)
+
+
+def _jax_rows(config, arch: str, hf, mesh) -> list[dict]:
+  import jax.numpy as jnp
+
+  from rdmjax import bench, embed, sharding
+  from rdmjax.models import clip_vision as cv
+
+  cfg = cv.tower_config(hf)
+  s = cfg.image_size
+  rows = []
+  for dtype in config.embed.bench_dtypes:
+    ec = config.embed.copy_and_resolve_references()
+    ec.dtype, ec.random_init = dtype, True
+    model, _, _, _ = embed.build_tower(ec)
+    precision = None if dtype != 'float32' else ec.precision
+    forward = embed.make_forward(model, ('image_embeds',), mesh)
+    for batch in config.embed.bench_batch_sizes:
+      sharding.check_divisible(
+        'config.embed.bench_batch_sizes entry', batch, mesh,
+        'use multiples of the device count',
+      )  # fmt: skip
+      make = jax.jit(
+        functools.partial(
+          jax.random.normal, shape=(batch, s, s, 3), dtype=jnp.float32
+        ),
+        out_shardings=sharding.batch_sharding(mesh),
+      )
+      pixels = make(jax.random.key(batch))
+      with jax.transfer_guard('disallow'):
+        t0 = time.perf_counter()
+        jax.block_until_ready(forward(pixels))  # compiles
+        first = time.perf_counter() - t0
+        med = bench.time_fn(forward, pixels, repeats=config.bench.repeats)
+        med = med['median_s']
+      out = np.asarray(forward(pixels)['image_embeds'])
+      ips = batch / med
+      rows.append(
+        dict(
+          impl='rdmjax',
+          dtype=dtype,
+          precision=precision or 'default',
+          batch=batch,
+          images_per_sec=ips,
+          images_per_sec_per_device=ips / jax.device_count(),
+          tflops=ips * flops_per_image(cfg) / 1e12,
+          median_s=med,
+          first_call_s=first,
+          finite=bool(np.all(np.isfinite(out))),
+        )  # fmt: skip
+      )
+  return rows
+
+
+def _torch_rows(config, hf, batches) -> list[dict]:
+  try:
+    import torch
+    import transformers
+  except ImportError:
+    return []
+  dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+  if dev == 'cpu':
+    batches = batches[:1]  # CPU PyTorch at ViT-B size is slow: one point
+  s = hf.image_size
+  rows = []
+  for dtype in config.embed.bench_dtypes:
+    tdt = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[dtype]
+    torch.manual_seed(0)
+    m = transformers.CLIPVisionModelWithProjection(hf).eval().to(dev, tdt)
+    for batch in batches:
+      x = torch.randn(batch, 3, s, s, device=dev, dtype=tdt)
+
+      def fn(m=m, x=x):
+        with torch.inference_mode():
+          return m(pixel_values=x).image_embeds
+
+      def sync(y, dev=dev):
+        if dev == 'cuda':
+          torch.cuda.synchronize()
+        return y
+
+      first, med = median_seconds(fn, config.bench.repeats, sync)
+      rows.append(
+        dict(
+          impl=f'transformers-torch-{dev}',
+          dtype=dtype,
+          batch=batch,
+          images_per_sec=batch / med,
+          median_s=med,
+          first_call_s=first,
+          torch=torch.__version__,
+          torch_threads=torch.get_num_threads(),
+        )  # fmt: skip
+      )
+  return rows
+
+
+def run(config: Any) -> list[dict]:
+  """Measures the CLIP tower; returns one dict per (impl, dtype, batch).
+
+  Args:
+    config: the full config (sections embed, bench, mesh).
+
+  Returns:
+    Measurement dicts; rdmjax rows carry `vs_torch` (images/s ratio over the
+    PyTorch baseline at the same dtype and batch) where that was measured.
+  """
+  import flax
+  from transformers import CLIPVisionConfig
+
+  from rdmjax import sharding
+  from rdmjax.models import clip_vision as cv
+
+  arch = config.embed.model
+  if arch in cv.ARCHITECTURES:
+    hf = CLIPVisionConfig(**cv.ARCHITECTURES[arch])
+  else:
+    hf = cv.vision_config(cv.read_hf_config(cv.resolve(arch)))
+  mesh = sharding.make_mesh(config.mesh)
+  rows = _jax_rows(config, arch, hf, mesh)
+  base = _torch_rows(config, hf, list(config.embed.bench_batch_sizes))
+  ref = {(r['dtype'], r['batch']): r['images_per_sec'] for r in base}
+  for r in rows:
+    if (r['dtype'], r['batch']) in ref:
+      r['vs_torch'] = r['images_per_sec'] / ref[r['dtype'], r['batch']]
+  common = dict(
+    suite='clip', model=arch, image_size=hf.image_size,
+    repeats=config.bench.repeats, device_kind=jax.devices()[0].device_kind,
+    device_count=jax.device_count(), processes=jax.process_count(),
+    jax=jax.__version__, flax=flax.__version__,
+  )  # fmt: skip
+  return [dict(common, **r) for r in rows + base]
