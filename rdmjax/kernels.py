@@ -1,0 +1,531 @@
+"""Responses -> RDMs; RDM comparison; streaming statistics of RDM entries.
+
+Every metric is matrix-product based: rows are prepared once (centred and
+normalised in float32), then Gram blocks `z_i @ z_j.T` give the distances.
+Only the upper triangle of blocks is computed (block rows `i` against columns
+`i*tile:`), then mirrored, so about (nb + 1) / (2 nb) of a full product runs.
+`rdm_stats` streams over upper-triangle tiles and never holds n x n.
+
+Single-subject functions: `vmap` at the call site; `jit` is inside. Under a
+transformation (vmap, jit) the zero-variance check cannot run on the host and
+such rows give NaN rows instead of an `InputError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rdmjax.errors import InputError
+
+METRICS = ('correlation', 'euclidean', 'sqeuclidean', 'cosine')
+PRECISIONS = ('float32', 'tf32', 'bf16')
+COMPARE_METHODS = ('spearman', 'pearson', 'kendall_tau_a')
+# Python-side trace counter: a body runs only when jax traces it, so tests can
+# check that equal shapes never recompile.
+TRACES: collections.Counter = collections.Counter()
+
+
+class Extremes(NamedTuple):
+  values: np.ndarray  # [k] f32
+  i: np.ndarray  # [k] int, i < j
+  j: np.ndarray  # [k] int
+
+
+class RdmStats(NamedTuple):
+  lowest: Extremes  # ascending values
+  highest: Extremes  # descending values
+  closest: Extremes | None  # ascending |value - closest_to|
+  hist_counts: np.ndarray  # [bins] int64, over the n(n-1)/2 pairs i < j
+  hist_edges: np.ndarray  # [bins + 1] f32, as np.histogram_bin_edges
+  n: int
+  metric: str
+
+
+def _check(x, metric: str, precision: str) -> jax.Array:
+  if metric not in METRICS:
+    raise InputError(f'metric {metric!r} unknown: use one of {METRICS}')
+  if precision not in PRECISIONS:
+    raise InputError(f'precision {precision!r} unknown: use {PRECISIONS}')
+  if getattr(x, 'ndim', None) != 2 or x.shape[0] < 2:
+    shape = getattr(x, 'shape', None)
+    raise InputError(f'responses shape {shape}: pass [n_images >= 2, d]')
+  return jnp.asarray(x, jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames='metric')
+def _prepare(x: jax.Array, metric: str):
+  """Rows ready for Gram products.
+
+  Args:
+    x: [n, d] f32 responses.
+    metric: one of METRICS.
+
+  Returns:
+    z: [n, d] f32 (unit rows for correlation/cosine, column-centred rows for
+      the euclidean metrics), sq: [n] f32 squared norms of z, bad: [n] bool
+      rows whose metric is undefined (zero variance, zero norm, non-finite).
+  """
+  TRACES['prepare'] += 1
+  finite = jnp.all(jnp.isfinite(x), axis=1)
+  if metric in ('correlation', 'cosine'):
+    c = x
+    if metric == 'correlation':
+      c = x - x.mean(1, keepdims=True)
+      # A second centring pass removes the float32 rounding of the first mean.
+      c = c - c.mean(1, keepdims=True)
+    norm = jnp.linalg.norm(c, axis=1)
+    # A constant row leaves ~1 ulp of its level after centring: relative test.
+    tol = 8 * jnp.finfo(jnp.float32).eps * jnp.linalg.norm(x, axis=1)
+    bad = ~finite | (norm <= tol) | (norm == 0)
+    z = c / jnp.where(bad, 1.0, norm)[:, None]
+    z = jnp.where(bad[:, None], jnp.nan, z)
+    return z, jnp.ones_like(norm), bad
+  # Distances do not change when columns are centred; it shrinks the norms and
+  # so the cancellation in |a|^2 + |b|^2 - 2ab.
+  c = x - x.mean(0, keepdims=True)
+  return c, jnp.sum(c * c, axis=1), ~finite
+
+
+def _raise_bad(bad: jax.Array, metric: str) -> None:
+  if isinstance(bad, jax.core.Tracer):
+    return  # inside a transformation: NaN rows, documented above
+  bad = np.asarray(bad)
+  if bad.any():
+    idx = np.flatnonzero(bad)
+    what = {
+      'correlation': 'has zero variance (or non-finite values)',
+      'cosine': 'is all zeros (or non-finite)',
+    }.get(metric, 'has non-finite values')
+    raise InputError(
+      f'response row (image index) {idx[0]} {what}, {len(idx)} such rows in'
+      f' all: drop them before the {metric} RDM'
+    )
+
+
+def _gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
+  """a @ b.T -> f32; a, b already bf16 when precision == 'bf16'."""
+  prec = lax.Precision.HIGHEST if precision == 'float32' else None
+  return lax.dot_general(
+    a,
+    b,
+    (((1,), (1,)), ((), ())),
+    precision=prec,
+    preferred_element_type=jnp.float32,
+  )
+
+
+def _values(g, sq_a, sq_b, metric: str) -> jax.Array:
+  if metric in ('correlation', 'cosine'):
+    return jnp.clip(1.0 - g, 0.0, 2.0)
+  d2 = jnp.maximum(sq_a[:, None] + sq_b[None, :] - 2.0 * g, 0.0)
+  return jnp.sqrt(d2) if metric == 'euclidean' else d2
+
+
+def _cast(z, precision):
+  return z.astype(jnp.bfloat16) if precision == 'bf16' else z
+
+
+def _symmetrise(upper: jax.Array) -> jax.Array:
+  u = jnp.triu(upper, 1)  # exact zero diagonal, exact symmetry
+  return u + u.T
+
+
+def default_tile(n: int) -> int:
+  """Row-block height: ~1024 rows (512 on CPU), <= 64 blocks, 128-aligned.
+
+  On the 2-core CPU, n=2000 x d=10000: tile 2000 (one full product) 1.8 s,
+  1024: 1.6 s, 512: 1.3 s (less of the triangle is computed twice).
+  """
+  target = 512 if jax.default_backend() == 'cpu' else 1024
+  nb = min(64, max(1, -(-n // target)))
+  t = -(-n // nb)
+  return n if nb == 1 else -(-t // 128) * 128
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
+def _rdm_blocks(z, sq, *, metric: str, precision: str, tile: int):
+  """Upper block rows `z[r:r+t] @ z[r:].T`, mirrored. z: [n, d]; -> [n, n]."""
+  TRACES['rdm'] += 1
+  n = z.shape[0]
+  zc = _cast(z, precision)
+  out = jnp.zeros((n, n), jnp.float32)
+  for r in range(0, n, tile):  # static: at most 64 blocks
+    e = min(r + tile, n)
+    g = _gram(zc[r:e], zc[r:], precision)
+    out = out.at[r:e, r:].set(_values(g, sq[r:e], sq[r:], metric))
+  return _symmetrise(out)
+
+
+def _constrain(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+  """Sharding constraint for Explicit (reshard) and Auto meshes alike."""
+  explicit = jax.sharding.AxisType.Explicit in sharding.mesh.axis_types
+  if explicit:
+    return jax.sharding.reshard(x, sharding)
+  return lax.with_sharding_constraint(x, sharding)
+
+
+def _rdm_mesh(z, sq, mesh: Mesh, metric: str, precision: str):
+  """Row blocks of the RDM on the devices of mesh axis 'data'."""
+  if 'data' not in mesh.axis_names:
+    raise InputError(f'mesh axes {mesh.axis_names}: add a "data" axis')
+  n, nd = z.shape[0], mesh.shape['data']
+  npad = -(-n // nd) * nd
+  z = jnp.pad(z, ((0, npad - n), (0, 0)))
+  sq = jnp.pad(sq, (0, npad - n))
+  row, rep = NamedSharding(mesh, P('data')), NamedSharding(mesh, P())
+
+  def local(z_rows, sq_rows, z_all, sq_all):
+    g = _gram(_cast(z_rows, precision), _cast(z_all, precision), precision)
+    return _values(g, sq_rows, sq_all, metric)
+
+  f = jax.shard_map(
+    local,
+    mesh=mesh,
+    in_specs=(P('data'), P('data'), P(), P()),
+    out_specs=P('data'),
+  )
+
+  @jax.jit
+  def run(zr, sr, za, sa):
+    TRACES['rdm_mesh'] += 1
+    u = jnp.triu(f(zr, sr, za, sa), 1)
+    # Exact symmetry: the mirror is a transpose across devices.
+    full = u + _constrain(u.T, row)
+    # Rows stay sharded when n divides over the devices, else replicated.
+    return full if npad == n else _constrain(full, rep)[:n, :n]
+
+  zr, sr = jax.device_put((z, sq), row)
+  za, sa = jax.device_put((z, sq), rep)
+  return run(zr, sr, za, sa)
+
+
+def rdm(
+  x,
+  metric: str = 'correlation',
+  *,
+  precision: str = 'float32',
+  tile: int | None = None,
+  mesh: Mesh | None = None,
+) -> jax.Array:
+  """The representational dissimilarity matrix of the rows of x.
+
+  Args:
+    x: [n_images, d] responses (numpy or jax; computed in float32).
+    metric: 'correlation' (1 - Pearson r of two rows), 'euclidean' (L2),
+      'sqeuclidean' (squared L2), 'cosine' (1 - cosine similarity).
+    precision: 'float32' (full f32 products), 'tf32' (the backend default:
+      TF32 on NVIDIA GPUs, f32 on CPU), 'bf16' (bf16 inputs, f32 sums).
+    tile: block-row height (default `default_tile(n)`); only blocks on or
+      above the diagonal are computed.
+    mesh: a Mesh with a 'data' axis: row blocks are computed on its devices.
+
+  Returns:
+    [n_images, n_images] f32, symmetric with an exact zero diagonal.
+  """
+  x = _check(x, metric, precision)
+  z, sq, bad = _prepare(x, metric)
+  _raise_bad(bad, metric)
+  if mesh is not None:
+    return _rdm_mesh(z, sq, mesh, metric, precision)
+  n = x.shape[0]
+  tile = max(int(tile or default_tile(n)), -(-n // 64))
+  return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile)
+
+
+def upper_triangle(r) -> jax.Array:
+  """r: [n, n] -> [n(n-1)/2], the entries i < j in scipy squareform order."""
+  r = jnp.asarray(r)
+  if r.ndim != 2 or r.shape[0] != r.shape[1]:
+    raise InputError(f'RDM shape {r.shape}: pass a square [n, n] matrix')
+  return r[jnp.triu_indices(r.shape[0], 1)]
+
+
+def _pearson(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Pearson r in f32 with two-level (blocked) sums to bound rounding."""
+
+  def total(v):
+    m = v.shape[0]
+    blk = max(1, int(np.sqrt(m)))
+    v = jnp.pad(v, (0, -m % blk))
+    return v.reshape(-1, blk).sum(1).sum()
+
+  m = a.shape[0]
+  a = a - total(a) / m
+  b = b - total(b) / m
+  return total(a * b) / jnp.sqrt(total(a * a) * total(b * b))
+
+
+def _first_of_run(flags: jax.Array) -> jax.Array:
+  """flags[i]: a new run starts at i -> index of the run's first element."""
+  return lax.cummax(jnp.where(flags, jnp.arange(flags.shape[0]), 0))
+
+
+def _avg_ranks(v: jax.Array) -> jax.Array:
+  """1-based ranks with ties given their average rank (scipy rankdata)."""
+  m = v.shape[0]
+  idx = jnp.arange(m)
+  s, perm = lax.sort_key_val(v, idx)
+  new = jnp.concatenate([jnp.array([True]), s[1:] != s[:-1]])
+  first = _first_of_run(new)
+  last = lax.cummin(
+    jnp.where(jnp.concatenate([new[1:], jnp.array([True])]), idx, m - 1),
+    reverse=True,
+  )
+  avg = (first + last).astype(jnp.float32) / 2 + 1
+  return jnp.zeros(m, jnp.float32).at[perm].set(avg)
+
+
+@jax.jit
+def _spearman(a, b):
+  TRACES['spearman'] += 1
+  return _pearson(_avg_ranks(a), _avg_ranks(b))
+
+
+@jax.jit
+def _pearson_jit(a, b):
+  return _pearson(a, b)
+
+
+def _int_partials(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Non-negative int32 [m] -> block sums that never overflow int32."""
+  v = jnp.pad(v, (0, -v.shape[0] % 4096))
+  lo = (v & 0xFFF).reshape(-1, 4096).sum(1)  # < 2^12 * 2^12
+  hi = (v >> 12).reshape(-1, 4096).sum(1)  # < 2^19 * 2^12
+  return lo, hi
+
+
+def _host_sum(parts) -> int:
+  lo, hi = (np.asarray(p, np.int64) for p in parts)
+  return int(lo.sum() + (hi.sum() << 12))
+
+
+def _tied_pairs(*sorted_keys: jax.Array) -> jax.Array:
+  """Per element: earlier elements equal on every key (sum = tied pairs)."""
+  m = sorted_keys[0].shape[0]
+  new = jnp.zeros(m - 1, bool)
+  for s in sorted_keys:
+    new = new | (s[1:] != s[:-1])
+  new = jnp.concatenate([jnp.array([True]), new])
+  return (jnp.arange(m) - _first_of_run(new)).astype(jnp.int32)
+
+
+def _inversions(b: jax.Array) -> jax.Array:
+  """Per element: earlier elements strictly greater (bottom-up merge sort).
+
+  At level l every pair of sorted halves of 2^(l+1) elements is merged by one
+  sort on (block, value, half); a right-half element then has exactly
+  (its old position - its new position) greater left-half elements before
+  it. O(m log^2 m) work, O(m) memory, one compiled loop body.
+  """
+  m = b.shape[0]
+  levels = max(1, int(np.ceil(np.log2(m))))
+  b = jnp.pad(b, (0, 2**levels - m), constant_values=jnp.inf)
+  pos = jnp.arange(2**levels, dtype=jnp.int32)
+
+  def level(lev, carry):
+    b, cnt = carry
+    block, half = pos >> (lev + 1), (pos >> lev) & 1
+    _, b, half, old, cnt = lax.sort((block, b, half, pos, cnt), num_keys=3)
+    return b, cnt + jnp.where(half == 1, old - pos, 0)
+
+  return lax.fori_loop(0, levels, level, (b, jnp.zeros_like(pos)))[1]
+
+
+@jax.jit
+def _kendall_parts(a, b):
+  TRACES['kendall'] += 1
+  sa, sb = lax.sort((a, b), num_keys=2)  # by a, ties by b
+  return (
+    _int_partials(_inversions(sb)),  # discordant pairs
+    _int_partials(_tied_pairs(sa)),  # tied in a
+    _int_partials(_tied_pairs(jnp.sort(b))),  # tied in b
+    _int_partials(_tied_pairs(sa, sb)),  # tied in both
+  )
+
+
+def _as_vector(r) -> jax.Array:
+  r = jnp.asarray(r, jnp.float32)
+  if r.ndim == 2 and r.shape[0] == r.shape[1]:
+    return upper_triangle(r)
+  if r.ndim != 1:
+    raise InputError(f'RDM shape {r.shape}: pass [n, n] or condensed [m]')
+  return r
+
+
+def compare_rdms(a, b, method: str = 'spearman') -> float:
+  """Similarity of two RDMs on their upper triangles (k=1).
+
+  Args:
+    a: [n, n] or condensed [n(n-1)/2] RDM.
+    b: same shape as a.
+    method: 'spearman' (Pearson of average ranks, as scipy spearmanr),
+      'pearson', or 'kendall_tau_a' ((concordant - discordant) / (m choose 2)
+      over the m entries, no tie correction, as rsatoolbox's tau-a; exact
+      integer counts, O(m log^2 m) work and O(m) memory).
+
+  Returns:
+    The coefficient as a Python float.
+  """
+  if method not in COMPARE_METHODS:
+    raise InputError(f'method {method!r} unknown: use {COMPARE_METHODS}')
+  va, vb = _as_vector(a), _as_vector(b)
+  if va.shape != vb.shape or va.shape[0] < 2:
+    raise InputError(
+      f'RDM sizes {va.shape} and {vb.shape}: pass two RDMs of the same images'
+    )
+  if method == 'pearson':
+    return float(_pearson_jit(va, vb))
+  if method == 'spearman':
+    return float(_spearman(va, vb))
+  dis, xtie, ytie, ntie = (_host_sum(p) for p in _kendall_parts(va, vb))
+  m = va.shape[0]
+  tot = m * (m - 1) // 2
+  return float(np.clip((tot - xtie - ytie + ntie - 2 * dis) / tot, -1, 1))
+
+
+def _tile_fn(z, sq, *, metric: str, precision: str, tile: int):
+  """Pads rows to whole tiles; returns (tile pairs i <= j, tile -> values)."""
+  n = z.shape[0]
+  nb = -(-n // tile)
+  zc = _cast(jnp.pad(z, ((0, nb * tile - n), (0, 0))), precision)
+  sq = jnp.pad(sq, (0, nb * tile - n))
+  bi, bj = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb))
+
+  def values(p):
+    r, c = bi[p] * tile, bj[p] * tile
+    a, b = (lax.dynamic_slice_in_dim(zc, s, tile) for s in (r, c))
+    sa, sb = (lax.dynamic_slice_in_dim(sq, s, tile) for s in (r, c))
+    v = _values(_gram(a, b, precision), sa, sb, metric)
+    gi = r + jnp.arange(tile)[:, None]
+    gj = c + jnp.arange(tile)[None, :]
+    valid = (gi < gj) & (gj < n)
+    return v.ravel(), jnp.broadcast_to(gi, v.shape).ravel(), gj, valid.ravel()
+
+  return bi.shape[0], values
+
+
+@functools.partial(
+  jax.jit, static_argnames=('metric', 'precision', 'tile', 'k')
+)
+def _topk_pass(z, sq, target, *, metric, precision, tile, k):
+  """The k lowest, highest and closest-to-target pairs i < j, streamed."""
+  TRACES['topk'] += 1
+  n_tiles, values = _tile_fn(
+    z, sq, metric=metric, precision=precision, tile=tile
+  )
+  empty = (
+    jnp.full(k, -jnp.inf),
+    jnp.zeros(k),
+    jnp.full(k, -1),
+    jnp.full(k, -1),
+  )
+
+  def body(carry, p):
+    v, gi, gj, valid = values(p)
+    gj = jnp.broadcast_to(gj, (tile, tile)).ravel()
+    keys = (-v, v, -jnp.abs(v - target))
+    out = []
+    for best, key in zip(carry, keys):
+      key = jnp.where(valid, key, -jnp.inf)
+      kt, idx = lax.top_k(key, k)
+      cand = (kt, v[idx], gi[idx], gj[idx])
+      both = tuple(jnp.concatenate([x, y]) for x, y in zip(best, cand))
+      _, keep = lax.top_k(both[0], k)
+      out.append(tuple(x[keep] for x in both))
+    return tuple(out), None
+
+  carry, _ = lax.scan(body, (empty,) * 3, jnp.arange(n_tiles))
+  return carry
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
+def _hist_pass(z, sq, edges, *, metric, precision, tile):
+  """Per-tile counts [n_tiles, bins] int32, bins as np.histogram's."""
+  TRACES['hist'] += 1
+  n_tiles, values = _tile_fn(
+    z, sq, metric=metric, precision=precision, tile=tile
+  )
+  bins = edges.shape[0] - 1
+
+  def body(_, p):
+    v, _, _, valid = values(p)
+    idx = jnp.searchsorted(edges, v, side='right') - 1
+    idx = jnp.where(v == edges[-1], bins - 1, idx)  # last bin is closed
+    ok = valid & (idx >= 0) & (idx < bins)
+    return None, jnp.bincount(jnp.where(ok, idx, bins), length=bins + 1)[:-1]
+
+  return lax.scan(body, None, jnp.arange(n_tiles))[1]
+
+
+def rdm_stats(
+  x,
+  metric: str = 'correlation',
+  *,
+  k: int = 5,
+  closest_to: float | None = None,
+  bins: int = 100,
+  value_range: tuple[float, float] | None = None,
+  precision: str = 'float32',
+  tile: int | None = None,
+) -> RdmStats:
+  """Extreme pairs and a histogram of RDM entries i < j, never n x n.
+
+  Streams over upper-triangle tiles of size `tile` (device memory: a few
+  tile x tile blocks). Without `value_range` a first pass finds the minimum
+  and maximum, and a second pass fills the histogram.
+
+  Args:
+    x: [n_images, d] responses.
+    metric: as `rdm`.
+    k: pairs per extreme.
+    closest_to: also return the k pairs with |value - closest_to| smallest.
+    bins: histogram bins (equal width, as np.histogram).
+    value_range: (lo, hi) for the histogram; default the data's range.
+    precision: as `rdm`.
+    tile: rows per tile side (default `default_tile(n)`).
+
+  Returns:
+    RdmStats with host numpy arrays.
+  """
+  x = _check(x, metric, precision)
+  n = x.shape[0]
+  if not 1 <= k <= n * (n - 1) // 2:
+    raise InputError(f'k={k}: pass 1 <= k <= n(n-1)/2 = {n * (n - 1) // 2}')
+  if bins < 1:
+    raise InputError(f'bins={bins}: pass bins >= 1')
+  z, sq, bad = _prepare(x, metric)
+  _raise_bad(bad, metric)
+  tile = max(int(tile or default_tile(n)), int(np.ceil(np.sqrt(k))))
+  kw = dict(metric=metric, precision=precision, tile=tile)
+  target = jnp.float32(0.0 if closest_to is None else closest_to)
+  lo, hi, cl = jax.device_get(_topk_pass(z, sq, target, k=k, **kw))
+  ext = [
+    Extremes(np.asarray(e[1]), np.asarray(e[2]), np.asarray(e[3]))
+    for e in (lo, hi, cl)
+  ]
+  if value_range is None:
+    value_range = (float(ext[0].values[0]), float(ext[1].values[0]))
+  if not value_range[0] < value_range[1]:
+    value_range = (value_range[0], value_range[0] + 1.0)  # np.histogram's
+  edges = np.histogram_bin_edges(
+    np.zeros(0, np.float32), bins=bins, range=value_range
+  ).astype(np.float32)
+  counts = np.asarray(_hist_pass(z, sq, jnp.asarray(edges), **kw))
+  return RdmStats(
+    lowest=ext[0],
+    highest=ext[1],
+    closest=None if closest_to is None else ext[2],
+    hist_counts=counts.astype(np.int64).sum(0),
+    hist_edges=edges,
+    n=n,
+    metric=metric,
+  )

@@ -1,0 +1,215 @@
+"""rdmjax.kernels against float64 numpy / scipy / rsatoolbox references.
+
+Error measure for RDMs: max |D - D_ref| / max |D_ref| over the off-diagonal
+entries (norm-wise; per-entry relative error is unbounded where D_ref ~ 0).
+"""
+
+import importlib
+
+import chex
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial.distance import pdist, squareform
+
+from rdmjax import kernels
+from rdmjax.errors import InputError
+
+N, D, TILE = 200, 300, 64  # n > tile and not a multiple of it
+
+
+def _x(n=N, d=D, seed=0, offset=3.0):
+  rng = np.random.default_rng(seed)
+  # Low-rank signal plus noise and a common offset, like voxel responses.
+  base = rng.standard_normal((n, 8)) @ rng.standard_normal((8, d))
+  return base + rng.standard_normal((n, d)) + offset
+
+
+def _err(r, ref):
+  iu = np.triu_indices(ref.shape[0], 1)
+  return (
+    np.abs(np.asarray(r, np.float64) - ref)[iu].max() / np.abs(ref[iu]).max()
+  )
+
+
+# Measured here (CPU) at N x D above; bounds leave ~4x headroom. cosine sits
+# higher: without centring its 1 - cos cancels (values ~0.1 here).
+F32_TOL = {'correlation': 1e-6, 'euclidean': 1e-6, 'sqeuclidean': 1e-6}
+F32_TOL['cosine'] = 2e-5
+
+
+@pytest.mark.parametrize('metric', kernels.METRICS)
+@pytest.mark.parametrize('tile', [None, TILE])
+def test_rdm_matches_scipy_pdist(metric, tile):
+  x = _x()
+  r = np.asarray(kernels.rdm(x, metric, tile=tile))
+  assert r.shape == (N, N) and r.dtype == np.float32
+  assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
+  np.testing.assert_array_equal(r, r.T)
+  np.testing.assert_array_equal(np.diag(r), 0)
+
+
+def test_correlation_matches_corrcoef_and_rsatoolbox():
+  x = _x()
+  r = np.asarray(kernels.rdm(x, 'correlation', tile=TILE))
+  assert _err(r, 1 - np.corrcoef(x)) < 1e-6
+  rsa = pytest.importorskip('rsatoolbox')
+  ds = rsa.data.Dataset(x)
+  ref = rsa.rdm.calc_rdm(ds, method='correlation').get_matrices()[0]
+  assert _err(r, ref) < 1e-6
+  # rsatoolbox's euclidean is squared and divided by the channel count.
+  ref = rsa.rdm.calc_rdm(ds, method='euclidean').get_matrices()[0]
+  assert _err(np.asarray(kernels.rdm(x, 'sqeuclidean')) / D, ref) < 1e-6
+
+
+@pytest.mark.parametrize(
+  'precision,tol', [('float32', 1e-6), ('tf32', 1e-6), ('bf16', 3e-3)]
+)
+def test_precisions(precision, tol):
+  # On CPU tf32 is float32; the GPU script measures the real TF32 error.
+  x = _x()
+  r = kernels.rdm(x, 'correlation', precision=precision, tile=TILE)
+  assert _err(r, 1 - np.corrcoef(x)) < tol
+
+
+def test_mesh_equals_single_device():
+  assert jax.device_count() == 8
+  mesh = jax.make_mesh((8,), ('data',))
+  for n in (N, 203):  # divisible by 8 and not
+    x = _x(n=n)
+    one = np.asarray(kernels.rdm(x, 'correlation'))
+    many = kernels.rdm(x, 'correlation', mesh=mesh)
+    np.testing.assert_allclose(np.asarray(many), one, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(many), np.asarray(many).T)
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'cosine'])
+def test_degenerate_row_names_index(metric):
+  x = _x()
+  x[17] = 0.0 if metric == 'cosine' else 2.5
+  with pytest.raises(InputError, match=r'image index\) 17 '):
+    kernels.rdm(x, metric)
+  with pytest.raises(InputError, match=r'image index\) 17 '):
+    kernels.rdm_stats(x, metric)
+
+
+def test_bad_arguments():
+  with pytest.raises(InputError, match='metric'):
+    kernels.rdm(_x(), 'manhattan')
+  with pytest.raises(InputError, match='precision'):
+    kernels.rdm(_x(), precision='fp8')
+  with pytest.raises(InputError, match='shape'):
+    kernels.rdm(np.zeros(5))
+  with pytest.raises(InputError, match='method'):
+    kernels.compare_rdms(np.ones(3), np.ones(3), 'tau_b')
+
+
+def test_upper_triangle_is_squareform_order():
+  r = squareform(pdist(_x(n=13)))
+  np.testing.assert_allclose(kernels.upper_triangle(r), squareform(r))
+
+
+def _vectors(m=3000, ties=False, seed=1):
+  rng = np.random.default_rng(seed)
+  a = rng.standard_normal(m)
+  b = a + 1.5 * rng.standard_normal(m)
+  return (np.round(a, 1), np.round(b, 1)) if ties else (a, b)
+
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_compare_rdms_vs_scipy_and_rsatoolbox(ties):
+  a, b = _vectors(ties=ties)
+  got = {m: kernels.compare_rdms(a, b, m) for m in kernels.COMPARE_METHODS}
+  assert abs(got['spearman'] - stats.spearmanr(a, b)[0]) < 1e-5
+  assert abs(got['pearson'] - stats.pearsonr(a, b)[0]) < 1e-5
+  if not ties:  # tau-b equals tau-a without ties
+    assert abs(got['kendall_tau_a'] - stats.kendalltau(a, b)[0]) < 1e-12
+  compare = importlib.import_module('rsatoolbox.rdm.compare')
+  a32, b32 = a.astype(np.float32), b.astype(np.float32)  # same ties as ours
+  assert abs(got['kendall_tau_a'] - compare._tau_a(a32, b32)) < 1e-12
+
+
+def test_compare_square_equals_condensed():
+  x, y = _x(n=60), _x(n=60, seed=5)
+  rx, ry = squareform(pdist(x)), squareform(pdist(y))
+  for method in kernels.COMPARE_METHODS:
+    sq = kernels.compare_rdms(rx, ry, method)
+    assert sq == kernels.compare_rdms(squareform(rx), squareform(ry), method)
+  with pytest.raises(InputError, match='same images'):
+    kernels.compare_rdms(rx, ry[:-1, :-1])
+
+
+def _brute_pairs(ref, order):
+  iu = np.triu_indices(ref.shape[0], 1)
+  o = order(ref[iu])
+  return ref[iu][o], iu[0][o], iu[1][o]
+
+
+def _clear_target(v, k):
+  """A value whose k+1 nearest entries are not near-ties (f32 cannot order)."""
+  for q in np.linspace(0.999, 0.9, 100):
+    c = float(np.quantile(v, q))
+    dist = np.sort(np.abs(v - c))[: k + 1]
+    if np.diff(dist).min() > 1e-5 * np.abs(v).max():
+      return c
+  raise AssertionError('no target without near-ties')
+
+
+@pytest.mark.parametrize('metric', kernels.METRICS)
+def test_rdm_stats_vs_brute_force(metric):
+  x, k, c = _x(), 6, None
+  ref = squareform(pdist(x, metric))
+  c = _clear_target(squareform(ref), k)
+  s = kernels.rdm_stats(x, metric, k=k, closest_to=c, tile=TILE, bins=40)
+  cases = [
+    (s.lowest, lambda v: np.argsort(v)[:k]),
+    (s.highest, lambda v: np.argsort(-v)[:k]),
+    (s.closest, lambda v: np.argsort(np.abs(v - c))[:k]),
+  ]
+  for got, order in cases:
+    v, i, j = _brute_pairs(ref, order)
+    np.testing.assert_allclose(got.values, v, rtol=2e-5)
+    np.testing.assert_array_equal(got.i, i)
+    np.testing.assert_array_equal(got.j, j)
+  # Histogram: the range is the data's, bins as np.histogram on the float32
+  # RDM; a value within rounding of an edge may land on either side.
+  v = np.asarray(kernels.upper_triangle(kernels.rdm(x, metric, tile=TILE)))
+  h, edges = np.histogram(
+    v, bins=40, range=tuple(map(float, s.hist_edges[[0, -1]]))
+  )
+  np.testing.assert_array_equal(s.hist_edges, edges)
+  near = np.abs(v[:, None] - edges[None, :]) <= 1e-5 * np.abs(v).max()
+  assert np.abs(h - s.hist_counts).sum() <= 2 * near.sum()
+  assert s.hist_counts.sum() == N * (N - 1) // 2  # range = data range
+  assert s.n == N and s.metric == metric
+
+
+def test_rdm_stats_range_and_no_closest():
+  s = kernels.rdm_stats(_x(), 'correlation', k=3, value_range=(0.0, 2.0))
+  assert s.closest is None and s.hist_counts.sum() == N * (N - 1) // 2
+  np.testing.assert_array_equal(s.hist_edges[[0, -1]], [0.0, 2.0])
+  with pytest.raises(InputError, match='k='):
+    kernels.rdm_stats(_x(n=4), k=7)
+
+
+def test_vmap_over_subjects_equals_loop():
+  xs = np.stack([_x(n=40, d=50, seed=s) for s in range(3)])
+  batched = jax.vmap(lambda x: kernels.rdm(x, 'correlation', tile=16))(xs)
+  chex.assert_shape(batched, (3, 40, 40))
+  for s in range(3):
+    # Batched products may sum in another order: equal to rounding.
+    one = kernels.rdm(xs[s], tile=16)
+    np.testing.assert_allclose(batched[s], one, rtol=0, atol=1e-6)
+
+
+def test_no_recompile_for_same_shapes():
+  x = _x(n=37, d=20)
+  kernels.rdm(x, 'euclidean')
+  kernels.compare_rdms(x[0], x[1], 'spearman')
+  before = dict(kernels.TRACES)
+  for seed in range(3):
+    y = _x(n=37, d=20, seed=seed + 10)
+    kernels.rdm(y, 'euclidean')
+    kernels.compare_rdms(y[0], y[1], 'spearman')
+  assert dict(kernels.TRACES) == before
