@@ -258,10 +258,15 @@ def _pearson(a: jax.Array, b: jax.Array) -> jax.Array:
     v = jnp.pad(v, (0, -m % blk))
     return v.reshape(-1, blk).sum(1).sum()
 
-  m = a.shape[0]
-  a = a - total(a) / m
-  b = b - total(b) / m
-  return total(a * b) / jnp.sqrt(total(a * a) * total(b * b))
+  def unit(v):
+    v = v - total(v) / v.shape[0]
+    # r is scale-free: rescale to max |v| = 1 so that no sum of squares can
+    # overflow f32 (ranks of a 3500-image RDM already gave ~(m^3/12)^2).
+    peak = jnp.max(jnp.abs(v))
+    return v / jnp.where(peak > 0, peak, 1)
+
+  a, b = unit(a), unit(b)
+  return total(a * b) / (jnp.sqrt(total(a * a)) * jnp.sqrt(total(b * b)))
 
 
 def _first_of_run(flags: jax.Array) -> jax.Array:

@@ -130,6 +130,15 @@ def test_compare_rdms_vs_scipy_and_rsatoolbox(ties):
   assert abs(got['kendall_tau_a'] - compare._tau_a(a32, b32)) < 1e-12
 
 
+def test_compare_large_magnitudes_do_not_overflow():
+  # Ranks of a 3500-image RDM (6e6 entries) have sums of squares ~1.8e19;
+  # their product passed the float32 maximum and Spearman came out 0.
+  a, b = _vectors()
+  for scale in (1e19, 1e-19):
+    got = kernels.compare_rdms(a * scale, b * scale, 'pearson')
+    assert abs(got - stats.pearsonr(a, b)[0]) < 1e-5
+
+
 def test_compare_square_equals_condensed():
   x, y = _x(n=60), _x(n=60, seed=5)
   rx, ry = squareform(pdist(x)), squareform(pdist(y))
