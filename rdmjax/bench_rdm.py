@@ -10,7 +10,9 @@ compares with the numpy baseline; `gflops_done` counts what ran.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import itertools
 import sys
 from typing import Any
 
@@ -99,10 +101,22 @@ def run(config) -> list[dict[str, Any]]:
     )
   xd = jax.device_put(jnp.asarray(x))
   tile = int(b.tile) or kernels.default_tile(n)
-  for prec in b.precisions:
-    fn = lambda x, p=prec: kernels.rdm(x, 'correlation', precision=p, tile=tile)  # noqa: E731
+  # 'auto' is what users get (host BLAS on a CPU backend for f32/tf32); the
+  # jitted XLA tiles are timed too, so the CPU figure shows both paths.
+  impls = ['auto'] + (['xla'] if jax.default_backend() == 'cpu' else [])
+  for prec, impl in itertools.product(b.precisions, impls):
+    if impl == 'xla' and prec == 'bf16':
+      continue  # 'auto' already runs XLA for bf16
+    fn = functools.partial(
+      kernels.rdm,
+      metric='correlation',
+      precision=prec,
+      tile=None if impl == 'auto' else tile,
+      impl=impl,
+    )
     t = time_fn(fn, xd, repeats=reps)
-    fig = dict(base, name=f'rdmjax_{prec}', precision=prec, tile=tile, **t)
+    name = f'rdmjax_{prec}' + ('_xla' if impl == 'xla' else '')
+    fig = dict(base, name=name, precision=prec, impl=impl, tile=tile, **t)
     fig['gflops'] = flop / t['median_s'] / 1e9
     fig['gflops_done'] = fig['gflops'] * _done_fraction(n, tile)
     fig['rel_err'] = rel_err(fn(xd), ref)

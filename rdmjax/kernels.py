@@ -215,6 +215,7 @@ def rdm(
   precision: str = 'float32',
   tile: int | None = None,
   mesh: Mesh | None = None,
+  impl: str = 'auto',
 ) -> jax.Array:
   """The representational dissimilarity matrix of the rows of x.
 
@@ -227,18 +228,51 @@ def rdm(
     tile: block-row height (default `default_tile(n)`); only blocks on or
       above the diagonal are computed.
     mesh: a Mesh with a 'data' axis: row blocks are computed on its devices.
+    impl: 'xla' (jitted triangular tiles), 'blas' (the Gram through numpy's
+      BLAS on the host: `z @ z.T` is one symmetric rank-k update, half a
+      product), or 'auto': 'blas' on a CPU backend for float32/tf32 without
+      mesh or tile, else 'xla'. XLA's CPU matrix product runs at ~40% of
+      OpenBLAS here (2000 x 39548: 4.1 s against numpy's 1.55 s syrk).
 
   Returns:
     [n_images, n_images] f32, symmetric with an exact zero diagonal.
   """
+  if impl not in ('auto', 'xla', 'blas'):
+    raise InputError(f'impl {impl!r} unknown: use auto, xla or blas')
   x = _check(x, metric, precision)
   z, sq, bad = _prepare(x, metric)
   _raise_bad(bad, metric)
   if mesh is not None:
     return _rdm_mesh(z, sq, mesh, metric, precision)
+  if impl == 'auto':
+    host = jax.default_backend() == 'cpu' and precision != 'bf16'
+    traced = isinstance(z, jax.core.Tracer)
+    impl = 'blas' if host and tile is None and not traced else 'xla'
+  if impl == 'blas':
+    return _rdm_blas(np.asarray(z), np.asarray(sq), metric)
   n = x.shape[0]
   tile = max(int(tile or default_tile(n)), -(-n // 64))
   return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile)
+
+
+def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
+  """The host path: one BLAS call for the Gram, in-place elementwise ops."""
+  g = z @ z.T  # numpy sees z and z.T share memory: ssyrk, half the flops
+  if metric in ('correlation', 'cosine'):
+    np.subtract(1.0, g, out=g)
+    np.clip(g, 0.0, 2.0, out=g)
+  else:
+    for r in range(0, g.shape[0], 1024):  # bounded temporaries
+      # (sq_i + sq_j) first: the same sum in both triangles, so symmetric.
+      rows = g[r : r + 1024]
+      rows *= -2.0
+      rows += sq[r : r + 1024, None] + sq[None, :]
+    np.maximum(g, 0.0, out=g)
+    if metric == 'euclidean':
+      np.sqrt(g, out=g)
+  # syrk fills both triangles from one: exactly symmetric already.
+  np.fill_diagonal(g, 0.0)
+  return jnp.asarray(g)
 
 
 def upper_triangle(r) -> jax.Array:

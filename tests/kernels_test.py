@@ -50,6 +50,17 @@ def test_rdm_matches_scipy_pdist(metric, tile):
   np.testing.assert_array_equal(np.diag(r), 0)
 
 
+@pytest.mark.parametrize('metric', kernels.METRICS)
+def test_host_blas_and_xla_paths_agree(metric):
+  x = _x()
+  ref = squareform(pdist(x, metric))
+  for impl in ('blas', 'xla'):
+    r = np.asarray(kernels.rdm(x, metric, impl=impl))
+    assert _err(r, ref) < F32_TOL[metric], impl
+    np.testing.assert_array_equal(r, r.T)
+    np.testing.assert_array_equal(np.diag(r), 0)
+
+
 def test_correlation_matches_corrcoef_and_rsatoolbox():
   x = _x()
   r = np.asarray(kernels.rdm(x, 'correlation', tile=TILE))
