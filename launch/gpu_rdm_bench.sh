@@ -50,8 +50,9 @@ def err(r):
 def done(tile):
   return sum((min(r + tile, n) - r) * (n - r) for r in range(0, n, tile)) / n**2
 
-prec = {'float32': jax.lax.Precision.HIGHEST, 'tf32': None, 'bf16': None}
-for p in ('float32', 'tf32', 'bf16'):
+prec = {'float32': jax.lax.Precision.HIGHEST, 'tf32': None, 'bf16': None,
+        'bf16_3x': jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X3}
+for p in ('float32', 'tf32', 'bf16_3x', 'bf16'):
   @jax.jit
   def plain(x, p=p):
     z = x - x.mean(1, keepdims=True)

@@ -140,7 +140,7 @@ if __name__ == '__main__':
         n=n,
         d=d,
         repeats=3,
-        precisions=('float32', 'tf32', 'bf16'),
+        precisions=('float32', 'tf32', 'bf16_3x', 'bf16'),
         baselines=('numpy',),
         baseline_d=0,
         tile=0,

@@ -75,7 +75,8 @@ def test_correlation_matches_corrcoef_and_rsatoolbox():
 
 
 @pytest.mark.parametrize(
-  'precision,tol', [('float32', 1e-6), ('tf32', 1e-6), ('bf16', 3e-3)]
+  'precision,tol',
+  [('float32', 1e-6), ('tf32', 1e-6), ('bf16_3x', 1e-6), ('bf16', 3e-3)],
 )
 def test_precisions(precision, tol):
   # On CPU tf32 is float32; the GPU script measures the real TF32 error.
