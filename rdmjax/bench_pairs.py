@@ -1,0 +1,196 @@
+"""Pair throughput: `rdmjax --mode=bench --config=configs/bench.py:suite=pairs`.
+
+Pairs per second of three ways to feed the pair MLP, at three stages:
+
+  variants  block    B images, their B(B-1)/2 pairs, targets from ONE
+                     matrix product of the B response rows, B embeddings
+                     through the first layer (what training uses);
+            uniform  P independent pairs on device, targets by gathering
+                     two response rows per pair, two embeddings per pair;
+            naive    the reference study's way: pairs drawn and their rows
+                     gathered on the host (numpy), shipped to the device.
+  stages    sampler     the batch alone (indices and targets);
+            step        forward, backward, Adam on a batch made beforehand;
+            end_to_end  both, as a training step runs them.
+
+Responses `[n, v]` and embeddings `[n, e]` are random (compute only, as
+maxtext's synthetic dataset). Row gathers copy 2 x v floats per pair, so the
+uniform and naive variants get at most `bench.gather_mb` of rows per call
+(their own pair count; pairs/s stays comparable). Every figure has
+`ratio_vs_naive`, the naive variant's figure at the same stage measured in
+the same run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from rdmjax import pairs, sharding, train
+
+
+def _config(config, sampler: str, num_pairs: int):
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.model.name = 'mlp'
+    c.pairs.sampler = sampler
+    c.pairs.num_pairs = int(num_pairs)
+    c.pairs.leaked = False
+    c.optim.clip_norm = 0.0
+  return c
+
+
+def _host_batch(rng, z, x, idx, n_pairs, metric):
+  """The naive sampler: numpy pairs and per-pair row gathers on the host."""
+  i = rng.choice(idx, n_pairs)
+  j = rng.choice(idx, n_pairs)
+  j = np.where(i == j, idx[(np.searchsorted(idx, j) + 1) % len(idx)], j)
+  a, b = z[i], z[j]
+  if metric == 'correlation':
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    t = 1 - np.sum(a * b, 1) / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
+  else:
+    t = np.sqrt(np.sum(np.square(a - b), 1))
+  n = len(t)
+  return dict(
+    xa=x[i],
+    xb=x[j],
+    target=t.astype(np.float32),
+    mask=np.ones(n, np.float32),
+  )
+
+
+def _fixed_step(graphdef, tx, mesh):
+  """Forward, backward, Adam on a given batch (block, uniform or naive)."""
+  rep = sharding.replicated(mesh)
+
+  def step(state, x, batch):
+    def objective(params):
+      model = nnx.merge(graphdef, params)
+      if 'xa' in batch:
+        pred = model(batch['xa'], batch['xb'])
+      else:
+        pred = train.predict(model, x, batch)
+      return jnp.mean(batch['mask'] * jnp.square(pred - batch['target']))
+
+    loss, grads = jax.value_and_grad(objective)(state['params'])
+    updates, opt = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    return dict(state, params=params, opt_state=opt), loss
+
+  return jax.jit(step, in_shardings=(rep, rep, None), donate_argnums=0)
+
+
+def _record(variant, stage, n_pairs, t, **extra) -> dict[str, Any]:
+  return dict(
+    suite='pairs',
+    variant=variant,
+    stage=stage,
+    pairs_per_call=int(n_pairs),
+    median_s=t['median_s'],
+    pairs_per_s=n_pairs / t['median_s'],
+    **extra,
+  )
+
+
+def _measure(variant, config, data, dev, host, mesh, n_pairs, repeats):
+  """Times one variant's sampler, fixed-batch step and full step."""
+  from rdmjax.bench import time_fn
+
+  rng, z, x, idx = host
+  e = x.shape[1]
+  sampler = 'block' if variant == 'block' else 'uniform'
+  c = _config(config, sampler, n_pairs)
+  tx, lr = train.make_optimizer(c)
+  graphdef, state = train.init_state(c, e, tx, mesh, 1.0)
+  bsh = pairs.batch_sharding(mesh, c)
+  fixed = _fixed_step(graphdef, tx, mesh)
+  if variant == 'naive':
+    pair_sh = sharding.batch_sharding(mesh)
+
+    def sample(c=c, n_pairs=n_pairs):
+      hb = _host_batch(rng, z, x, idx, n_pairs, c.pairs.metric)
+      return jax.device_put(hb, pair_sh)
+
+    batch = sample()
+    t_sampler = time_fn(sample, repeats=repeats)
+
+    def e2e(state, fixed=fixed, sample=sample):
+      return fixed(state, data['x'], sample())
+
+  else:
+    make = jax.jit(
+      lambda key, step, c=c: pairs.make_batch(key, step, data, dev['idx'], c),
+      out_shardings=bsh,
+    )
+    key = jax.random.key(0)
+    batch = make(key, 0)
+    t_sampler = time_fn(make, key, 1, repeats=repeats)
+    full = train.make_train_step(graphdef, tx, lr, c, mesh)
+
+    def e2e(state, full=full):
+      return full(state, data, dev['idx'])
+
+  # Steps donate the state: thread it through the timed calls.
+  holder = {'s': state}
+
+  def run_fixed(fixed=fixed, batch=batch):
+    holder['s'], loss = fixed(holder['s'], data['x'], batch)
+    return loss
+
+  def run_e2e(e2e=e2e):
+    holder['s'], logs = e2e(holder['s'])
+    return logs
+
+  t_step = time_fn(run_fixed, repeats=repeats)
+  t_e2e = time_fn(run_e2e, repeats=repeats)
+  loss = float(jax.device_get(run_fixed()))
+  return t_sampler, t_step, t_e2e, loss
+
+
+def run(config) -> list[dict[str, Any]]:
+  """All nine figures (3 variants x 3 stages) with ratios vs naive."""
+  b = config.bench
+  n, v, e = int(b.n), int(b.d), int(b.emb_dim)
+  bs = int(config.pairs.block_size)
+  p_block = bs * (bs - 1) // 2
+  mesh = sharding.make_mesh(config.mesh)
+  k = sharding.data_size(mesh)
+  cap = max(k, (int(b.gather_mb) << 20) // (8 * v) // k * k)
+  p_gather = min(p_block, cap)
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((n, v), np.float32)
+  x = rng.standard_normal((n, e), np.float32)
+  idx = np.arange(n, dtype=np.int32)
+  dev = sharding.put_replicated({'z': z, 'x': x, 'idx': idx}, mesh)
+  data = {'z': dev['z'], 'x': dev['x']}
+  common = dict(
+    n_images=n,
+    n_vertices=v,
+    emb_dim=e,
+    block_size=bs,
+    dtype=config.model.dtype,
+    hidden=list(config.model.hidden),
+    metric=config.pairs.metric,
+  )
+  out, base = [], {}
+  host = (rng, z, x, idx)
+  for variant in ('naive', 'uniform', 'block'):
+    n_pairs = p_block if variant == 'block' else p_gather
+    *times, loss = _measure(
+      variant, config, data, dev, host, mesh, n_pairs, b.repeats
+    )
+    stages = ('sampler', 'step', 'end_to_end')
+    for stage, t in zip(stages, times):
+      rec = _record(variant, stage, n_pairs, t, loss=loss, **common)
+      if variant == 'naive':
+        base[stage] = rec['pairs_per_s']
+      rec['ratio_vs_naive'] = rec['pairs_per_s'] / base[stage]
+      out.append(rec)
+  return out

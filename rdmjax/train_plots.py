@@ -1,0 +1,131 @@
+"""Training figures: learning curves, predicted vs true test RDMs, scatter.
+
+matplotlib with the Agg backend; every function writes a PNG and returns
+its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def _save(fig, path: Path) -> Path:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110, bbox_inches='tight')
+  _plt().close(fig)
+  return path
+
+
+def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:
+  """Training loss and validation Spearman per step, one line per run.
+
+  Args:
+    runs: run name -> metrics.jsonl rows.
+    path: the PNG to write.
+  """
+  plt = _plt()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for name, rows in runs.items():
+    s = [r['step'] for r in rows]
+    axes[0].plot(s, [r['loss'] for r in rows], label=name)
+    ev = [r for r in rows if 'val_spearman' in r]
+    axes[1].plot(
+      [r['step'] for r in ev],
+      [r['val_spearman'] for r in ev],
+      marker='o',
+      label=name,
+    )
+  axes[0].set(xlabel='step', ylabel='training loss', yscale='log')
+  axes[1].set(xlabel='step', ylabel='validation Spearman')
+  for ax in axes:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def rdm_side_by_side(
+  true: np.ndarray, pred: np.ndarray, test: dict, path: Path
+) -> Path:
+  """True and predicted RDMs of the test images (the study's Table 3).
+
+  Args:
+    true: [m, m] true dissimilarities (diagonal 0).
+    pred: [m, m] predictions (diagonal left 0).
+    test: metrics with 'r2' and 'spearman'.
+    path: the PNG to write.
+  """
+  plt = _plt()
+  m = true.shape[0]
+  off = ~np.eye(m, dtype=bool)
+  lo, hi = np.percentile(true[off], [1, 99]) if m > 1 else (0.0, 1.0)
+  fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+  for ax, mat, title in (
+    (axes[0], true, f'ground truth ({m} test images)'),
+    (
+      axes[1],
+      pred,
+      f'predicted: R$^2$ = {test["r2"]:.3f}, Spearman = {test["spearman"]:.3f}',
+    ),
+  ):
+    im = ax.imshow(np.where(off, mat, np.nan), vmin=lo, vmax=hi, cmap='viridis')
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel('test image')
+    ax.set_ylabel('test image')
+  fig.colorbar(im, ax=axes, shrink=0.8, label='dissimilarity')
+  return _save(fig, path)
+
+
+def scatter(
+  pred: np.ndarray, true: np.ndarray, test: dict, path: Path, n: int = 20000
+) -> Path:
+  """Predicted vs true dissimilarity of test pairs (a subsample of n)."""
+  plt = _plt()
+  pred, true = np.asarray(pred), np.asarray(true)
+  if pred.size > n:
+    keep = np.random.default_rng(0).choice(pred.size, n, replace=False)
+    pred, true = pred[keep], true[keep]
+  fig, ax = plt.subplots(figsize=(4.4, 4.2))
+  ax.scatter(true, pred, s=3, alpha=0.3, lw=0)
+  lo = float(min(true.min(), pred.min())) if true.size else 0.0
+  hi = float(max(true.max(), pred.max())) if true.size else 1.0
+  ax.plot([lo, hi], [lo, hi], color='k', lw=0.8, ls='--')
+  ax.set(
+    xlabel='true dissimilarity',
+    ylabel='predicted',
+    title=f'test pairs: Pearson {test["pearson"]:.3f}, '
+    f'Spearman {test["spearman"]:.3f}',
+  )
+  ax.title.set_fontsize(9)
+  return _save(fig, path)
+
+
+def test_figures(
+  mats: dict, test: dict, folder: Path, prefix: str = 'train'
+) -> dict[str, str]:
+  """Both test figures; returns name -> path relative to the workdir."""
+  folder = Path(folder)
+  a = rdm_side_by_side(
+    mats['true'], mats['pred'], test, folder / f'{prefix}_test_rdms.png'
+  )
+  b = scatter(
+    mats['pred_pairs'],
+    mats['true_pairs'],
+    test,
+    folder / f'{prefix}_test_scatter.png',
+  )
+  return {
+    'test_rdms': f'{folder.name}/{a.name}',
+    'test_scatter': f'{folder.name}/{b.name}',
+  }

@@ -1,0 +1,130 @@
+"""The training stage's results.json entry, figures and report section.
+
+Beside the model's test scores it puts what they mean: the ceiling (for the
+synthetic subject: how well the noiseless responses' targets rank-correlate
+with the noisy ones on the same test pairs), the zero-shot RSA of the same
+embeddings on the same pairs, and the leaked variant's scores on the same
+budget (the reference study's mistake, measured).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rdmjax import baselines, report, train_plots
+
+
+def _baselines(config, data) -> dict[str, Any]:
+  test = data.split['test']
+  pairs = baselines.all_pairs(test)
+  metric = config.pairs.metric
+  out: dict[str, Any] = {'ceiling': None, 'zero_shot_rsa': None}
+  if data.z_noiseless is not None and not config.pairs.leaked:
+    out['ceiling'] = baselines.ceiling_rsa(
+      data.z_noiseless, data.z, pairs, metric
+    )
+  if data.emb is not None and not config.pairs.leaked:
+    out['zero_shot_rsa'] = baselines.zero_shot_rsa(
+      data.emb, data.z, pairs, metric
+    )
+  return out
+
+
+def _clean(run: dict[str, Any]) -> dict[str, Any]:
+  return {
+    k: v for k, v in run.items() if not k.startswith('_') and k != 'params'
+  }
+
+
+def write(config, workdir: Path, run: dict, leaked: dict | None) -> dict:
+  """results.json 'train', figures/, report section 'train'."""
+  workdir = Path(workdir)
+  data = run['_data']
+  res: dict[str, Any] = dict(
+    model=config.model.name,
+    roi=config.data.roi,
+    metric=config.pairs.metric,
+    embeddings=config.data.embeddings if config.model.name == 'mlp' else None,
+    n_images={k: len(v) for k, v in data.split.items()},
+    n_vertices=int(data.z.shape[1]),
+    **_clean(run),
+    **_baselines(config, data),
+  )
+  if res['ceiling']:
+    res['fraction_of_ceiling'] = res['test']['spearman'] / res['ceiling']
+  if leaked is not None:
+    res['leaked'] = _clean(leaked)
+  figs = workdir / 'figures'
+  curves = {'image-disjoint': run['_rows']}
+  if leaked is not None:
+    curves['leaked'] = leaked['_rows']
+  res['figures'] = {
+    'learning_curves': 'figures/'
+    + train_plots.learning_curves(curves, figs / 'train_curves.png').name
+  }
+  if run['_mats'] is not None:
+    res['figures'].update(
+      train_plots.test_figures(run['_mats'], run['test'], figs, 'train')
+    )
+  report.update_results(workdir, 'train', res)
+  report.write_section(workdir, 'train', _markdown(res))
+  return res
+
+
+def _markdown(res: dict[str, Any]) -> str:
+  rows = []
+  for name, r in (('image-disjoint', res), ('leaked', res.get('leaked'))):
+    if r is None:
+      continue
+    t = r['test']
+    frac = t['spearman'] / res['ceiling'] if res['ceiling'] else None
+    rows.append(
+      [
+        name,
+        t['r2'],
+        t['pearson'],
+        t['spearman'],
+        '-' if frac is None else frac,
+        t['n_pairs'],
+      ]
+    )
+  lines = [
+    '## Training: predicted dissimilarity of held-out pairs',
+    '',
+    f'Model `{res["model"]}` on ROI `{res["roi"]}`, target '
+    f'`{res["metric"]}`, {res["steps"]} steps of '
+    f'{res["pairs_per_step"]} pairs; images split '
+    f'{res["n_images"]} (train/val/test). Test scores from the checkpoint '
+    f'with the best validation Spearman (step {res["best_step"]}).',
+    '',
+    report.md_table(
+      ['split', 'R^2', 'Pearson', 'Spearman', 'of ceiling', 'test pairs'],
+      rows,
+    ),
+  ]
+  if res['ceiling'] is not None:
+    lines.append(
+      f'- Ceiling (noiseless vs noisy targets, same test pairs): Spearman '
+      f'{res["ceiling"]:.4f}.'
+    )
+  if res['zero_shot_rsa'] is not None:
+    lines.append(
+      f'- Zero-shot RSA of the same embeddings (1 - Pearson of embeddings '
+      f'vs target, same test pairs): Spearman {res["zero_shot_rsa"]:.4f}.'
+    )
+  if 'leaked' in res:
+    lines.append(
+      '- Leaked: pairs, not images, split (the reference study): test '
+      'images were seen in training pairs; same steps and batch size.'
+    )
+  lines.append('')
+  for key, title in (
+    ('learning_curves', 'Learning curves'),
+    ('test_rdms', 'True vs predicted RDM of the test images'),
+    ('test_scatter', 'Predicted vs true, test pairs'),
+  ):
+    if key in res['figures']:
+      lines.append(f'![{title}]({res["figures"][key]})')
+      lines.append('')
+  return '\n'.join(lines)
