@@ -232,7 +232,6 @@ def score(
   tile = int(config.pairs.eval_tile)
   acc = metrics.PairMetricsAccumulator(seed=int(config.seed))
   m = len(split_idx)
-  pos = {int(g): k for k, g in enumerate(split_idx)}
   mats = (
     {'pred': np.zeros((m, m)), 'true': np.zeros((m, m))}
     if keep_matrix
@@ -252,8 +251,8 @@ def score(
     if mats is not None:
       i = np.asarray(jax.device_get(tp['i']))[keep]
       j = np.asarray(jax.device_get(tp['j']))[keep]
-      a = np.array([pos[int(v)] for v in i], int)
-      b = np.array([pos[int(v)] for v in j], int)
+      # split_idx is sorted: image index -> position without a Python loop.
+      a, b = np.searchsorted(split_idx, i), np.searchsorted(split_idx, j)
       for name, v in (('pred', pred[keep]), ('true', target[keep])):
         mats[name][a, b] = v
         mats[name][b, a] = v
@@ -321,9 +320,10 @@ def train(
     state,
   )
   start, rows = 0, []
-  latest = mngr.latest_step()
-  if latest is not None:
-    state, meta = checkpoint.restore(mngr, latest, abstract, data.meta)
+  # The newest step that reads back (a damaged newer one is dropped).
+  found = checkpoint.restore_newest(mngr, abstract, data.meta)
+  if found is not None:
+    state, meta, latest = found
     if meta.get('split') != data.meta['split']:
       raise InputError(
         f'checkpoint {workdir / "ckpt"} used another image split: use '
@@ -397,7 +397,11 @@ def train(
     return {'stopped_at': stop_after, 'params': state['params']}
   best = checkpoint.pick_step(mngr, 'best' if ck.keep_best else 'latest')
   if best is not None and best != steps:
-    state, _ = checkpoint.restore(mngr, best, abstract, data.meta)
+    try:
+      state, _ = checkpoint.restore(mngr, best, abstract, data.meta)
+    except checkpoint.UnreadableCheckpointError as e:
+      logging.warning('scoring the final state instead: %s', e)
+      best = steps
   test, mats = score(
     eval_fn,
     state['params'],
@@ -424,10 +428,19 @@ def train(
   )
 
 
-def evaluate(config, workdir: str | Path, which: str = 'best') -> dict:
-  """Scores the best (or latest) checkpoint on every test pair.
+def evaluate(config, workdir: str | Path, which: str | None = None) -> dict:
+  """Scores a checkpoint on every test pair.
 
-  Writes results.json 'eval' and the test RDM figures.
+  Args:
+    config: the run's config.
+    workdir: the trained run's workdir.
+    which: 'best', 'latest' or a step number; default `ckpt.eval_step`.
+      'best' and 'latest' fall back to the newest readable step if the
+      chosen one is damaged; a step number does not.
+
+  Returns:
+    {'step', 'val_spearman', 'test'}; also written to results.json 'eval',
+    with the test RDM figures.
   """
   from rdmjax import report, train_plots
 
@@ -458,12 +471,19 @@ def evaluate(config, workdir: str | Path, which: str = 'best') -> dict:
     config.ckpt.keep_best,
     read_only=True,
   )
+  which = str(config.ckpt.get('eval_step', 'best') if which is None else which)
   step = checkpoint.pick_step(mngr, which)
   if step is None:
     raise InputError(
       f'no finished checkpoint in {workdir / "ckpt"}: train first'
     )
-  state, meta = checkpoint.restore(mngr, step, abstract, data.meta)
+  if which.strip().isdigit():
+    state, meta = checkpoint.restore(mngr, step, abstract, data.meta)
+  else:
+    fallback = [step] + sorted(s for s in mngr.all_steps() if s != step)[::-1]
+    state, meta, step = checkpoint.restore_newest(
+      mngr, abstract, data.meta, fallback
+    )
   device_data = sharding.put_replicated({'z': data.z, 'x': data.x}, mesh)
   eval_fn = make_eval_fn(graphdef, config, mesh)
   test, mats = score(
