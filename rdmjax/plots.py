@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
   import matplotlib
 
   matplotlib.use('Agg')
@@ -22,11 +22,11 @@ def _plt():
   return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=110, bbox_inches='tight')
-  _plt().close(fig)
+  pyplot().close(fig)
   return path
 
 
@@ -36,7 +36,7 @@ def images_and_responses(
   """A few training images, each beside its response profile per ROI."""
   from rdmjax.data import algonauts
 
-  plt = _plt()
+  plt = pyplot()
   n = min(n_images, subject.n_images('train'))
   idx = np.linspace(0, subject.n_images('train') - 1, n).astype(int)
   imgs = algonauts.load_images(
@@ -66,7 +66,7 @@ def images_and_responses(
         ax.set_ylabel('response', fontsize=8)
       ax.tick_params(labelsize=7)
   fig.suptitle(f'{subject.name}: images and their fMRI responses', fontsize=10)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 METRIC_LABELS = {
@@ -149,7 +149,7 @@ def rdm_heatmap(
       the off-diagonal values, so the zero diagonal does not set the scale).
     path: the PNG.
   """
-  plt = _plt()
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8), layout='constrained')
   sub = f'{n} images{_coarse(heat, n)}'
   im = _heat_ax(axes[0], heat, n, vlim, f'image order ({sub})')
@@ -157,7 +157,7 @@ def rdm_heatmap(
   cb = fig.colorbar(im, ax=axes, shrink=0.85)
   cb.set_label(f'{metric_label(metric)} (1st-99th percentile)', fontsize=8)
   fig.suptitle(f'RDM, ROI {roi}: {metric_label(metric)}', fontsize=10)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def rdm_grid(heats: dict, path: Path) -> Path:
@@ -167,7 +167,7 @@ def rdm_grid(heats: dict, path: Path) -> Path:
     heats: (roi, metric) -> (heat [m, m], n images, (vmin, vmax)).
     path: the PNG.
   """
-  plt = _plt()
+  plt = pyplot()
   rois = list(dict.fromkeys(r for r, _ in heats))
   metrics = list(dict.fromkeys(m for _, m in heats))
   fig, axes = plt.subplots(
@@ -190,7 +190,7 @@ def rdm_grid(heats: dict, path: Path) -> Path:
     )
     fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
   fig.suptitle('RDMs of the fMRI responses', fontsize=11)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def rdm_histograms(hists: dict, path: Path) -> Path:
@@ -201,7 +201,7 @@ def rdm_histograms(hists: dict, path: Path) -> Path:
       number of pairs).
     path: the PNG.
   """
-  plt = _plt()
+  plt = pyplot()
   rois = list(dict.fromkeys(r for r, _ in hists))
   metrics = list(dict.fromkeys(m for _, m in hists))
   fig, axes = plt.subplots(
@@ -236,7 +236,7 @@ def rdm_histograms(hists: dict, path: Path) -> Path:
     ax.legend(fontsize=7, loc='upper right', frameon=False)
     ax.tick_params(labelsize=7)
   fig.suptitle('Distribution of RDM values (pairs i < j)', fontsize=11)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def image_pairs(
@@ -256,7 +256,7 @@ def image_pairs(
     title: the figure title.
     path: the PNG.
   """
-  plt = _plt()
+  plt = pyplot()
   k = max(len(p) for _, p in rows)
   # Per pair: two image columns and a narrow gap column.
   widths = [1, 1, 0.15] * k
@@ -278,7 +278,7 @@ def image_pairs(
             ha='center', va='top', fontsize=9, weight='bold',
           )  # fmt: skip
   fig.suptitle(title, fontsize=10)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def rsa_bars(rsa: dict, path: Path) -> Path:
@@ -289,7 +289,7 @@ def rsa_bars(rsa: dict, path: Path) -> Path:
       None).
     path: the PNG.
   """
-  plt = _plt()
+  plt = pyplot()
   keys = list(rsa)
   sources = list(dict.fromkeys(s for v, _ in rsa.values() for s in v))
   width = 0.8 / max(1, len(sources))
@@ -307,4 +307,4 @@ def rsa_bars(rsa: dict, path: Path) -> Path:
   ax.set_ylabel('Spearman r (RDM upper triangles)', fontsize=8)
   ax.set_title('RSA: embedding RDMs vs fMRI RDMs', fontsize=10)
   ax.legend(fontsize=7, frameon=False, loc='upper left', bbox_to_anchor=(1, 1))
-  return _save(fig, path)
+  return save_figure(fig, path)

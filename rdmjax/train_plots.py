@@ -10,22 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _plt():
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
-def _save(fig, path: Path) -> Path:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches='tight')
-  _plt().close(fig)
-  return path
+from rdmjax.plots import pyplot, save_figure
 
 
 def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:
@@ -35,7 +20,7 @@ def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:
     runs: run name -> metrics.jsonl rows.
     path: the PNG to write.
   """
-  plt = _plt()
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
   for name, rows in runs.items():
     s = [r['step'] for r in rows]
@@ -52,7 +37,7 @@ def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:
   for ax in axes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def rdm_side_by_side(
@@ -66,7 +51,7 @@ def rdm_side_by_side(
     test: metrics with 'r2' and 'spearman'.
     path: the PNG to write.
   """
-  plt = _plt()
+  plt = pyplot()
   m = true.shape[0]
   off = ~np.eye(m, dtype=bool)
   lo, hi = np.percentile(true[off], [1, 99]) if m > 1 else (0.0, 1.0)
@@ -84,14 +69,14 @@ def rdm_side_by_side(
     ax.set_xlabel('test image')
     ax.set_ylabel('test image')
   fig.colorbar(im, ax=axes, shrink=0.8, label='dissimilarity')
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def scatter(
   pred: np.ndarray, true: np.ndarray, test: dict, path: Path, n: int = 20000
 ) -> Path:
   """Predicted vs true dissimilarity of test pairs (a subsample of n)."""
-  plt = _plt()
+  plt = pyplot()
   pred, true = np.asarray(pred), np.asarray(true)
   if pred.size > n:
     keep = np.random.default_rng(0).choice(pred.size, n, replace=False)
@@ -108,7 +93,7 @@ def scatter(
     f'Spearman {test["spearman"]:.3f}',
   )
   ax.title.set_fontsize(9)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def test_figures(
