@@ -95,6 +95,7 @@ def get_config(arg=None):
   c.ckpt.every = 50
   c.ckpt.keep = 2
   c.ckpt.keep_best = True  # also keep the best by validation Spearman
+  c.ckpt.eval_step = 'best'  # --mode=eval: 'best', 'latest' or a step
 
   c.mesh = (('data', -1),)  # -1: all devices
 

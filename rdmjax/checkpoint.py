@@ -6,23 +6,35 @@
   meta:  JSON: model config, input width, ROI, metric, image split, leaked,
          validation Spearman, pairs seen.
 
-Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when
-complete, so a `kill -9` during a save leaves only a tmp folder: the manager
-never lists it, and `manager()` deletes such leftovers before the run goes
-on. Kept: the last `ckpt.keep` steps and, with `ckpt.keep_best`, the best by
-validation Spearman. `restore` checks the meta against the run first, so a
-checkpoint of another model or shape ends in one clear line, not a pytree
+Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` (data, then
+`_CHECKPOINT_METADATA` with the commit time, then `commit_success.txt`) and
+renames it to `<step>` only when complete; the rename is atomic on POSIX
+filesystems (on GCS, where it is not, Orbax trusts `commit_success.txt`).
+So a `kill -9` during a save leaves only a tmp folder: the manager never
+lists it, and `manager()` deletes such leftovers before the run goes on.
+Orbax itself does not fsync the rename or its JSON files, and it deletes
+old steps in place after a save, so a power loss or a kill during that
+deletion can leave a `<step>` folder that Orbax lists but cannot read:
+`restore_newest` then warns and falls back to the newest step that reads
+back. Kept: the last `ckpt.keep` steps and, with `ckpt.keep_best`, the best
+by validation Spearman. `restore` checks the meta against the run first, so
+a checkpoint of another model or shape ends in one clear line, not a pytree
 mismatch deep inside Orbax.
 """
 
 from __future__ import annotations
 
+import logging as std_logging
+import math
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from rdmjax.errors import InputError
 
@@ -30,10 +42,42 @@ TMP_MARK = '.orbax-checkpoint-tmp'
 # Meta keys that must match between a checkpoint and the run restoring it.
 COMPAT_KEYS = ('model', 'd_in', 'roi', 'metric', 'n_images', 'n_vertices')
 BEST_METRIC = 'val_spearman'
+# Orbax logs a dozen INFO lines per save; keep its warnings and errors.
+ORBAX_LOG_LEVEL = std_logging.WARNING
+# What reading a damaged step raises (tensorstore errors are ValueErrors).
+READ_ERRORS = (ValueError, KeyError, TypeError, OSError, EOFError)
+
+
+class UnreadableCheckpointError(InputError):
+  """A listed step that does not read back onto this run's state."""
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Drops Orbax records below ORBAX_LOG_LEVEL.
+
+  Orbax logs through absl, i.e. the one 'absl' Python logger that rdmjax
+  uses too, so a logger level would hide our lines as well: filter by the
+  file that logged instead.
+  """
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno >= ORBAX_LOG_LEVEL:
+      return True
+    return f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+def quiet_orbax_logs() -> None:
+  """Lowers Orbax's logs to warnings and errors (idempotent)."""
+  absl_logger = std_logging.getLogger('absl')
+  if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+    absl_logger.addFilter(_QuietOrbax())
+  std_logging.getLogger('orbax').setLevel(ORBAX_LOG_LEVEL)
 
 
 def _best_metric(metrics: dict[str, Any]) -> float:
-  return float(metrics.get(BEST_METRIC, float('-inf')))
+  # NaN (constant predictions at the first steps) would sort anywhere.
+  v = float(metrics.get(BEST_METRIC, float('-inf')))
+  return float('-inf') if math.isnan(v) else v
 
 
 def clean_tmp(directory: str | Path) -> list[Path]:
@@ -76,6 +120,7 @@ def manager(
   if keep_best:
     # BestN sorts ascending and keeps the top n: reverse=False keeps the max.
     policies.append(cm.BestN(get_metric_fn=_best_metric, reverse=False, n=1))
+  quiet_orbax_logs()
   if not read_only:
     clean_tmp(directory)
   options = ocp.CheckpointManagerOptions(
@@ -121,6 +166,10 @@ def read_meta(mngr: ocp.CheckpointManager, step: int) -> dict[str, Any]:
   return dict(out.meta)
 
 
+def _first_line(e: BaseException) -> str:
+  return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
 def check_compatible(
   meta: dict[str, Any], expect: dict[str, Any], where: str
 ) -> None:
@@ -149,28 +198,109 @@ def restore(
 
   Returns:
     (state placed as abstract_state says, meta).
+
+  Raises:
+    InputError: the meta names another model, ROI, metric or data.
+    UnreadableCheckpointError: the step does not read back (damaged files,
+      or arrays of other shapes).
   """
   where = str(Path(mngr.directory) / str(step))
-  meta = read_meta(mngr, step)
+
+  def unreadable(e: BaseException) -> UnreadableCheckpointError:
+    return UnreadableCheckpointError(
+      f'checkpoint {where} does not fit this run ({_first_line(e)}): use '
+      f'another --workdir, or delete {where}'
+    )
+
+  try:
+    meta = read_meta(mngr, step)
+  except READ_ERRORS as e:
+    raise unreadable(e) from None
   check_compatible(meta, expect_meta, where)
   try:
     out = mngr.restore(
       step,
       args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)),
     )
-  except (ValueError, KeyError, TypeError) as e:
-    msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-    raise InputError(
-      f'checkpoint {where} does not fit this run ({msg}): use another '
-      f'--workdir, or delete {where}'
-    ) from None
+  except READ_ERRORS as e:
+    raise unreadable(e) from None
   return out.state, meta
 
 
-def pick_step(mngr: ocp.CheckpointManager, which: str = 'best') -> int | None:
-  """'best' (by validation Spearman, else latest) or 'latest'; None if none."""
+def restore_newest(
+  mngr: ocp.CheckpointManager,
+  abstract_state: Any,
+  expect_meta: dict[str, Any],
+  steps: Iterable[int] | None = None,
+) -> tuple[Any, dict[str, Any], int] | None:
+  """Restores the newest step that reads back; None if there is no step.
+
+  A step that Orbax lists but cannot read (see the module docstring) is
+  skipped with a warning; once a step restores, the skipped ones are deleted
+  (unless the manager is read-only), so a resumed run can save those step
+  numbers again.
+
+  Args:
+    mngr: the run's manager.
+    abstract_state: as for `restore`.
+    expect_meta: as for `restore`.
+    steps: the candidates in the order to try (default: every step of the
+      manager, newest first).
+
+  Returns:
+    (state, meta, step) or None.
+
+  Raises:
+    InputError: a step names another model or data (no fallback: the
+      workdir belongs to another run).
+    UnreadableCheckpointError: no candidate reads back; it names the first.
+  """
+  if steps is None:
+    steps = sorted(mngr.all_steps(), reverse=True)
+  steps = list(steps)
+  errors = []
+  for step in steps:
+    try:
+      state, meta = restore(mngr, step, abstract_state, expect_meta)
+    except UnreadableCheckpointError as e:
+      logging.warning('skipping checkpoint step %d: %s', step, e)
+      errors.append((step, e))
+      continue
+    for bad, _ in errors:
+      # A read-only manager (evaluation) keeps it and says so.
+      logging.warning('removing unreadable checkpoint step %d', bad)
+      mngr.delete(bad)
+    if errors:
+      logging.warning('restored step %d instead of step %d', step, steps[0])
+    return state, meta, step
+  if errors:
+    raise errors[0][1]
+  return None
+
+
+def pick_step(
+  mngr: ocp.CheckpointManager, which: str | int = 'best'
+) -> int | None:
+  """Which step to use; None if there is none.
+
+  Args:
+    mngr: the run's manager.
+    which: 'best' (by validation Spearman, else the latest), 'latest', or a
+      step number (an int or a string of digits) that must exist.
+  """
+  which = str(which).strip()
+  if which.isdigit():
+    step, steps = int(which), mngr.all_steps()
+    if step not in steps:
+      raise InputError(
+        f'checkpoint step {step} is not in {mngr.directory} (it holds '
+        f'{list(steps)}): set ckpt.eval_step to one of those, best or latest'
+      )
+    return step
   if which not in ('best', 'latest'):
-    raise InputError(f'checkpoint choice {which!r}: use best or latest')
+    raise InputError(
+      f'checkpoint choice {which!r}: use best, latest or a step number'
+    )
   if which == 'best' and mngr.best_step() is not None:
     return mngr.best_step()
   return mngr.latest_step()
