@@ -416,7 +416,8 @@ def train(
   mngr.close()
   return dict(
     test=test,
-    val_best=max(vals) if vals else None,
+    # The first evaluation can be NaN (constant predictions): skip it.
+    val_best=float(np.nanmax(vals)) if np.isfinite(vals).any() else None,
     best_step=best,
     steps=steps,
     pairs_per_step=n_pairs,
