@@ -207,21 +207,21 @@ def mlp_run(tmp_path_factory):
   return r
 
 
-# Bounds from measurement (CPU, seed 0): disjoint Spearman 0.246, zero-shot
-# RSA 0.184, ceiling 0.530 (46%), leaked 0.316.
+# Bounds from measurement (CPU, seed 0): disjoint Spearman 0.336, zero-shot
+# RSA 0.259, ceiling 0.530 (63%), leaked 0.406.
 @pytest.mark.slow
 def test_mlp_learns_beyond_zero_shot(mlp_run):
   r = mlp_run
-  assert r['test']['spearman'] > 0.15
-  assert r['test']['spearman'] > r['zero_shot_rsa'] + 0.02
-  assert r['fraction_of_ceiling'] > 0.35
+  assert r['test']['spearman'] > 0.27
+  assert r['test']['spearman'] > r['zero_shot_rsa'] + 0.04
+  assert r['fraction_of_ceiling'] > 0.5
   assert r['test']['n_pairs'] == 60 * 59 // 2
 
 
 @pytest.mark.slow
 def test_leaked_scores_exceed_disjoint(mlp_run):
   assert mlp_run['leaked']['test']['spearman'] > (
-    mlp_run['test']['spearman'] + 0.03
+    mlp_run['test']['spearman'] + 0.04
   )
 
 

@@ -37,10 +37,19 @@ The generative model:
    response is the signal under the same affine map, so it is the
    expectation of the saved value. The noise ceiling file holds
    ncsnr^2 / (ncsnr^2 + 1/n_repeats), as the real prep script.
-6. Synthetic embeddings ([n, 256]): a fixed random tanh map of the category,
-   semantic latents and size only (no position, grating or colour), plus
-   noise: they see the latents partly, so their zero-shot RSA is positive
-   but below the ceiling that the noiseless responses give.
+6. Synthetic embeddings ([n, 256]), a stand-in for a pretrained vision
+   model: a fixed random 1-layer tanh map (128 units) of the latents such a
+   model could read from the pixels (category, semantic latents, size,
+   position, tilt, grating orientation, spatial frequency and contrast),
+   then a random linear read-out plus Gaussian noise. They see the
+   latents only partly: not the nuisances (grating phase, background tint,
+   object colour jitter, pixel noise), which still move the early visual
+   responses, nor the trial noise; the map is nonlinear and noisy; and the
+   category and semantic latents are weighted up (as object identity
+   dominates real model embeddings), so the embedding geometry is not the
+   brain's. Their zero-shot RSA is therefore clearly below the ceiling,
+   while a pair model trained on them can re-weight what they see and get
+   near it (figures in README.md and tests/synthetic_test.py).
 
 `extras_dir(root)` holds `embeddings.npz` (the embedding cache format of
 `rdmjax.data.embeddings`: train rows, then test rows), `noiseless.npz`
@@ -63,7 +72,7 @@ import numpy as np
 from PIL import Image
 
 from rdmjax.data import embeddings as embeddings_lib
-from rdmjax.data.synthetic_images import (
+from rdmjax.data.synthetic_images import (  # noqa: F401 - CATEGORIES is API
   CATEGORIES,
   LATENT_NAMES,
   POOL_RES,
@@ -110,6 +119,12 @@ FLOC_NCSNR, OTHER_NCSNR = (0.2, 0.5), (0.1, 0.35)
 # Noise shared across vertices (a low-rank part, like NSD's global
 # fluctuations): its share of each vertex's noise variance, and its rank.
 SHARED_NOISE, NOISE_RANK = 0.3, 8
+# Synthetic embeddings: version (in params.json, so cached subjects with
+# older embeddings are written again), hidden width, noise sd, and the
+# weights of the category (is_*) and semantic latents (the rest: 1).
+EMBED_VERSION = 2
+EMBED_HIDDEN, EMBED_NOISE = 128, 0.2
+EMBED_GAIN = {'is': 2.0, 'semantic': 1.5}
 
 
 def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
@@ -119,7 +134,12 @@ def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
 
 
 def _params(subject, **kw) -> dict:
-  return dict(format_version=FORMAT_VERSION, subject=subject, **kw)
+  return dict(
+    format_version=FORMAT_VERSION,
+    embed_version=EMBED_VERSION,
+    subject=subject,
+    **kw,
+  )
 
 
 def _check(p: dict) -> None:
@@ -328,17 +348,24 @@ def _measure(signal, ncsnr, n_reps, n_repeats, rng):
 
 
 def synthetic_embeddings(lat, rng, dim: int = EMBED_DIM) -> np.ndarray:
-  """Model embeddings that see category, semantic latents and size only.
+  """Model embeddings that see the task latents, not the nuisances.
+
+  Args:
+    lat: from `draw_latents`.
+    rng: draws the fixed map and the noise.
+    dim: embedding width.
 
   Returns:
-    [n, dim] f32.
+    [n, dim] f32: tanh(z W1 + b1) W2 + noise, z the standardised seen
+    latents (category and semantic ones weighted by EMBED_GAIN).
   """
-  cat = np.eye(len(CATEGORIES))[lat['category']]
-  z = np.concatenate([cat, lat['semantic'], lat['size'][:, None]], 1)
-  z = _standardise(z)
-  w1 = rng.normal(0, 1.5 / np.sqrt(z.shape[1]), (z.shape[1], 64))
-  h = np.tanh(z @ w1 + rng.normal(0, 0.5, 64))
-  e = h @ rng.normal(0, 1 / 8, (64, dim)) + rng.normal(0, 0.35, (len(z), dim))
+  # latent_matrix holds the task latents only: the nuisances stay unseen.
+  gain = [EMBED_GAIN.get(k.split('_')[0], 1.0) for k in LATENT_NAMES]
+  z = _standardise(latent_matrix(lat)) * np.asarray(gain, np.float32)
+  w1 = rng.normal(0, 1.5 / np.sqrt(z.shape[1]), (z.shape[1], EMBED_HIDDEN))
+  h = np.tanh(z @ w1 + rng.normal(0, 0.5, EMBED_HIDDEN))
+  w2 = rng.normal(0, 1 / np.sqrt(EMBED_HIDDEN), (EMBED_HIDDEN, dim))
+  e = h @ w2 + rng.normal(0, EMBED_NOISE, (len(z), dim))
   return e.astype(np.float32)
 
 
