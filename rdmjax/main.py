@@ -103,8 +103,9 @@ def main(argv: list[str]) -> None:
   if jax.process_index() == 0 and (workdir / 'report.md').exists():
     print(f'report: {workdir / "report.md"}')
     results = workdir / 'results.json'
-    if results.exists():
-      print(json.dumps(json.loads(results.read_text()).get('train', {}))[:400])
+    if 'train' in stages and results.exists():
+      train = json.loads(results.read_text()).get('train', {})
+      print('test pairs:', json.dumps(train.get('test', {})))
 
 
 def run() -> None:
