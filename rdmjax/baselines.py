@@ -10,22 +10,29 @@
   targets can expect to rank-correlate better with them than their own
   expectation does, so test Spearman is reported as a fraction of this.
 
-Host numpy in float64: the held-out splits are small (a few hundred to a
-thousand images).
+RDMs come from `rdmjax.kernels` over the held-out images (a few hundred to
+a thousand): one matrix product per RDM, never a per-pair row gather.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
+from rdmjax import kernels
 from rdmjax.errors import InputError
 
 
 def dissimilarity(
-  x: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str
+  x: np.ndarray,
+  i: np.ndarray,
+  j: np.ndarray,
+  metric: str,
+  max_bytes: int = 1 << 28,
 ) -> np.ndarray:
-  """Dissimilarity of rows i and j of x: [P] f64.
+  """Dissimilarity of rows i and j of x: [P] f64 (a float64 reference).
+
+  Pairs are gathered in chunks of at most `max_bytes` of rows, so a real
+  subject (39548 vertices) never gathers P x d at once.
 
   Args:
     x: [n, d] rows (responses or embeddings).
@@ -33,16 +40,24 @@ def dissimilarity(
     j: [P] row indices.
     metric: 'correlation' (1 - Pearson r) or 'euclidean'.
   """
-  a = np.asarray(x, np.float64)[np.asarray(i)]
-  b = np.asarray(x, np.float64)[np.asarray(j)]
-  if metric == 'correlation':
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    num = np.sum(a * b, 1)
-    return 1.0 - num / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
-  if metric == 'euclidean':
-    return np.sqrt(np.sum(np.square(a - b), 1))
-  raise InputError(f'metric {metric!r} unknown; use correlation or euclidean')
+  if metric not in ('correlation', 'euclidean'):
+    raise InputError(f'metric {metric!r} unknown; use correlation or euclidean')
+  x = np.asarray(x)
+  i, j = np.asarray(i), np.asarray(j)
+  step = max(1, max_bytes // (16 * x.shape[1]))
+  out = np.empty(len(i), np.float64)
+  for s in range(0, len(i), step):
+    a = x[i[s : s + step]].astype(np.float64)
+    b = x[j[s : s + step]].astype(np.float64)
+    if metric == 'correlation':
+      a -= a.mean(1, keepdims=True)
+      b -= b.mean(1, keepdims=True)
+      num = np.sum(a * b, 1)
+      d = 1.0 - num / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
+    else:
+      d = np.sqrt(np.sum(np.square(a - b), 1))
+    out[s : s + step] = d
+  return out
 
 
 def all_pairs(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,49 +67,51 @@ def all_pairs(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return idx[a], idx[b]
 
 
-def zero_shot_rsa(
-  emb: np.ndarray,
-  z: np.ndarray,
-  pairs: tuple[np.ndarray, np.ndarray],
-  metric: str = 'correlation',
-  emb_metric: str = 'correlation',
+def split_rsa(
+  x: np.ndarray,
+  y: np.ndarray,
+  idx: np.ndarray,
+  x_metric: str = 'correlation',
+  y_metric: str = 'correlation',
 ) -> float:
-  """Spearman of embedding vs response dissimilarity on the given pairs.
+  """Spearman between the RDMs of x and y over every pair of images idx.
+
+  The pairs are those of `all_pairs(idx)`: the upper triangles of two RDMs
+  from `rdmjax.kernels` (one matrix product each, not a per-pair gather).
 
   Args:
-    emb: [n_images, d] embeddings.
-    z: [n_images, v] standardised responses.
-    pairs: (i [P], j [P]) image indices.
-    metric: the target's metric (as pairs.metric).
-    emb_metric: the embeddings' metric.
-
-  Returns:
-    Spearman rho (scipy).
+    x: [n_images, d] rows (embeddings or responses).
+    y: [n_images, v] rows (responses).
+    idx: [m] image indices (a held-out split).
+    x_metric: x's metric (an RDM metric of rdmjax.kernels).
+    y_metric: y's metric (the target's, as pairs.metric).
   """
-  i, j = pairs
-  rho = stats.spearmanr(
-    dissimilarity(emb, i, j, emb_metric), dissimilarity(z, i, j, metric)
-  )[0]
-  return float(rho)
+  idx = np.asarray(idx)
+  rx = kernels.rdm(np.asarray(x)[idx], x_metric)
+  ry = kernels.rdm(np.asarray(y)[idx], y_metric)
+  return kernels.compare_rdms(rx, ry, 'spearman')
 
 
-def ceiling_rsa(
-  z_noiseless: np.ndarray,
-  z: np.ndarray,
-  pairs: tuple[np.ndarray, np.ndarray],
-  metric: str = 'correlation',
-) -> float:
-  """Spearman of noiseless vs noisy targets on the given pairs (the ceiling).
+def zero_shot_rsa(emb, z, idx, metric: str = 'correlation') -> float:
+  """Embedding vs response RDM (Spearman) over every pair of images idx.
+
+  Args:
+    emb: [n_images, d] embeddings (their RDM: 1 - Pearson).
+    z: [n_images, v] standardised responses.
+    idx: [m] image indices.
+    metric: the target's metric (as pairs.metric).
+  """
+  return split_rsa(emb, z, idx, 'correlation', metric)
+
+
+def ceiling_rsa(z_noiseless, z, idx, metric: str = 'correlation') -> float:
+  """Noiseless vs noisy target RDM (Spearman) over every pair of idx.
 
   Args:
     z_noiseless: [n_images, v] noiseless responses, standardised with
       statistics of their own training rows (the same rows and ROI as z).
     z: [n_images, v] standardised (noisy) responses.
-    pairs: (i [P], j [P]).
+    idx: [m] image indices.
     metric: the target's metric.
   """
-  i, j = pairs
-  rho = stats.spearmanr(
-    dissimilarity(z_noiseless, i, j, metric), dissimilarity(z, i, j, metric)
-  )[0]
-  return float(rho)
+  return split_rsa(z_noiseless, z, idx, metric, metric)

@@ -105,8 +105,9 @@ def abstract_model(config, d_in: int):
 def init_state(config, d_in: int, tx, mesh, bias: float = 0.0):
   """A jitted init whose outputs land replicated: (graphdef, state).
 
-  The output layer starts at zero weights and the mean training target as
-  bias, so the first steps learn the ranking, not the offset (1 - r ~ 1).
+  The output layer starts at 1% of its initial weights and the mean
+  training target as bias, so the first steps learn the ranking, not the
+  offset (1 - r ~ 1).
   """
   from rdmjax.models import build_model
 
@@ -120,9 +121,10 @@ def init_state(config, d_in: int, tx, mesh, bias: float = 0.0):
     model = build_model(config.model, d_in, rngs=nnx.Rngs(seed))
     if hasattr(model, 'out') and getattr(model.out, 'bias', None) is not None:
       model.out.bias.value = jnp.full_like(model.out.bias.value, bias)
-      # A zero output layer: the first predictions are the mean target, not
-      # noise of unit scale around it (targets vary by ~0.1).
-      model.out.kernel.value = jnp.zeros_like(model.out.kernel.value)
+      # A small output layer: the first predictions are the mean target, not
+      # noise of unit scale around it (targets vary by ~0.1). Not zero: the
+      # Pearson term of pearson_mse is 0/0 on constant predictions.
+      model.out.kernel.value = 0.01 * model.out.kernel.value
     params = nnx.state(model)
     key = jax.random.key_data(jax.random.key(seed + 1))
     return dict(

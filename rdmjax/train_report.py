@@ -17,16 +17,15 @@ from rdmjax import baselines, report, train_plots
 
 def _baselines(config, data) -> dict[str, Any]:
   test = data.split['test']
-  pairs = baselines.all_pairs(test)
   metric = config.pairs.metric
   out: dict[str, Any] = {'ceiling': None, 'zero_shot_rsa': None}
   if data.z_noiseless is not None and not config.pairs.leaked:
     out['ceiling'] = baselines.ceiling_rsa(
-      data.z_noiseless, data.z, pairs, metric
+      data.z_noiseless, data.z, test, metric
     )
   if data.emb is not None and not config.pairs.leaked:
     out['zero_shot_rsa'] = baselines.zero_shot_rsa(
-      data.emb, data.z, pairs, metric
+      data.emb, data.z, test, metric
     )
   return out
 
