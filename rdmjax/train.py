@@ -266,6 +266,19 @@ def score(
   return acc.result(), mats
 
 
+def score_test(eval_fn, params, device_data, data, config):
+  """Every test pair, with the test RDMs kept for figures (not if leaked)."""
+  return score(
+    eval_fn,
+    params,
+    device_data,
+    data.split['test'],
+    SPLIT_ID['test'],
+    config,
+    keep_matrix=not config.pairs.leaked,
+  )
+
+
 def _pairs_per_step(config) -> int:
   return pairs.batch_size(config)
 
@@ -404,16 +417,7 @@ def train(
     except checkpoint.UnreadableCheckpointError as e:
       logging.warning('scoring the final state instead: %s', e)
       best = steps
-  test, mats = score(
-    eval_fn,
-    state['params'],
-    device_data,
-    data.split['test'],
-    SPLIT_ID['test'],
-    config,
-    0,
-    keep_matrix=not config.pairs.leaked,
-  )
+  test, mats = score_test(eval_fn, state['params'], device_data, data, config)
   vals = [r['val_spearman'] for r in rows if 'val_spearman' in r]
   mngr.close()
   return dict(
@@ -489,15 +493,7 @@ def evaluate(config, workdir: str | Path, which: str | None = None) -> dict:
     )
   device_data = sharding.put_replicated({'z': data.z, 'x': data.x}, mesh)
   eval_fn = make_eval_fn(graphdef, config, mesh)
-  test, mats = score(
-    eval_fn,
-    state['params'],
-    device_data,
-    data.split['test'],
-    SPLIT_ID['test'],
-    config,
-    keep_matrix=not config.pairs.leaked,
-  )
+  test, mats = score_test(eval_fn, state['params'], device_data, data, config)
   out = dict(step=step, val_spearman=meta.get('val_spearman'), test=test)
   figs = {}
   if mats is not None:

@@ -4,7 +4,6 @@ References are float64: 1 - np.corrcoef, scipy cdist, sklearn's
 StandardScaler, scipy spearmanr / pearsonr of the upper triangles.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from scipy import stats
 from scipy.spatial.distance import cdist
 from sklearn.preprocessing import StandardScaler
 
-from rdmjax import analysis, data, kernels
+from rdmjax import analysis, config_lib, data, kernels
 from rdmjax.data import algonauts, embeddings, synthetic
 from rdmjax.errors import InputError
 
@@ -28,12 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _config():
-  spec = importlib.util.spec_from_file_location(
-    'default_cfg', REPO / 'configs' / 'default.py'
+  config = config_lib.load_sibling(
+    str(REPO / 'configs' / 'x.py'), 'default', 'tiny'
   )
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  config = mod.get_config('tiny')
   config.data.root = ''
   return config
 

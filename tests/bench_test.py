@@ -1,19 +1,18 @@
 """A tiny RDM benchmark run: the JSON lines carry context and small errors."""
 
-import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
-from rdmjax import bench
+from rdmjax import bench, config_lib
 from rdmjax.errors import InputError
+
+CONFIGS = Path(__file__).resolve().parent.parent / 'configs' / 'x.py'
 
 
 def _config(arg):
-  spec = importlib.util.spec_from_file_location('bench_cfg', 'configs/bench.py')
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return config_lib.load_sibling(str(CONFIGS), 'bench', arg)
 
 
 @pytest.mark.bench

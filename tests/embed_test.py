@@ -1,13 +1,12 @@
 """The embed stage: preprocessing vs CLIPImageProcessor; end to end caches."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from rdmjax import embed
+from rdmjax import config_lib, embed
 from rdmjax.data import embeddings
 from rdmjax.errors import InputError
 
@@ -65,12 +64,7 @@ def test_read_preprocess_from_saved_processor(tmp_path):
 
 
 def _tiny_config():
-  spec = importlib.util.spec_from_file_location(
-    'default_cfg', ROOT / 'configs' / 'default.py'
-  )
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config('tiny')
+  c = config_lib.load_sibling(str(ROOT / 'configs' / 'x.py'), 'default', 'tiny')
   c.data.root = ''
   c.embed.model = 'tiny'
   c.embed.random_init = True
