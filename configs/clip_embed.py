@@ -13,24 +13,12 @@ the benchmark's batch sizes to what a laptop CPU finishes in seconds;
 `tiny` as configs/default.py.
 """
 
-import importlib.util
-from pathlib import Path
-
 from rdmjax import config_lib
-
-
-def _default():
-  spec = importlib.util.spec_from_file_location(
-    'rdmjax_default_config', Path(__file__).with_name('default.py')
-  )
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, tiny=False, bench=False, cpu=False, layers='')
-  c = _default().get_config('tiny' if a.tiny else None)
+  c = config_lib.load_sibling(__file__, 'default', 'tiny' if a.tiny else None)
   c.data.embeddings = 'clip'
   if a.layers == 'all':
     c.embed.layers = ('image_embeds', 'pooled') + tuple(

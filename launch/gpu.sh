@@ -3,7 +3,7 @@
 # multi-controller runtime across hosts (jax.distributed.initialize()).
 #
 # Usage (one host):
-#   WORKDIR=/data/runs/mlp CONFIG=configs/mlp.py launch/gpu.sh [FLAGS...]
+#   WORKDIR=/data/runs/mlp CONFIG=configs/default.py launch/gpu.sh [FLAGS...]
 # Usage (several hosts: run the same command on every host):
 #   COORDINATOR=host0:1234 NUM_PROCESSES=4 PROCESS_ID=$RANK \
 #   WORKDIR=... CONFIG=... launch/gpu.sh --config.data.root=/data/algonauts

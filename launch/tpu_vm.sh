@@ -6,7 +6,7 @@
 #
 # Usage:
 #   TPU_NAME=my-v5e-32 ZONE=us-west4-a WORKDIR=/mnt/shared/runs/mlp \
-#   CONFIG=configs/mlp.py launch/tpu_vm.sh --config.data.root=/mnt/algonauts
+#   CONFIG=configs/default.py launch/tpu_vm.sh --config.data.root=/mnt/algonauts
 # First time on a new TPU VM: SETUP=1 installs rdmjax on every worker from
 # REPO (a git URL, default: this checkout's origin).
 #

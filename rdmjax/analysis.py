@@ -1,32 +1,16 @@
-"""The RDM analysis stage (`--mode=rdm`): Figures 1-2, Tables 1-2, RSA.
+"""The RDM analysis of one ROI x metric, and the inputs it needs.
 
-For every ROI in `config.rdm.rois` and metric in `config.rdm.metrics`, on the
-responses of `config.rdm.split` (standardised per vertex over all images of
-that split when `config.rdm.standardize`: a descriptive analysis, as the
-reference study did, not a training set):
-
-- the extreme image pairs (lowest, highest and, for correlation, closest to
-  1) and a histogram of all n(n-1)/2 values, streamed by
-  `kernels.rdm_stats` (never n x n on the host);
-- a heatmap of the RDM: the full matrix up to `config.rdm.max_images`
-  images, above that the RDM block-averaged on device to ~1000 x 1000 (only
-  the small average comes to the host);
-- the RSA of every embedding source: Spearman (and Pearson) between the
-  correlation RDM of the embeddings and the fMRI RDM on the upper triangles,
-  as THINGSvision reports it; for the synthetic subject also the ceiling,
-  the same comparison with the RDM of its noiseless responses. Above
-  `config.rdm.max_images` images the RSA uses a seeded random subset of that
-  many images (the triangles alone would be ~n^2/2 values per RDM).
-
-Writes WORKDIR/figures/{rdms,rdm_hist,rsa}.png, rdm_{roi}_{metric}.png,
-pairs_{roi}_{metric}.png, the `rdm` entry of results.json and the `rdm`
-section of report.md.
+`analyse` computes the extreme pairs and a histogram (streamed by
+`streaming.rdm_stats`, never n x n on the host), the moments, the heatmap
+(block means above `rdm.max_images` images) and the RSA against every
+embedding source and the noiseless ceiling. The rdm stage
+(`rdmjax.stages.rdm`) runs it over ROIs and metrics and writes the figures
+and the report; README.md ("RDM analysis") says what each number means.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from rdmjax import data, kernels, plots, report
-from rdmjax.data import algonauts
+from rdmjax import compare, data, kernels, streaming
+from rdmjax.data import algonauts, synthetic
 from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.errors import InputError
 
@@ -122,7 +106,7 @@ def embedding_sources(config, workdir: Path) -> dict[str, Path]:
   return unique
 
 
-def _read_embeddings(sources, split, ids) -> tuple[dict, dict]:
+def read_embeddings(sources, split, ids) -> tuple[dict, dict]:
   embs, info = {}, {}
   for name, path in sources.items():
     try:
@@ -140,19 +124,17 @@ def _read_embeddings(sources, split, ids) -> tuple[dict, dict]:
   return embs, info
 
 
-def _noiseless(config, workdir: Path, subject, split: str):
-  """The synthetic subject's noiseless (lh, rh) responses, or None."""
+def noiseless(config, workdir: Path, subject, roi: str, split: str, std: bool):
+  """The synthetic subject's noiseless responses of an ROI, or None."""
   if config.data.root:
     return None
-  from rdmjax.data import synthetic
-
   root = data.data_root(config, workdir)
-  path = synthetic.extras_dir(root, subject.name) / 'noiseless.npz'
-  if not path.is_file():
-    logging.warning('no noiseless responses at %s: no RSA ceiling', path)
-    return None
-  with np.load(path) as f:
-    return f[f'lh_{split}'], f[f'rh_{split}']
+  x = synthetic.noiseless(root, subject, roi, split)
+  if x is None:
+    logging.warning('no noiseless responses for %s: no RSA ceiling', roi)
+  elif std:
+    x = algonauts.standardize(x)
+  return x
 
 
 def _extremes(stats, ids: np.ndarray) -> dict[str, list[dict]]:
@@ -180,7 +162,7 @@ def _quantile(counts: np.ndarray, edges: np.ndarray, q: float) -> float:
   return float(edges[min(np.searchsorted(c, q) + 1, len(edges) - 1)])
 
 
-def _colour_limits(heat: np.ndarray, hist: dict) -> tuple[float, float]:
+def colour_limits(heat: np.ndarray, hist: dict) -> tuple[float, float]:
   """1st and 99th percentiles of the values shown, so the zero diagonal does
   not set the scale; of the block means when the heatmap averages blocks."""
   n = heat.shape[0]
@@ -193,7 +175,7 @@ def _colour_limits(heat: np.ndarray, hist: dict) -> tuple[float, float]:
 
 
 def _compare(a, b) -> dict[str, float]:
-  return {m: kernels.compare_rdms(a, b, m) for m in ('spearman', 'pearson')}
+  return {m: compare.compare_rdms(a, b, m) for m in ('spearman', 'pearson')}
 
 
 def analyse(
@@ -222,7 +204,7 @@ def analyse(
   """
   c = config.rdm
   kw = dict(precision=c.precision)
-  stats = kernels.rdm_stats(
+  stats = streaming.rdm_stats(
     x,
     metric,
     k=c.top_k,
@@ -256,225 +238,3 @@ def analyse(
     'ceiling': ceiling,
   }
   return out, heat
-
-
-def _pair_figure(subject, split, res, roi, metric, path) -> Path:
-  ext = res['extremes']
-  idx = sorted({p[k] for ps in ext.values() for p in ps for k in 'ij'})
-  paths = subject.image_paths(split)
-  imgs = algonauts.load_images([paths[i] for i in idx], progress=False)
-  rows = [
-    (label, [(p['i'], p['j'], p['value']) for p in ext[kind]])
-    for kind, label in KINDS
-    if kind in ext
-  ]
-  return plots.image_pairs(
-    dict(zip(idx, imgs)),
-    rows,
-    ids=subject.nsd_ids(split),
-    title=f'{subject.name}, ROI {roi}: {plots.metric_label(metric)}',
-    path=path,
-  )
-
-
-def run(config, workdir: str | Path) -> dict:
-  """Runs the analysis; returns the `rdm` results entry."""
-  from tqdm.auto import tqdm
-
-  workdir = Path(workdir)
-  figs = workdir / 'figures'
-  c = config.rdm
-  subject = data.subject_from_config(config, workdir)
-  split = c.split
-  ids = subject.nsd_ids(split)
-  n = subject.n_images(split)
-  if n < 3:
-    raise InputError(f'rdm.split={split} has {n} images: an RDM needs >= 3')
-  # Fail on a bad name before anything is computed or written.
-  for roi in c.rois:
-    subject.roi_mask(roi)
-  bad = [m for m in c.metrics if m not in kernels.METRICS]
-  if bad or c.precision not in kernels.PRECISIONS:
-    raise InputError(
-      f'rdm.metrics={tuple(c.metrics)}, rdm.precision={c.precision!r}: use '
-      f'metrics from {kernels.METRICS} and a precision from '
-      f'{kernels.PRECISIONS}'
-    )
-  subset = rsa_subset(n, c.max_images, config.seed)
-  embs, emb_info = _read_embeddings(
-    embedding_sources(config, workdir), split, ids
-  )
-  emb_rdms = {
-    name: kernels.rdm(e if subset is None else e[subset], precision=c.precision)
-    for name, e in embs.items()
-  }
-  noiseless = _noiseless(config, workdir, subject, split)
-  logging.info(
-    'RDM analysis of %s %s images (%d), ROIs %s, metrics %s, embeddings %s',
-    subject.name, split, n, c.rois, c.metrics, list(embs),
-  )  # fmt: skip
-  results = {
-    'subject': subject.name,
-    'split': split,
-    'n_images': n,
-    'standardize': bool(c.standardize),
-    'precision': c.precision,
-    'rsa_images': n if subset is None else len(subset),
-    'rsa_subset_seed': None if subset is None else config.seed,
-    'embeddings': emb_info,
-    'rois': {},
-  }
-  heats, fig_paths = {}, {}
-  todo = list(itertools.product(dict.fromkeys(c.rois), c.metrics))
-  for roi, metric in tqdm(todo, desc='RDM analysis', unit='RDM'):
-    x = responses(subject, roi, split, c.standardize)
-    nl = None
-    if noiseless is not None:
-      lh, rh = subject.roi_mask(roi)
-      nl = np.concatenate([noiseless[0][:, lh], noiseless[1][:, rh]], 1)
-      nl = algonauts.standardize(nl) if c.standardize else nl
-    logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
-    res, heat = analyse(x, metric, ids, config, emb_rdms, subset, nl)
-    entry = results['rois'].setdefault(
-      roi, {'n_vertices': x.shape[1], 'metrics': {}}
-    )
-    entry['metrics'][metric] = res
-    vlim = _colour_limits(heat, res['histogram'])
-    heats[roi, metric] = (heat, n, vlim)
-    fig_paths[roi, metric] = (
-      plots.rdm_heatmap(
-        heat, n=n, roi=roi, metric=metric, vlim=vlim,
-        path=figs / f'rdm_{roi}_{metric}.png',
-      ),
-      _pair_figure(
-        subject, split, res, roi, metric, figs / f'pairs_{roi}_{metric}.png'
-      ),
-    )  # fmt: skip
-    logging.info(
-      '%s / %s: min %.4g mean %.4g max %.4g; RSA %s; ceiling %s',
-      roi, metric, res['min'], res['mean'], res['max'],
-      {k: round(v['spearman'], 4) for k, v in res['rsa'].items()},
-      res['ceiling'] and round(res['ceiling']['spearman'], 4),
-    )  # fmt: skip
-  grid = plots.rdm_grid(heats, path=figs / 'rdms.png')
-  hist = plots.rdm_histograms(
-    {
-      k: (v['histogram'], v['mean'], v['n_pairs'])
-      for k, v in _flat(results).items()
-    },
-    path=figs / 'rdm_hist.png',
-  )
-  rsa_fig = None
-  if embs or noiseless is not None:
-    rsa_fig = plots.rsa_bars(
-      {k: (v['rsa'], v['ceiling']) for k, v in _flat(results).items()},
-      path=figs / 'rsa.png',
-    )
-  figures = {
-    'rdms': grid,
-    'hist': hist,
-    'rsa': rsa_fig,
-    **{f'rdm_{r}_{m}': p[0] for (r, m), p in fig_paths.items()},
-    **{f'pairs_{r}_{m}': p[1] for (r, m), p in fig_paths.items()},
-  }
-  # Relative to the workdir, as report.md links them.
-  results['figures'] = {k: _rel(p, workdir) for k, p in figures.items()}
-  report.update_results(workdir, 'rdm', results)
-  report.write_section(workdir, 'rdm', markdown(results))
-  return results
-
-
-def _flat(results: dict) -> dict[tuple[str, str], dict]:
-  return {
-    (roi, m): res
-    for roi, e in results['rois'].items()
-    for m, res in e['metrics'].items()
-  }
-
-
-def _rel(p, workdir: Path) -> str | None:
-  return str(Path(p).relative_to(workdir)) if p else None
-
-
-def markdown(results: dict) -> str:
-  """The report section: Tables 1-2 style extremes, figures, RSA table."""
-  flat = _flat(results)
-  figs = results['figures']
-  md = [
-    f'## RDM analysis: {results["subject"]}, {results["split"]} images\n\n',
-    f'{results["n_images"]} images; responses '
-    + ('standardised per vertex over these images; ' if results['standardize']
-       else 'as read (not standardised); ')
-    + f'{results["precision"]} RDMs.\n\n',
-    report.md_table(
-      ['ROI', 'metric', 'vertices', 'pairs', 'min', 'mean', 'std', 'max'],
-      [
-        [r, plots.metric_label(m), v['n_vertices'], v['n_pairs'],
-         v['min'], v['mean'], v['std'], v['max']]
-        for (r, m), v in flat.items()
-      ],
-    ),
-    f'\n![RDMs]({figs["rdms"]})\n',
-    '\nEach RDM beside its average-linkage order: '
-    + ', '.join(f'[{r} {m}]({figs[f"rdm_{r}_{m}"]})' for r, m in flat)
-    + '.\n',
-    f'\n![RDM value distributions]({figs["hist"]})\n',
-  ]  # fmt: skip
-  for roi, entry in results['rois'].items():
-    metrics = list(entry['metrics'])
-    md.append(
-      f'\n### Extreme pairs, ROI {roi} ({entry["n_vertices"]} vertices)\n\n'
-      'Value, then the two images as `index (NSD id)`.\n\n'
-    )
-    rows = []
-    for kind, label in KINDS:
-      cells = []
-      for m in metrics:
-        pairs = entry['metrics'][m]['extremes'].get(kind, [])
-        cells.append(
-          '<br>'.join(
-            f'{plots.fmt_value(p["value"])}: {p["i"]} ({p["nsd_i"]}) & '
-            f'{p["j"]} ({p["nsd_j"]})'
-            for p in pairs
-          )
-          or '-'
-        )
-      rows.append([label, *cells])
-    md.append(
-      report.md_table(['', *(plots.metric_label(m) for m in metrics)], rows)
-    )
-    for m in metrics:
-      md.append(f'\n![pairs {roi} {m}]({figs[f"pairs_{roi}_{m}"]})\n')
-  sources = list(results['embeddings'])
-  ok = [s for s in sources if 'error' not in results['embeddings'][s]]
-  has_ceiling = any(v['ceiling'] for v in flat.values())
-  if ok or has_ceiling:
-    n_rsa = results['rsa_images']
-    md.append(
-      '\n### RSA: embedding RDMs vs fMRI RDMs\n\n'
-      'Spearman (Pearson) between the upper triangles of the correlation RDM '
-      'of each embedding and the fMRI RDM'
-      + (f', over a random subset of {n_rsa} images (seed '
-         f'{results["rsa_subset_seed"]})' if n_rsa < results['n_images']
-         else f', over all {n_rsa} images')
-      + '. Ceiling: the same comparison with the RDM of the noiseless '
-      'synthetic responses (the best any model can reach).\n\n'
-    )  # fmt: skip
-    head = ['ROI', 'fMRI metric', *ok] + (['ceiling'] if has_ceiling else [])
-
-    def cell(d):
-      return f'{d["spearman"]:.3f} ({d["pearson"]:.3f})' if d else '-'
-
-    rows = [
-      [r, plots.metric_label(m), *(cell(v['rsa'][s]) for s in ok)]
-      + ([cell(v['ceiling'])] if has_ceiling else [])
-      for (r, m), v in flat.items()
-    ]
-    md.append(report.md_table(head, rows))
-    if figs['rsa']:
-      md.append(f'\n![RSA]({figs["rsa"]})\n')
-  for s in sources:
-    if 'error' in results['embeddings'][s]:
-      md.append(f'\nEmbedding source {s} skipped: '
-                f'{results["embeddings"][s]["error"]}\n')  # fmt: skip
-  return ''.join(md)

@@ -19,52 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from rdmjax import kernels
-from rdmjax.errors import InputError
-
-
-def dissimilarity(
-  x: np.ndarray,
-  i: np.ndarray,
-  j: np.ndarray,
-  metric: str,
-  max_bytes: int = 1 << 28,
-) -> np.ndarray:
-  """Dissimilarity of rows i and j of x: [P] f64 (a float64 reference).
-
-  Pairs are gathered in chunks of at most `max_bytes` of rows, so a real
-  subject (39548 vertices) never gathers P x d at once.
-
-  Args:
-    x: [n, d] rows (responses or embeddings).
-    i: [P] row indices.
-    j: [P] row indices.
-    metric: 'correlation' (1 - Pearson r) or 'euclidean'.
-  """
-  if metric not in ('correlation', 'euclidean'):
-    raise InputError(f'metric {metric!r} unknown; use correlation or euclidean')
-  x = np.asarray(x)
-  i, j = np.asarray(i), np.asarray(j)
-  step = max(1, max_bytes // (16 * x.shape[1]))
-  out = np.empty(len(i), np.float64)
-  for s in range(0, len(i), step):
-    a = x[i[s : s + step]].astype(np.float64)
-    b = x[j[s : s + step]].astype(np.float64)
-    if metric == 'correlation':
-      a -= a.mean(1, keepdims=True)
-      b -= b.mean(1, keepdims=True)
-      num = np.sum(a * b, 1)
-      d = 1.0 - num / np.sqrt(np.sum(a * a, 1) * np.sum(b * b, 1))
-    else:
-      d = np.sqrt(np.sum(np.square(a - b), 1))
-    out[s : s + step] = d
-  return out
-
-
-def all_pairs(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Every unordered pair of the given images: (i, j) [m(m-1)/2] int."""
-  a, b = np.triu_indices(len(idx), k=1)
-  idx = np.asarray(idx)
-  return idx[a], idx[b]
 
 
 def split_rsa(
@@ -76,8 +30,8 @@ def split_rsa(
 ) -> float:
   """Spearman between the RDMs of x and y over every pair of images idx.
 
-  The pairs are those of `all_pairs(idx)`: the upper triangles of two RDMs
-  from `rdmjax.kernels` (one matrix product each, not a per-pair gather).
+  The upper triangles of two RDMs from `rdmjax.kernels` (one matrix product
+  each, not a per-pair gather).
 
   Args:
     x: [n_images, d] rows (embeddings or responses).

@@ -1,25 +1,14 @@
 """Orbax checkpoints of a training run: save, keep, resume, check.
 
-`WORKDIR/ckpt/<step>/` holds two items:
-
-  state: the train state pytree {'params', 'opt_state', 'step', 'key'}
-  meta:  JSON: model config, input width, ROI, metric, image split, leaked,
-         validation Spearman, pairs seen.
-
-Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` (data, then
-`_CHECKPOINT_METADATA` with the commit time, then `commit_success.txt`) and
-renames it to `<step>` only when complete; the rename is atomic on POSIX
-filesystems (on GCS, where it is not, Orbax trusts `commit_success.txt`).
-So a `kill -9` during a save leaves only a tmp folder: the manager never
-lists it, and `manager()` deletes such leftovers before the run goes on.
-Orbax itself does not fsync the rename or its JSON files, and it deletes
-old steps in place after a save, so a power loss or a kill during that
-deletion can leave a `<step>` folder that Orbax lists but cannot read:
-`restore_newest` then warns and falls back to the newest step that reads
-back. Kept: the last `ckpt.keep` steps and, with `ckpt.keep_best`, the best
-by validation Spearman. `restore` checks the meta against the run first, so
-a checkpoint of another model or shape ends in one clear line, not a pytree
-mismatch deep inside Orbax.
+`WORKDIR/ckpt/<step>/` holds `state` (the train state pytree: params,
+opt_state, step, key) and `meta` (JSON: model, input width, ROI, metric,
+image split, leaked, validation Spearman, pairs seen). Kept: the last
+`ckpt.keep` steps and, with `ckpt.keep_best`, the best by validation
+Spearman. `manager()` deletes the temporary folders a kill mid-save leaves;
+`restore_newest` falls back past a listed step that does not read back;
+`restore` checks the meta first, so another model's checkpoint ends in one
+line. Why these cases arise (Orbax's rename, deletes, no fsync): README.md,
+"Training and evaluation".
 """
 
 from __future__ import annotations
@@ -32,11 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
 from rdmjax.errors import InputError
+from rdmjax.report import is_writer
 
 TMP_MARK = '.orbax-checkpoint-tmp'
 # Meta keys that must match between a checkpoint and the run restoring it.
@@ -84,7 +73,7 @@ def clean_tmp(directory: str | Path) -> list[Path]:
   """Deletes unfinished saves (a run killed mid-save leaves these)."""
   directory = Path(directory)
   gone = []
-  if jax.process_index() == 0 and directory.is_dir():
+  if is_writer() and directory.is_dir():
     for p in directory.iterdir():
       if TMP_MARK in p.name:
         shutil.rmtree(p, ignore_errors=True)

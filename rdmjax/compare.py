@@ -4,12 +4,12 @@
 upper triangles (scipy `squareform` order). Spearman ranks on the device
 (average ranks for ties, as scipy's `rankdata`); tau-a counts concordant and
 discordant pairs exactly with an O(m log^2 m) merge sort (rsatoolbox's
-definition: no tie correction). Re-exported by `rdmjax.kernels`.
+definition: no tie correction). `pearson` and `avg_ranks` (with an optional
+mask) are the package's one Pearson and one ranking, used by the pair
+metrics too. `compare_rdms` is public as `rdmjax.kernels.compare_rdms`.
 """
 
 from __future__ import annotations
-
-import collections
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +19,6 @@ from jax import lax
 from rdmjax.errors import InputError
 
 COMPARE_METHODS = ('spearman', 'pearson', 'kendall_tau_a')
-# Python-side trace counter: a body runs only when jax traces it, so tests can
-# check that equal shapes never recompile (shared with rdmjax.kernels).
-TRACES: collections.Counter = collections.Counter()
 
 
 def upper_triangle(r) -> jax.Array:
@@ -32,24 +29,35 @@ def upper_triangle(r) -> jax.Array:
   return r[jnp.triu_indices(r.shape[0], 1)]
 
 
-def _pearson(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Pearson r in f32 with two-level (blocked) sums to bound rounding."""
+def _total(v: jax.Array) -> jax.Array:
+  """Sum with two-level (blocked) partial sums, to bound f32 rounding."""
+  m = v.shape[0]
+  blk = max(1, int(np.sqrt(m)))
+  v = jnp.pad(v, (0, -m % blk))
+  return v.reshape(-1, blk).sum(1).sum()
 
-  def total(v):
-    m = v.shape[0]
-    blk = max(1, int(np.sqrt(m)))
-    v = jnp.pad(v, (0, -m % blk))
-    return v.reshape(-1, blk).sum(1).sum()
+
+def pearson(
+  a: jax.Array, b: jax.Array, mask: jax.Array | None = None
+) -> jax.Array:
+  """Pearson r of a, b: [m] over the entries with mask > 0 (default all).
+
+  Centred, rescaled and summed in blocks in f32 (jit-able). Scalar f32.
+  """
+  a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+  w = jnp.ones_like(a) if mask is None else (mask > 0).astype(jnp.float32)
+  n = _total(w)
 
   def unit(v):
-    v = v - total(v) / v.shape[0]
+    v = jnp.where(w > 0, v, 0.0)
+    v = jnp.where(w > 0, v - _total(v) / n, 0.0)
     # r is scale-free: rescale to max |v| = 1 so that no sum of squares can
     # overflow f32 (ranks of a 3500-image RDM already gave ~(m^3/12)^2).
     peak = jnp.max(jnp.abs(v))
     return v / jnp.where(peak > 0, peak, 1)
 
   a, b = unit(a), unit(b)
-  return total(a * b) / (jnp.sqrt(total(a * a)) * jnp.sqrt(total(b * b)))
+  return _total(a * b) / (jnp.sqrt(_total(a * a)) * jnp.sqrt(_total(b * b)))
 
 
 def _first_of_run(flags: jax.Array) -> jax.Array:
@@ -57,8 +65,15 @@ def _first_of_run(flags: jax.Array) -> jax.Array:
   return lax.cummax(jnp.where(flags, jnp.arange(flags.shape[0]), 0))
 
 
-def _avg_ranks(v: jax.Array) -> jax.Array:
-  """1-based ranks with ties given their average rank (scipy rankdata)."""
+def avg_ranks(v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  """1-based ranks with ties given their average rank (scipy rankdata).
+
+  Entries with mask == 0 rank after every other one, so they leave the
+  ranks of the others alone. v: [m]; returns [m] f32.
+  """
+  v = jnp.asarray(v, jnp.float32)
+  if mask is not None:
+    v = jnp.where(mask > 0, v, jnp.inf)
   m = v.shape[0]
   idx = jnp.arange(m)
   s, perm = lax.sort_key_val(v, idx)
@@ -74,13 +89,10 @@ def _avg_ranks(v: jax.Array) -> jax.Array:
 
 @jax.jit
 def _spearman(a, b):
-  TRACES['spearman'] += 1
-  return _pearson(_avg_ranks(a), _avg_ranks(b))
+  return pearson(avg_ranks(a), avg_ranks(b))
 
 
-@jax.jit
-def _pearson_jit(a, b):
-  return _pearson(a, b)
+_pearson_jit = jax.jit(pearson)
 
 
 def _int_partials(v: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -130,7 +142,6 @@ def _inversions(b: jax.Array) -> jax.Array:
 
 @jax.jit
 def _kendall_parts(a, b):
-  TRACES['kendall'] += 1
   sa, sb = lax.sort((a, b), num_keys=2)  # by a, ties by b
   return (
     _int_partials(_inversions(sb)),  # discordant pairs

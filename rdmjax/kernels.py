@@ -1,21 +1,20 @@
-"""Responses -> RDMs; streaming statistics of RDM entries (and, re-exported
-from `rdmjax.compare`, RDM comparison).
+"""Responses -> dissimilarities: RDMs, cross blocks, paired rows, streams.
 
-Every metric is matrix-product based: rows are prepared once (centred and
-normalised in float32), then Gram blocks `z_i @ z_j.T` give the distances.
-Only the upper triangle of blocks is computed (block rows `i` against columns
-`i*tile:`), then mirrored, so about (nb + 1) / (2 nb) of a full product runs.
-`rdm_stats` streams over upper-triangle tiles and never holds n x n.
+The one implementation of every RDM metric (1 - Pearson, Euclidean, squared
+Euclidean, 1 - cosine): rows are prepared once, then Gram products give the
+values. `rdm` (whole matrix, upper-triangle blocks mirrored), `cross_rdm`
+(rows of a vs rows of b: pair targets of a block or an evaluation tile) and
+`paired` (row k of a vs row k of b) share that code, and so does
+`rdmjax.streaming.rdm_stats`, which never holds n x n. Public API: `rdm`,
+`compare_rdms` (from `rdmjax.compare`).
 
-Single-subject functions: `vmap` at the call site; `jit` is inside. Under a
-transformation (vmap, jit) the zero-variance check cannot run on the host and
-such rows give NaN rows instead of an `InputError`.
+Single-subject functions: `vmap` at the call site. Under a transformation the
+zero-variance check cannot run on the host: such rows give NaN values.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,59 +23,45 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rdmjax.compare import (  # noqa: F401 - part of the kernels API
-  COMPARE_METHODS,
-  TRACES,
-  compare_rdms,
-  upper_triangle,
-)
+from rdmjax.compare import compare_rdms
 from rdmjax.errors import InputError
+
+__all__ = [
+  'METRICS',
+  'PRECISIONS',
+  'compare_rdms',
+  'cross_rdm',
+  'paired',
+  'rdm',
+]
 
 METRICS = ('correlation', 'euclidean', 'sqeuclidean', 'cosine')
 PRECISIONS = ('float32', 'tf32', 'bf16_3x', 'bf16')
 
 
-class Extremes(NamedTuple):
-  values: np.ndarray  # [k] f32
-  i: np.ndarray  # [k] int, i < j
-  j: np.ndarray  # [k] int
-
-
-class RdmStats(NamedTuple):
-  lowest: Extremes  # ascending values
-  highest: Extremes  # descending values
-  closest: Extremes | None  # ascending |value - closest_to|
-  hist_counts: np.ndarray  # [bins] int64, over the n(n-1)/2 pairs i < j
-  hist_edges: np.ndarray  # [bins + 1] f32, as np.histogram_bin_edges
-  n: int
-  metric: str
-
-
-def _check(x, metric: str, precision: str) -> jax.Array:
-  if metric not in METRICS:
-    raise InputError(f'metric {metric!r} unknown: use one of {METRICS}')
-  if precision not in PRECISIONS:
-    raise InputError(f'precision {precision!r} unknown: use {PRECISIONS}')
+def check_input(x, metric: str, precision: str) -> jax.Array:
+  _check_names(metric, precision)
   if getattr(x, 'ndim', None) != 2 or x.shape[0] < 2:
     shape = getattr(x, 'shape', None)
     raise InputError(f'responses shape {shape}: pass [n_images >= 2, d]')
   return jnp.asarray(x, jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames='metric')
-def _prepare(x: jax.Array, metric: str):
-  """Rows ready for Gram products.
+def _rows(x: jax.Array, metric: str, centre: jax.Array | None = None):
+  """Rows ready for Gram products (jit-able).
 
   Args:
     x: [n, d] f32 responses.
     metric: one of METRICS.
+    centre: [d] the column centre of the euclidean metrics (default x's
+      column mean); pass one centre for two sets of rows that are compared.
 
   Returns:
     z: [n, d] f32 (unit rows for correlation/cosine, column-centred rows for
       the euclidean metrics), sq: [n] f32 squared norms of z, bad: [n] bool
       rows whose metric is undefined (zero variance, zero norm, non-finite).
   """
-  TRACES['prepare'] += 1
+  x = x.astype(jnp.float32)
   finite = jnp.all(jnp.isfinite(x), axis=1)
   if metric in ('correlation', 'cosine'):
     c = x
@@ -93,11 +78,14 @@ def _prepare(x: jax.Array, metric: str):
     return z, jnp.ones_like(norm), bad
   # Distances do not change when columns are centred; it shrinks the norms and
   # so the cancellation in |a|^2 + |b|^2 - 2ab.
-  c = x - x.mean(0, keepdims=True)
+  c = x - (x.mean(0, keepdims=True) if centre is None else centre)
   return c, jnp.sum(c * c, axis=1), ~finite
 
 
-def _raise_bad(bad: jax.Array, metric: str) -> None:
+prepare_rows = jax.jit(_rows, static_argnames='metric')
+
+
+def raise_bad_rows(bad: jax.Array, metric: str) -> None:
   if isinstance(bad, jax.core.Tracer):
     return  # inside a transformation: NaN rows, documented above
   bad = np.asarray(bad)
@@ -113,7 +101,7 @@ def _raise_bad(bad: jax.Array, metric: str) -> None:
     )
 
 
-def _gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
+def gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
   """a @ b.T -> f32; a, b already bf16 when precision == 'bf16'."""
   prec = {
     'float32': lax.Precision.HIGHEST,
@@ -130,14 +118,62 @@ def _gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
   )
 
 
-def _values(g, sq_a, sq_b, metric: str) -> jax.Array:
+def values_from_gram(g, sq_a, sq_b, metric: str) -> jax.Array:
+  """Dissimilarities from Gram values g and squared norms (broadcastable)."""
   if metric in ('correlation', 'cosine'):
     return jnp.clip(1.0 - g, 0.0, 2.0)
-  d2 = jnp.maximum(sq_a[:, None] + sq_b[None, :] - 2.0 * g, 0.0)
+  d2 = jnp.maximum(sq_a + sq_b - 2.0 * g, 0.0)
   return jnp.sqrt(d2) if metric == 'euclidean' else d2
 
 
-def _cast(z, precision):
+def _check_names(metric: str, precision: str) -> None:
+  if metric not in METRICS:
+    raise InputError(f'metric {metric!r} unknown: use one of {METRICS}')
+  if precision not in PRECISIONS:
+    raise InputError(f'precision {precision!r} unknown: use {PRECISIONS}')
+
+
+def cross_rdm(
+  a, b, metric: str = 'correlation', precision: str = 'float32'
+) -> jax.Array:
+  """Dissimilarity of every (row of a, row of b) pair: one matrix product.
+
+  Jit-able (no host checks): pair targets of a block (a is b) or of an
+  evaluation tile. Undefined rows (zero variance for correlation) give NaN.
+
+  Args:
+    a: [t1, d] rows.
+    b: [t2, d] rows.
+    metric: one of METRICS.
+    precision: one of PRECISIONS (see `rdm`).
+
+  Returns:
+    [t1, t2] f32.
+  """
+  _check_names(metric, precision)
+  a = jnp.asarray(a, jnp.float32)
+  centre = a.mean(0, keepdims=True)
+  za, sqa, _ = _rows(a, metric, centre)
+  zb, sqb, _ = _rows(jnp.asarray(b, jnp.float32), metric, centre)
+  g = gram(cast_for(za, precision), cast_for(zb, precision), precision)
+  return values_from_gram(g, sqa[:, None], sqb[None, :], metric)
+
+
+def paired(a, b, metric: str = 'correlation') -> jax.Array:
+  """Dissimilarity of row k of a and row k of b, for every k (jit-able).
+
+  The per-pair row gather (two response rows per pair): the baseline that
+  block batches replace. a, b: [P, d]; returns [P] f32 (float32 sums).
+  """
+  _check_names(metric, 'float32')
+  a = jnp.asarray(a, jnp.float32)
+  centre = a.mean(0, keepdims=True)
+  za, sqa, _ = _rows(a, metric, centre)
+  zb, sqb, _ = _rows(jnp.asarray(b, jnp.float32), metric, centre)
+  return values_from_gram(jnp.sum(za * zb, axis=1), sqa, sqb, metric)
+
+
+def cast_for(z, precision):
   return z.astype(jnp.bfloat16) if precision == 'bf16' else z
 
 
@@ -161,14 +197,15 @@ def default_tile(n: int) -> int:
 @functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
 def _rdm_blocks(z, sq, *, metric: str, precision: str, tile: int):
   """Upper block rows `z[r:r+t] @ z[r:].T`, mirrored. z: [n, d]; -> [n, n]."""
-  TRACES['rdm'] += 1
   n = z.shape[0]
-  zc = _cast(z, precision)
+  zc = cast_for(z, precision)
   out = jnp.zeros((n, n), jnp.float32)
   for r in range(0, n, tile):  # static: at most 64 blocks
     e = min(r + tile, n)
-    g = _gram(zc[r:e], zc[r:], precision)
-    out = out.at[r:e, r:].set(_values(g, sq[r:e], sq[r:], metric))
+    g = gram(zc[r:e], zc[r:], precision)
+    out = out.at[r:e, r:].set(
+      values_from_gram(g, sq[r:e, None], sq[None, r:], metric)
+    )
   return _symmetrise(out)
 
 
@@ -191,8 +228,8 @@ def _rdm_mesh(z, sq, mesh: Mesh, metric: str, precision: str):
   row, rep = NamedSharding(mesh, P('data')), NamedSharding(mesh, P())
 
   def local(z_rows, sq_rows, z_all, sq_all):
-    g = _gram(_cast(z_rows, precision), _cast(z_all, precision), precision)
-    return _values(g, sq_rows, sq_all, metric)
+    g = gram(cast_for(z_rows, precision), cast_for(z_all, precision), precision)
+    return values_from_gram(g, sq_rows[:, None], sq_all[None, :], metric)
 
   f = jax.shard_map(
     local,
@@ -203,7 +240,6 @@ def _rdm_mesh(z, sq, mesh: Mesh, metric: str, precision: str):
 
   @jax.jit
   def run(zr, sr, za, sa):
-    TRACES['rdm_mesh'] += 1
     u = jnp.triu(f(zr, sr, za, sa), 1)
     # Exact symmetry: the mirror is a transpose across devices.
     full = u + _constrain(u.T, row)
@@ -248,9 +284,9 @@ def rdm(
   """
   if impl not in ('auto', 'xla', 'blas'):
     raise InputError(f'impl {impl!r} unknown: use auto, xla or blas')
-  x = _check(x, metric, precision)
-  z, sq, bad = _prepare(x, metric)
-  _raise_bad(bad, metric)
+  x = check_input(x, metric, precision)
+  z, sq, bad = prepare_rows(x, metric)
+  raise_bad_rows(bad, metric)
   if mesh is not None:
     return _rdm_mesh(z, sq, mesh, metric, precision)
   if impl == 'auto':
@@ -282,142 +318,3 @@ def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
   # syrk fills both triangles from one: exactly symmetric already.
   np.fill_diagonal(g, 0.0)
   return jnp.asarray(g)
-
-
-def _tile_fn(z, sq, *, metric: str, precision: str, tile: int):
-  """Pads rows to whole tiles; returns (tile pairs i <= j, tile -> values)."""
-  n = z.shape[0]
-  nb = -(-n // tile)
-  zc = _cast(jnp.pad(z, ((0, nb * tile - n), (0, 0))), precision)
-  sq = jnp.pad(sq, (0, nb * tile - n))
-  bi, bj = (jnp.asarray(v, jnp.int32) for v in np.triu_indices(nb))
-
-  def values(p):
-    r, c = bi[p] * tile, bj[p] * tile
-    a, b = (lax.dynamic_slice_in_dim(zc, s, tile) for s in (r, c))
-    sa, sb = (lax.dynamic_slice_in_dim(sq, s, tile) for s in (r, c))
-    v = _values(_gram(a, b, precision), sa, sb, metric)
-    gi = r + jnp.arange(tile)[:, None]
-    gj = c + jnp.arange(tile)[None, :]
-    valid = (gi < gj) & (gj < n)
-    return v.ravel(), jnp.broadcast_to(gi, v.shape).ravel(), gj, valid.ravel()
-
-  return bi.shape[0], values
-
-
-@functools.partial(
-  jax.jit, static_argnames=('metric', 'precision', 'tile', 'k')
-)
-def _topk_pass(z, sq, target, *, metric, precision, tile, k):
-  """The k lowest, highest and closest-to-target pairs i < j, streamed."""
-  TRACES['topk'] += 1
-  n_tiles, values = _tile_fn(
-    z, sq, metric=metric, precision=precision, tile=tile
-  )
-  empty = (
-    jnp.full(k, -jnp.inf),
-    jnp.zeros(k),
-    jnp.full(k, -1),
-    jnp.full(k, -1),
-  )
-
-  def body(carry, p):
-    v, gi, gj, valid = values(p)
-    gj = jnp.broadcast_to(gj, (tile, tile)).ravel()
-    keys = (-v, v, -jnp.abs(v - target))
-    out = []
-    for best, key in zip(carry, keys):
-      key = jnp.where(valid, key, -jnp.inf)
-      kt, idx = lax.top_k(key, k)
-      cand = (kt, v[idx], gi[idx], gj[idx])
-      both = tuple(jnp.concatenate([x, y]) for x, y in zip(best, cand))
-      _, keep = lax.top_k(both[0], k)
-      out.append(tuple(x[keep] for x in both))
-    return tuple(out), None
-
-  carry, _ = lax.scan(body, (empty,) * 3, jnp.arange(n_tiles))
-  return carry
-
-
-@functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
-def _hist_pass(z, sq, edges, *, metric, precision, tile):
-  """Per-tile counts [n_tiles, bins] int32, bins as np.histogram's."""
-  TRACES['hist'] += 1
-  n_tiles, values = _tile_fn(
-    z, sq, metric=metric, precision=precision, tile=tile
-  )
-  bins = edges.shape[0] - 1
-
-  def body(_, p):
-    v, _, _, valid = values(p)
-    idx = jnp.searchsorted(edges, v, side='right') - 1
-    idx = jnp.where(v == edges[-1], bins - 1, idx)  # last bin is closed
-    ok = valid & (idx >= 0) & (idx < bins)
-    return None, jnp.bincount(jnp.where(ok, idx, bins), length=bins + 1)[:-1]
-
-  return lax.scan(body, None, jnp.arange(n_tiles))[1]
-
-
-def rdm_stats(
-  x,
-  metric: str = 'correlation',
-  *,
-  k: int = 5,
-  closest_to: float | None = None,
-  bins: int = 100,
-  value_range: tuple[float, float] | None = None,
-  precision: str = 'float32',
-  tile: int | None = None,
-) -> RdmStats:
-  """Extreme pairs and a histogram of RDM entries i < j, never n x n.
-
-  Streams over upper-triangle tiles of size `tile` (device memory: a few
-  tile x tile blocks). Without `value_range` a first pass finds the minimum
-  and maximum, and a second pass fills the histogram.
-
-  Args:
-    x: [n_images, d] responses.
-    metric: as `rdm`.
-    k: pairs per extreme.
-    closest_to: also return the k pairs with |value - closest_to| smallest.
-    bins: histogram bins (equal width, as np.histogram).
-    value_range: (lo, hi) for the histogram; default the data's range.
-    precision: as `rdm`.
-    tile: rows per tile side (default `default_tile(n)`).
-
-  Returns:
-    RdmStats with host numpy arrays.
-  """
-  x = _check(x, metric, precision)
-  n = x.shape[0]
-  if not 1 <= k <= n * (n - 1) // 2:
-    raise InputError(f'k={k}: pass 1 <= k <= n(n-1)/2 = {n * (n - 1) // 2}')
-  if bins < 1:
-    raise InputError(f'bins={bins}: pass bins >= 1')
-  z, sq, bad = _prepare(x, metric)
-  _raise_bad(bad, metric)
-  tile = max(int(tile or default_tile(n)), int(np.ceil(np.sqrt(k))))
-  kw = dict(metric=metric, precision=precision, tile=tile)
-  target = jnp.float32(0.0 if closest_to is None else closest_to)
-  lo, hi, cl = jax.device_get(_topk_pass(z, sq, target, k=k, **kw))
-  ext = [
-    Extremes(np.asarray(e[1]), np.asarray(e[2]), np.asarray(e[3]))
-    for e in (lo, hi, cl)
-  ]
-  if value_range is None:
-    value_range = (float(ext[0].values[0]), float(ext[1].values[0]))
-  if not value_range[0] < value_range[1]:
-    value_range = (value_range[0], value_range[0] + 1.0)  # np.histogram's
-  edges = np.histogram_bin_edges(
-    np.zeros(0, np.float32), bins=bins, range=value_range
-  ).astype(np.float32)
-  counts = np.asarray(_hist_pass(z, sq, jnp.asarray(edges), **kw))
-  return RdmStats(
-    lowest=ext[0],
-    highest=ext[1],
-    closest=None if closest_to is None else ext[2],
-    hist_counts=counts.astype(np.int64).sum(0),
-    hist_edges=edges,
-    n=n,
-    metric=metric,
-  )

@@ -11,6 +11,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
+
+from rdmjax.compare import avg_ranks, pearson
+
+__all__ = [
+  'PairMetricsAccumulator',
+  'mse',
+  'pearson',
+  'pearson_mse',
+  'r2',
+  'spearman',
+]
 
 
 def _weights(x: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -21,34 +33,11 @@ def _wmean(x: jax.Array, w: jax.Array) -> jax.Array:
   return jnp.sum(w * x) / jnp.sum(w)
 
 
-def pearson(
-  pred: jax.Array, target: jax.Array, mask: jax.Array | None = None
-) -> jax.Array:
-  """Pearson r of the masked pairs (two-pass: centred sums). Scalar f32."""
-  pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
-  w = _weights(pred, mask)
-  dp = pred - _wmean(pred, w)
-  dt = target - _wmean(target, w)
-  cov = jnp.sum(w * dp * dt)
-  return cov / jnp.sqrt(jnp.sum(w * dp * dp) * jnp.sum(w * dt * dt))
-
-
-def _avg_ranks(x: jax.Array, w: jax.Array) -> jax.Array:
-  """1-based ranks among entries with w > 0, ties averaged."""
-  # Masked entries sort after every valid one, so they leave its ranks alone.
-  x = jnp.where(w > 0, x, jnp.inf)
-  s = jnp.sort(x)
-  lo = jnp.searchsorted(s, x, side='left')
-  hi = jnp.searchsorted(s, x, side='right')
-  return (lo + hi + 1).astype(jnp.float32) / 2.0
-
-
 def spearman(
   pred: jax.Array, target: jax.Array, mask: jax.Array | None = None
 ) -> jax.Array:
   """Spearman rho of the masked pairs (ties get average ranks). Scalar."""
-  w = _weights(pred.astype(jnp.float32), mask)
-  return pearson(_avg_ranks(pred, w), _avg_ranks(target, w), w)
+  return pearson(avg_ranks(pred, mask), avg_ranks(target, mask), mask)
 
 
 def r2(
@@ -90,34 +79,21 @@ def pearson_mse(
   )
 
 
-def _rankdata(x: np.ndarray) -> np.ndarray:
-  """Average ranks of ties (scipy.stats.rankdata 'average'), float64."""
-  s = np.sort(x)
-  return (
-    np.searchsorted(s, x, 'left') + np.searchsorted(s, x, 'right') + 1
-  ) / 2.0
-
-
 class PairMetricsAccumulator:
   """Held-out metrics streamed over evaluation tiles, on the host.
 
   Pearson r and R^2 use every masked pair, from float64 sufficient
   statistics merged per tile with centring (Chan et al.), so 48M pairs of a
-  full subject stay accurate. Spearman needs the values themselves: it uses
-  at most `max_pairs` of them (0 = all), a uniform random subset when the
-  cap binds (each pair gets a seeded random key; the smallest keys stay).
-  The synthetic default subject has a few thousand held-out pairs: all kept.
+  full subject stay accurate. Spearman needs the values themselves: every
+  masked pair's (pred, target) is kept (16 bytes a pair).
   """
 
-  def __init__(self, max_pairs: int = 0, seed: int = 0):
-    self.max_pairs = int(max_pairs)
-    self._rng = np.random.default_rng(seed)
+  def __init__(self):
     self.n = 0
     self._mean = np.zeros(2)  # pred, target
     self._m2 = np.zeros(3)  # sum dp^2, dt^2, dp*dt
     self._sse = 0.0
-    self._kept: list[np.ndarray] = []  # [k, 3]: pred, target, key
-    self._n_kept = 0
+    self._kept: list[np.ndarray] = []  # [k, 2]: pred, target
 
   def update(self, pred, target, mask=None) -> None:
     """Adds a tile: pred, target, mask [P] (device or host arrays)."""
@@ -141,15 +117,7 @@ class PairMetricsAccumulator:
     self._mean += delta * nb / n
     self.n = n
     self._sse += float(np.sum(np.square(t - p)))
-    self._keep(np.stack([p, t, self._rng.random(nb)], axis=1))
-
-  def _keep(self, rows: np.ndarray) -> None:
-    self._kept.append(rows)
-    self._n_kept += len(rows)
-    if self.max_pairs and self._n_kept > self.max_pairs:
-      allr = np.concatenate(self._kept)
-      sel = np.argpartition(allr[:, 2], self.max_pairs)[: self.max_pairs]
-      self._kept, self._n_kept = [allr[sel]], self.max_pairs
+    self._kept.append(np.stack([p, t], axis=1))
 
   def result(self) -> dict[str, float]:
     """{'r2', 'pearson', 'spearman', 'n_pairs', 'n_spearman'} (floats/ints)."""
@@ -165,8 +133,7 @@ class PairMetricsAccumulator:
     else:
       r2_ = 1.0 if self._sse == 0 else 0.0
     kept = np.concatenate(self._kept)
-    rp, rt = _rankdata(kept[:, 0]), _rankdata(kept[:, 1])
-    rho = float(np.corrcoef(rp, rt)[0, 1]) if len(kept) > 1 else float('nan')
+    rho = float(stats.spearmanr(kept[:, 0], kept[:, 1]).statistic)
     return dict(
       r2=float(r2_),
       pearson=float(r),

@@ -15,8 +15,8 @@ inside one split, in the jitted step:
   image is seen in training (in other pairs), though no test pair is.
 
 Targets are dissimilarities of standardised response rows `z: [n_images, v]`
-(standardised per vertex on training-image statistics by the caller):
-'correlation' (1 - Pearson r of two rows) or 'euclidean' (L2 distance).
+(standardised per vertex on training-image statistics by the caller), any
+metric of `rdmjax.kernels`, computed there (`cross_rdm`, `paired`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rdmjax import kernels
 from rdmjax.errors import InputError
 
 SPLITS = ('train', 'val', 'test')
-METRICS = ('correlation', 'euclidean')
-PRECISIONS = ('float32', 'tf32', 'bf16')
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -83,9 +82,7 @@ def split_images(
 
 
 def leaked_split(
-  n_images: int,
-  fractions: Sequence[float] = (0.8, 0.1, 0.1),
-  seed: int = 0,
+  n_images: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)
 ) -> dict[str, np.ndarray]:
   """The WRONG split, only to measure leakage: every split holds every image.
 
@@ -170,65 +167,6 @@ def block_pairs(block_size: int) -> tuple[np.ndarray, np.ndarray]:
   return ii.astype(np.int32), jj.astype(np.int32)
 
 
-def _gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
-  """a @ b.T with f32 accumulation: [t1, v] x [t2, v] -> [t1, t2] f32."""
-  if precision not in PRECISIONS:
-    raise InputError(
-      f'precision={precision!r} unknown; use one of {", ".join(PRECISIONS)}'
-    )
-  if precision == 'bf16':
-    a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
-    prec = jax.lax.Precision.DEFAULT
-  else:
-    prec = (
-      jax.lax.Precision.HIGHEST
-      if precision == 'float32'
-      else jax.lax.Precision.DEFAULT
-    )
-  return jnp.einsum(
-    'iv,jv->ij', a, b, precision=prec, preferred_element_type=jnp.float32
-  )
-
-
-def _unit_centred(z: jax.Array) -> jax.Array:
-  zc = z - jnp.mean(z, axis=-1, keepdims=True)
-  return zc / jnp.linalg.norm(zc, axis=-1, keepdims=True)
-
-
-def _check_metric(metric: str) -> None:
-  if metric not in METRICS:
-    raise InputError(
-      f'pairs.metric={metric!r} unknown; use one of {", ".join(METRICS)}'
-    )
-
-
-def cross_targets(
-  za: jax.Array, zb: jax.Array, metric: str, precision: str = 'float32'
-) -> jax.Array:
-  """Targets of every (row of za, row of zb) pair from one matrix product.
-
-  Args:
-    za: [t1, v] f32 standardised response rows.
-    zb: [t2, v] f32 standardised response rows.
-    metric: 'correlation' (1 - Pearson r) or 'euclidean' (L2).
-    precision: 'float32' (exact f32 product), 'tf32' (the backend default)
-      or 'bf16' (bf16 inputs, f32 accumulation; euclidean loses accuracy by
-      cancellation there).
-
-  Returns:
-    [t1, t2] f32 dissimilarities.
-  """
-  _check_metric(metric)
-  za, zb = za.astype(jnp.float32), zb.astype(jnp.float32)
-  if metric == 'correlation':
-    r = _gram(_unit_centred(za), _unit_centred(zb), precision)
-    return jnp.clip(1.0 - r, 0.0, 2.0)
-  sqa = jnp.sum(za * za, axis=-1)
-  sqb = jnp.sum(zb * zb, axis=-1)
-  d2 = sqa[:, None] + sqb[None, :] - 2.0 * _gram(za, zb, precision)
-  return jnp.sqrt(jnp.maximum(d2, 0.0))
-
-
 def block_targets(
   z_rows: jax.Array, metric: str, precision: str = 'float32'
 ) -> jax.Array:
@@ -236,13 +174,13 @@ def block_targets(
 
   Args:
     z_rows: [B, v] f32 standardised response rows of the block's images.
-    metric: 'correlation' or 'euclidean'.
-    precision: 'float32', 'tf32' or 'bf16' (see `cross_targets`).
+    metric: a metric of `rdmjax.kernels.METRICS`.
+    precision: one of `rdmjax.kernels.PRECISIONS`.
 
   Returns:
     [B, B] f32 dissimilarity matrix (index with `block_pairs`).
   """
-  return cross_targets(z_rows, z_rows, metric, precision)
+  return kernels.cross_rdm(z_rows, z_rows, metric, precision)
 
 
 def sample_uniform(
@@ -279,19 +217,12 @@ def pair_targets(
     z: [n_images, v] f32 standardised responses.
     i: [P] int image indices.
     j: [P] int image indices.
-    metric: 'correlation' or 'euclidean'.
+    metric: a metric of `rdmjax.kernels.METRICS`.
 
   Returns:
     [P] f32 dissimilarities.
   """
-  _check_metric(metric)
-  za = z[i].astype(jnp.float32)
-  zb = z[j].astype(jnp.float32)
-  if metric == 'correlation':
-    return jnp.clip(
-      1.0 - jnp.sum(_unit_centred(za) * _unit_centred(zb), axis=-1), 0.0, 2.0
-    )
-  return jnp.sqrt(jnp.sum(jnp.square(za - zb), axis=-1))
+  return kernels.paired(z[i], z[j], metric)
 
 
 def _pairs_cfg(cfg: Any) -> tuple[Any, int]:
@@ -301,8 +232,8 @@ def _pairs_cfg(cfg: Any) -> tuple[Any, int]:
   return cfg, 0
 
 
-def batch_size(cfg: Any, pad_to: int = 1) -> int:
-  """Pairs per training batch: B(B-1)/2 (block) or P (uniform), padded."""
+def batch_size(cfg: Any) -> int:
+  """Pairs per training batch: B(B-1)/2 (block) or P (uniform)."""
   pc, _ = _pairs_cfg(cfg)
   if pc.sampler == 'block':
     n = pc.block_size * (pc.block_size - 1) // 2
@@ -312,19 +243,7 @@ def batch_size(cfg: Any, pad_to: int = 1) -> int:
     raise InputError(
       f'pairs.sampler={pc.sampler!r} unknown; use block or uniform'
     )
-  return -(-n // pad_to) * pad_to
-
-
-def _pad(batch: dict[str, jax.Array], n: int, pad_to: int) -> dict:
-  """Pads the pair arrays to a multiple of pad_to with masked copies."""
-  total = -(-n // pad_to) * pad_to
-  if total == n:
-    return batch
-  # Padding repeats pair 0 (so i != j still holds) with mask 0.
-  idx = np.concatenate([np.arange(n), np.zeros(total - n, np.int64)])
-  out = {k: (v if k == 'block' else v[idx]) for k, v in batch.items()}
-  out['mask'] = out['mask'] * jnp.asarray(np.arange(total) < n, jnp.float32)
-  return out
+  return n
 
 
 def make_batch(
@@ -335,7 +254,6 @@ def make_batch(
   cfg: Any,
   *,
   split_id: int = 0,
-  pad_to: int = 1,
 ) -> dict[str, jax.Array]:
   """One training batch of pairs, made on device (jit with cfg static).
 
@@ -348,12 +266,10 @@ def make_batch(
       num_pairs, metric, precision, leaked, fractions (and top-level seed,
       the leak hash seed).
     split_id: with `pairs.leaked`, which pair split the mask keeps (0 train).
-    pad_to: pad the pair count to a multiple of this (e.g. the device count)
-      with masked pairs, so the batch shards evenly.
 
   Returns:
     'i', 'j': [P] int32 image indices (i != j); 'target': [P] f32;
-    'mask': [P] f32, 1 = use the pair (all ones unless leaked or padded).
+    'mask': [P] f32, 1 = use the pair (all ones unless leaked).
     Block sampler also: 'block': [B] int32 images, 'bi', 'bj': [P] int32
     positions of i and j in 'block' (embed the B images once, then pair).
   """
@@ -387,7 +303,7 @@ def make_batch(
     batch['mask'] = (sid == split_id).astype(jnp.float32)
   else:
     batch['mask'] = jnp.ones((n,), jnp.float32)
-  return _pad(batch, n, pad_to)
+  return batch
 
 
 def batch_sharding(mesh: jax.sharding.Mesh, cfg: Any, axis: str = 'data'):
@@ -489,7 +405,7 @@ def eval_batch(
   """
   pc, seed = _pairs_cfg(cfg)
   z = data['z']
-  t = cross_targets(
+  t = kernels.cross_rdm(
     z[tp['rows']], z[tp['cols']], pc.metric, pc.get('precision', 'float32')
   )
   out = dict(tp)

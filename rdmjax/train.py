@@ -1,22 +1,19 @@
 """Training: one jitted step that samples pairs, makes targets and updates.
 
-`train_and_evaluate(config, workdir)` (`--mode=train`):
-  1. responses of `data.roi`, images split train / val / test
-     (`pairs.split_images`), standardised on training images only;
-  2. `train_steps` steps of ONE jitted, donated call each: fold the step
-     into the base key, draw a batch of pairs of training images, compute
-     their targets from the response rows, forward, backward, Optax update;
-     pairs sharded over the mesh `data` axis, everything else replicated;
-  3. every `eval_every` steps all validation pairs are scored (R^2,
-     Pearson, Spearman); Orbax checkpoints keep the last N and the best by
-     validation Spearman; a rerun with the same workdir resumes;
-  4. the best checkpoint scores every test pair; results.json 'train',
-     figures and the report section (`rdmjax.train_report`).
-`evaluate(config, workdir)` (`--mode=eval`) scores a checkpoint again.
+`train(config, workdir)`: responses of `data.roi` split by image and
+standardised on training images (`rdmjax.train_data`); steps of ONE jitted,
+donated call each (fold the step into the base key, draw a batch of pairs
+of training images, their targets, forward, backward, Optax update; pairs
+sharded over the mesh `data` axis, the rest replicated); every
+`train.eval_every` steps the validation pairs are scored and an Orbax
+checkpoint saved (last N and best by validation Spearman); a rerun with the
+same workdir resumes; the best checkpoint scores every test pair. `prepare`
+is the setup that training and `rdmjax.evaluate` share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,14 +26,9 @@ import optax
 from absl import logging
 from flax import nnx
 
-from rdmjax import checkpoint, metrics, pairs, sharding
+from rdmjax import checkpoint, metrics, pairs, report, sharding
 from rdmjax.errors import InputError
-from rdmjax.train_data import (  # noqa: F401 - part of train's API
-  Data,
-  check_batch,
-  load_data,
-  target_mean,
-)
+from rdmjax.train_data import Data, check_batch, load_data, target_mean
 
 SPLIT_ID = {'train': 0, 'val': 1, 'test': 2}
 PAIR_KEYS = ('i', 'j', 'target', 'mask', 'bi', 'bj')
@@ -188,274 +180,34 @@ def make_train_step(graphdef, tx, lr_fn, config, mesh):
   )
 
 
-def make_eval_fn(graphdef, config, mesh):
-  """Jitted scorer of one padded tile (`pairs.tile_pairs`): one compile."""
-  rep = sharding.replicated(mesh)
-  bsh = sharding.batch_sharding(mesh)
-  tile_sh = {
-    k: (rep if k in ('rows', 'cols') else bsh)
-    for k in ('rows', 'cols', 'ri', 'cj', 'i', 'j', 'mask')
-  }
+@dataclasses.dataclass
+class Prepared:
+  """What training and evaluation share: data, mesh, model graph, shapes.
 
-  def eval_fn(params, data, tp, split_id):
-    eb = pairs.eval_batch(data, tp, config, split_id=split_id)
-    model = nnx.merge(graphdef, params)
-    hr = model.embed(data['x'][tp['rows']])
-    hc = model.embed(data['x'][tp['cols']])
-    pred = model.pair_head(hr[tp['ri']], hc[tp['cj']])
-    return pred, eb['target'], eb['mask']
-
-  fn = jax.jit(
-    eval_fn,
-    static_argnums=3,
-    in_shardings=(rep, rep, tile_sh),
-    out_shardings=rep,
-  )
-  return fn, tile_sh
-
-
-def score(
-  eval_fn,
-  params,
-  device_data,
-  split_idx: np.ndarray,
-  split_id: int,
-  config,
-  max_pairs: int = 0,
-  keep_matrix: bool = False,
-) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
-  """Scores every pair of a split (or the first tiles covering max_pairs).
-
-  Returns:
-    ({r2, pearson, spearman, n_pairs}, None or {'pred', 'true'} [m, m]
-    matrices over split_idx, and 'pred_pairs', 'true_pairs' [P]).
+  Attributes:
+    data: the run's host arrays (`rdmjax.train_data.Data`).
+    mesh: the device mesh.
+    tx, lr_fn: the optimizer and its learning-rate schedule.
+    graphdef: the model's NNX graph.
+    abstract: the train state's shapes, dtypes and (replicated) shardings.
+    device_data: {'z', 'x'} placed replicated on the mesh.
   """
-  fn, tile_sh = eval_fn
-  tile = int(config.pairs.eval_tile)
-  acc = metrics.PairMetricsAccumulator(seed=int(config.seed))
-  m = len(split_idx)
-  mats = (
-    {'pred': np.zeros((m, m)), 'true': np.zeros((m, m))}
-    if keep_matrix
-    else None
-  )
-  pp, tt = [], []
-  for rows, cols, same in pairs.eval_tiles(split_idx, tile):
-    tp = pairs.tile_pairs(rows, cols, same, tile)
-    tp = {k: jax.device_put(v, tile_sh[k]) for k, v in tp.items()}
-    pred, target, mask = jax.device_get(
-      fn(params, device_data, tp, int(split_id))
-    )
-    acc.update(pred, target, mask)
-    keep = mask > 0
-    pp.append(pred[keep])
-    tt.append(target[keep])
-    if mats is not None:
-      i = np.asarray(jax.device_get(tp['i']))[keep]
-      j = np.asarray(jax.device_get(tp['j']))[keep]
-      # split_idx is sorted: image index -> position without a Python loop.
-      a, b = np.searchsorted(split_idx, i), np.searchsorted(split_idx, j)
-      for name, v in (('pred', pred[keep]), ('true', target[keep])):
-        mats[name][a, b] = v
-        mats[name][b, a] = v
-    if max_pairs and acc.n >= max_pairs:
-      break
-  if mats is not None:
-    mats['pred_pairs'] = np.concatenate(pp)
-    mats['true_pairs'] = np.concatenate(tt)
-  return acc.result(), mats
+
+  data: Data
+  mesh: Any
+  tx: Any
+  lr_fn: Any
+  graphdef: Any
+  abstract: dict[str, Any]
+  device_data: dict[str, jax.Array]
 
 
-def score_test(eval_fn, params, device_data, data, config):
-  """Every test pair, with the test RDMs kept for figures (not if leaked)."""
-  return score(
-    eval_fn,
-    params,
-    device_data,
-    data.split['test'],
-    SPLIT_ID['test'],
-    config,
-    keep_matrix=not config.pairs.leaked,
-  )
-
-
-def _pairs_per_step(config) -> int:
-  return pairs.batch_size(config)
-
-
-def _truncate_metrics(path: Path, upto: int) -> list[dict]:
-  """Keeps metrics.jsonl rows up to a resumed step (drops a lost tail)."""
-  if not path.is_file():
-    return []
-  rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-  rows = [r for r in rows if r['step'] <= upto]
-  if jax.process_index() == 0:
-    path.write_text(''.join(json.dumps(r) + '\n' for r in rows))
-  return rows
-
-
-def _write_row(path: Path, row: dict) -> None:
-  if jax.process_index() == 0:
-    with path.open('a') as f:
-      f.write(json.dumps(row) + '\n')
-
-
-def train(
-  config, workdir: str | Path, *, stop_after: int | None = None
-) -> dict[str, Any]:
-  """Trains (or resumes) a run in workdir and scores it.
-
-  Args:
-    config: the run's config.
-    workdir: outputs: metrics.jsonl, ckpt/.
-    stop_after: stop after this step as if killed (tests of resuming).
-
-  Returns:
-    {'val_best', 'best_step', 'test', 'steps', 'pairs_per_s', ...} plus
-    '_mats' (test RDMs) and '_data' (the Data) for the report.
-  """
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+def prepare(config, workdir: str | Path) -> Prepared:
+  """Loads and checks the data, builds the mesh, optimizer and shapes."""
   data = load_data(config, workdir)
   mesh = sharding.make_mesh(config.mesh)
   check_batch(config, data, mesh)
   tx, lr_fn = make_optimizer(config)
-  graphdef, state = init_state(
-    config, data.meta['d_in'], tx, mesh, target_mean(config, data)
-  )
-  device_data = sharding.put_replicated({'z': data.z, 'x': data.x}, mesh)
-  split_dev = sharding.put_replicated(data.split, mesh)
-  train_split = 'train'
-  step_fn = make_train_step(graphdef, tx, lr_fn, config, mesh)
-  eval_fn = make_eval_fn(graphdef, config, mesh)
-  ck = config.ckpt
-  mngr = checkpoint.manager(workdir / 'ckpt', ck.every, ck.keep, ck.keep_best)
-  abstract = jax.tree.map(
-    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
-    state,
-  )
-  start, rows = 0, []
-  # The newest step that reads back (a damaged newer one is dropped).
-  found = checkpoint.restore_newest(mngr, abstract, data.meta)
-  if found is not None:
-    state, meta, latest = found
-    if meta.get('split') != data.meta['split']:
-      raise InputError(
-        f'checkpoint {workdir / "ckpt"} used another image split: use '
-        'another --workdir, or the seed and fractions it was made with'
-      )
-    start = latest
-    rows = _truncate_metrics(workdir / 'metrics.jsonl', latest)
-    logging.info('resumed from step %d', latest)
-  elif (workdir / 'metrics.jsonl').exists():
-    _truncate_metrics(workdir / 'metrics.jsonl', -1)
-  steps = int(config.train.steps)
-  n_pairs = _pairs_per_step(config)
-  val_idx = data.split['val']
-  val_id = SPLIT_ID['val']
-  t_last, s_last, t0 = time.perf_counter(), start, time.perf_counter()
-  from tqdm.auto import tqdm
-
-  bar = tqdm(
-    range(start, steps),
-    initial=start,
-    total=steps,
-    desc='train',
-    disable=jax.process_index() != 0,
-  )
-  pairs_per_s = float('nan')
-  with jax.transfer_guard('disallow'):
-    for s in bar:
-      state, logs = step_fn(state, device_data, split_dev[train_split])
-      done = s + 1
-      last = done == steps or done == stop_after
-      is_eval = (
-        done % config.train.eval_every == 0 or mngr.should_save(done) or last
-      )
-      if done % config.train.log_every and not is_eval:
-        continue
-      logs = {k: float(v) for k, v in jax.device_get(logs).items()}
-      now = time.perf_counter()
-      pairs_per_s = n_pairs * (done - s_last) / max(now - t_last, 1e-9)
-      row = dict(step=done, pairs_per_s=pairs_per_s, **logs)
-      if is_eval:
-        with jax.transfer_guard('allow'):
-          val, _ = score(
-            eval_fn,
-            state['params'],
-            device_data,
-            val_idx,
-            val_id,
-            config,
-            config.train.max_eval_pairs,
-          )
-        row.update({f'val_{k}': v for k, v in val.items()})
-        with jax.transfer_guard('allow'):
-          checkpoint.save(
-            mngr,
-            done,
-            state,
-            dict(data.meta, pairs_seen=done * n_pairs),
-            val_spearman=val['spearman'],
-            force=last,
-          )
-      row['wall_s'] = now - t0
-      rows.append(row)
-      _write_row(workdir / 'metrics.jsonl', row)
-      bar.set_postfix(loss=f'{logs["loss"]:.4g}', refresh=False)
-      t_last, s_last = time.perf_counter(), done
-      if done == stop_after:
-        break
-  bar.close()
-  mngr.wait_until_finished()
-  if stop_after is not None and stop_after < steps:
-    return {'stopped_at': stop_after, 'params': state['params']}
-  best = checkpoint.pick_step(mngr, 'best' if ck.keep_best else 'latest')
-  if best is not None and best != steps:
-    try:
-      state, _ = checkpoint.restore(mngr, best, abstract, data.meta)
-    except checkpoint.UnreadableCheckpointError as e:
-      logging.warning('scoring the final state instead: %s', e)
-      best = steps
-  test, mats = score_test(eval_fn, state['params'], device_data, data, config)
-  vals = [r['val_spearman'] for r in rows if 'val_spearman' in r]
-  mngr.close()
-  return dict(
-    test=test,
-    # The first evaluation can be NaN (constant predictions): skip it.
-    val_best=float(np.nanmax(vals)) if np.isfinite(vals).any() else None,
-    best_step=best,
-    steps=steps,
-    pairs_per_step=n_pairs,
-    pairs_per_s=pairs_per_s,
-    params=state['params'],
-    _rows=rows,
-    _mats=mats,
-    _data=data,
-  )
-
-
-def evaluate(config, workdir: str | Path, which: str | None = None) -> dict:
-  """Scores a checkpoint on every test pair.
-
-  Args:
-    config: the run's config.
-    workdir: the trained run's workdir.
-    which: 'best', 'latest' or a step number; default `ckpt.eval_step`.
-      'best' and 'latest' fall back to the newest readable step if the
-      chosen one is damaged; a step number does not.
-
-  Returns:
-    {'step', 'val_spearman', 'test'}; also written to results.json 'eval',
-    with the test RDM figures.
-  """
-  from rdmjax import report, train_plots
-
-  workdir = Path(workdir)
-  data = load_data(config, workdir)
-  mesh = sharding.make_mesh(config.mesh)
-  check_batch(config, data, mesh)
-  tx, _ = make_optimizer(config)
   graphdef, abstract_params = abstract_model(config, data.meta['d_in'])
   rep = sharding.replicated(mesh)
   abstract = dict(
@@ -467,53 +219,190 @@ def evaluate(config, workdir: str | Path, which: str | None = None) -> dict:
   abstract = jax.tree.map(
     lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract
   )
-  if not (workdir / 'ckpt').is_dir():
-    raise InputError(
-      f'no checkpoint in {workdir / "ckpt"}: train first with --mode=train'
-    )
-  mngr = checkpoint.manager(
-    workdir / 'ckpt',
-    config.ckpt.every,
-    config.ckpt.keep,
-    config.ckpt.keep_best,
-    read_only=True,
-  )
-  which = str(config.ckpt.get('eval_step', 'best') if which is None else which)
-  step = checkpoint.pick_step(mngr, which)
-  if step is None:
-    raise InputError(
-      f'no finished checkpoint in {workdir / "ckpt"}: train first'
-    )
-  if which.strip().isdigit():
-    state, meta = checkpoint.restore(mngr, step, abstract, data.meta)
-  else:
-    fallback = [step] + sorted(s for s in mngr.all_steps() if s != step)[::-1]
-    state, meta, step = checkpoint.restore_newest(
-      mngr, abstract, data.meta, fallback
-    )
   device_data = sharding.put_replicated({'z': data.z, 'x': data.x}, mesh)
-  eval_fn = make_eval_fn(graphdef, config, mesh)
-  test, mats = score_test(eval_fn, state['params'], device_data, data, config)
-  out = dict(step=step, val_spearman=meta.get('val_spearman'), test=test)
-  figs = {}
-  if mats is not None:
-    figs = train_plots.test_figures(mats, test, workdir / 'figures', 'eval')
-  report.update_results(workdir, 'eval', dict(out, figures=figs))
-  logging.info('eval: %s', out)
-  return out
+  return Prepared(data, mesh, tx, lr_fn, graphdef, abstract, device_data)
 
 
-def train_and_evaluate(config, workdir: str | Path) -> dict:
-  """Trains, scores the test pairs, runs baselines; writes the report."""
-  from rdmjax import train_report
+@dataclasses.dataclass
+class TrainResult:
+  """A finished run: test scores of the chosen checkpoint and its history.
+
+  Attributes:
+    test: {'r2', 'pearson', 'spearman', 'n_pairs', ...} over every test pair.
+    val_best: the best validation Spearman, or None.
+    best_step: the step scored on the test pairs.
+    steps, pairs_per_step, pairs_per_s: the run's size and last throughput.
+    params: the scored parameters (on device).
+    rows: metrics.jsonl rows.
+    mats: the test RDMs for figures (`rdmjax.evaluate.score`), or None.
+    data: the run's data.
+  """
+
+  test: dict[str, Any]
+  val_best: float | None
+  best_step: int | None
+  steps: int
+  pairs_per_step: int
+  pairs_per_s: float
+  params: Any
+  rows: list[dict[str, Any]]
+  mats: dict[str, np.ndarray] | None
+  data: Data
+
+  def summary(self) -> dict[str, Any]:
+    """The JSON-able scalars (results.json)."""
+    keys = ('test', 'val_best', 'best_step', 'steps', 'pairs_per_step')
+    return {k: getattr(self, k) for k in keys + ('pairs_per_s',)}
+
+
+def _truncate_metrics(path: Path, upto: int) -> list[dict]:
+  """Keeps metrics.jsonl rows up to a resumed step (drops a lost tail)."""
+  if not path.is_file():
+    return []
+  rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+  rows = [r for r in rows if r['step'] <= upto]
+  report.atomic_write(path, ''.join(json.dumps(r) + '\n' for r in rows))
+  return rows
+
+
+def _restore(prep: Prepared, mngr, state, workdir: Path):
+  """Resumes from the newest readable step: (state, start step, rows)."""
+  found = checkpoint.restore_newest(mngr, prep.abstract, prep.data.meta)
+  if found is None:
+    if (workdir / 'metrics.jsonl').exists():
+      _truncate_metrics(workdir / 'metrics.jsonl', -1)
+    return state, 0, []
+  state, meta, latest = found
+  if meta.get('split') != prep.data.meta['split']:
+    raise InputError(
+      f'checkpoint {workdir / "ckpt"} used another image split: use '
+      'another --workdir, or the seed and fractions it was made with'
+    )
+  logging.info('resumed from step %d', latest)
+  return state, latest, _truncate_metrics(workdir / 'metrics.jsonl', latest)
+
+
+def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
+  """Steps from `start` to the end (or stop_after); logs, scores, saves."""
+  from tqdm.auto import tqdm
+
+  from rdmjax import evaluate
+
+  steps, n_pairs = int(config.train.steps), pairs.batch_size(config)
+  step_fn = make_train_step(
+    prep.graphdef, prep.tx, prep.lr_fn, config, prep.mesh
+  )
+  eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
+  split_train = sharding.put_replicated(prep.data.split['train'], prep.mesh)
+  bar = tqdm(
+    range(start, steps),
+    initial=start,
+    total=steps,
+    desc='train',
+    disable=not report.is_writer(),
+  )
+  t_last, s_last, t0 = time.perf_counter(), start, time.perf_counter()
+  pairs_per_s = float('nan')
+  with jax.transfer_guard('disallow'):
+    for s in bar:
+      state, logs = step_fn(state, prep.device_data, split_train)
+      done = s + 1
+      last = done in (steps, stop_after)
+      is_eval = (
+        done % config.train.eval_every == 0 or mngr.should_save(done) or last
+      )
+      if done % config.train.log_every and not is_eval:
+        continue
+      logs = {k: float(v) for k, v in jax.device_get(logs).items()}
+      now = time.perf_counter()
+      pairs_per_s = n_pairs * (done - s_last) / max(now - t_last, 1e-9)
+      row = dict(step=done, pairs_per_s=pairs_per_s, **logs)
+      if is_eval:
+        with jax.transfer_guard('allow'):
+          val, _ = evaluate.score(
+            eval_fn,
+            state['params'],
+            prep.device_data,
+            prep.data.split['val'],
+            SPLIT_ID['val'],
+            config,
+            config.train.max_eval_pairs,
+          )
+          row.update({f'val_{k}': v for k, v in val.items()})
+          meta = dict(prep.data.meta, pairs_seen=done * n_pairs)
+          checkpoint.save(
+            mngr, done, state, meta, val_spearman=val['spearman'], force=last
+          )
+      row['wall_s'] = now - t0
+      rows.append(row)
+      report.append_jsonl(workdir / 'metrics.jsonl', row)
+      bar.set_postfix(loss=f'{logs["loss"]:.4g}', refresh=False)
+      t_last, s_last = time.perf_counter(), done
+      if done == stop_after:
+        break
+  bar.close()
+  return state, pairs_per_s, eval_fn
+
+
+def train(
+  config, workdir: str | Path, *, stop_after: int | None = None
+) -> TrainResult | None:
+  """Trains (or resumes) a run in workdir and scores its test pairs.
+
+  Args:
+    config: the run's config.
+    workdir: outputs: metrics.jsonl, ckpt/.
+    stop_after: stop after this step as if killed (tests of resuming);
+      returns None then.
+
+  Returns:
+    The TrainResult (nothing is written to results.json here).
+  """
+  from rdmjax import evaluate
 
   workdir = Path(workdir)
-  run = train(config, workdir)
-  leaked = None
-  if config.train.run_leaked and not config.pairs.leaked:
-    cl = config.copy_and_resolve_references()
-    with cl.unlocked():
-      cl.pairs.leaked = True
-      cl.train.run_leaked = False
-    leaked = train(cl, workdir / 'leaked')
-  return train_report.write(config, workdir, run, leaked)
+  workdir.mkdir(parents=True, exist_ok=True)
+  prep = prepare(config, workdir)
+  _, state = init_state(
+    config,
+    prep.data.meta['d_in'],
+    prep.tx,
+    prep.mesh,
+    target_mean(config, prep.data),
+  )
+  ck = config.ckpt
+  mngr = checkpoint.manager(workdir / 'ckpt', ck.every, ck.keep, ck.keep_best)
+  state, start, rows = _restore(prep, mngr, state, workdir)
+  state, pairs_per_s, eval_fn = _loop(
+    config, prep, mngr, state, start, rows, workdir, stop_after
+  )
+  mngr.wait_until_finished()
+  steps = int(config.train.steps)
+  if stop_after is not None and stop_after < steps:
+    mngr.close()
+    return None
+  best = checkpoint.pick_step(mngr, 'best' if ck.keep_best else 'latest')
+  if best is not None and best != steps:
+    try:
+      state, _ = checkpoint.restore(mngr, best, prep.abstract, prep.data.meta)
+    except checkpoint.UnreadableCheckpointError as e:
+      logging.warning('scoring the final state instead: %s', e)
+      best = steps
+  test, mats = evaluate.score_test(
+    eval_fn, state['params'], prep.device_data, prep.data, config
+  )
+  mngr.close()
+  vals = [r['val_spearman'] for r in rows if 'val_spearman' in r]
+  return TrainResult(
+    test=test,
+    # The first evaluation can be NaN (constant predictions): skip it.
+    val_best=float(np.nanmax(vals)) if np.isfinite(vals).any() else None,
+    best_step=best,
+    steps=steps,
+    pairs_per_step=pairs.batch_size(config),
+    pairs_per_s=pairs_per_s,
+    params=state['params'],
+    rows=rows,
+    mats=mats,
+    data=prep.data,
+  )

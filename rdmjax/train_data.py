@@ -52,14 +52,16 @@ def _model_meta(mc) -> dict[str, Any]:
 def load_data(config, workdir: str | Path) -> Data:
   """Reads responses and inputs; splits and standardises (see Data)."""
   from rdmjax import data as data_lib
-  from rdmjax.data import algonauts
+  from rdmjax.data import algonauts, images, synthetic
 
   subject = data_lib.subject_from_config(config, workdir)
   roi = config.data.roi
   x_resp = subject.responses(roi, 'train')
   n = x_resp.shape[0]
-  split_fn = pairs.leaked_split if config.pairs.leaked else pairs.split_images
-  split = split_fn(n, config.pairs.fractions, config.seed)
+  if config.pairs.leaked:
+    split = pairs.leaked_split(n, config.pairs.fractions)
+  else:
+    split = pairs.split_images(n, config.pairs.fractions, config.seed)
   std = algonauts.Standardizer.fit(x_resp, rows=split['train'])
   z = std(x_resp)
   emb = None
@@ -73,7 +75,7 @@ def load_data(config, workdir: str | Path) -> Data:
     )
     x, d_in = emb, int(emb.shape[1])
   elif config.model.name == 'siamese_cnn':
-    x = algonauts.load_images(
+    x = images.load_images(
       subject.image_paths('train'),
       mode='gray',
       size=config.model.image_size,
@@ -86,16 +88,11 @@ def load_data(config, workdir: str | Path) -> Data:
     )
   z_clean = None
   if not config.data.root:
-    from rdmjax.data import synthetic
-
-    f = synthetic.extras_dir(data_lib.data_root(config, workdir), subject.name)
-    with np.load(f / 'noiseless.npz') as nl:
-      lh_mask, rh_mask = subject.roi_mask(roi)
-      clean = np.concatenate(
-        [nl['lh_train'][:, lh_mask], nl['rh_train'][:, rh_mask]], axis=1
-      )
+    root = data_lib.data_root(config, workdir)
+    clean = synthetic.noiseless(root, subject, roi, 'train')
     # Its own standardisation, fitted on the same training rows.
-    z_clean = algonauts.Standardizer.fit(clean, rows=split['train'])(clean)
+    if clean is not None:
+      z_clean = algonauts.Standardizer.fit(clean, rows=split['train'])(clean)
   meta = dict(
     model=_model_meta(config.model),
     d_in=d_in,
@@ -148,10 +145,10 @@ def check_batch(config, data: Data, mesh) -> None:
 
 def target_mean(config, data: Data, n: int = 256) -> float:
   """Mean target over the pairs of n random training images."""
-  from rdmjax import kernels
+  from rdmjax import compare, kernels
 
   rng = np.random.default_rng(config.seed)
   idx = data.split['train']
   pick = np.sort(rng.choice(idx, min(n, len(idx)), replace=False))
   r = kernels.rdm(data.z[pick], config.pairs.metric)
-  return float(np.mean(kernels.upper_triangle(r)))
+  return float(np.mean(compare.upper_triangle(r)))

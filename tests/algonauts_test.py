@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from rdmjax.data import algonauts, synthetic
+from rdmjax.data import algonauts, images, synthetic
 from rdmjax.errors import InputError
 
 TINY = dict(
@@ -135,9 +135,9 @@ def test_standardizer_equals_sklearn(root):
 
 def test_images_rgb_and_gray(root):
   s = algonauts.load_subject(root, 'subj01')
-  rgb = algonauts.load_images(s.image_paths('train')[:3], 'rgb', size=48)
+  rgb = images.load_images(s.image_paths('train')[:3], 'rgb', size=48)
   assert rgb.shape == (3, 48, 48, 3) and rgb.dtype == np.uint8
-  gray = algonauts.load_images(s.image_paths('test')[:3], 'gray', size=128)
+  gray = images.load_images(s.image_paths('test')[:3], 'gray', size=128)
   assert gray.shape == (3, 128, 128) and gray.dtype == np.float32
   np.testing.assert_allclose(gray.min((1, 2)), 0.0)
   np.testing.assert_allclose(gray.max((1, 2)), 1.0)
@@ -206,7 +206,7 @@ def test_unreadable_png(copy):
   _damage_png(copy)
   s = algonauts.load_subject(copy, 'subj01')
   with pytest.raises(InputError, match='unreadable image .*test-0003'):
-    algonauts.load_images(s.image_paths('test'), 'gray', size=32)
+    images.load_images(s.image_paths('test'), 'gray', size=32)
 
 
 def test_missing_subject(tmp_path):

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from rdmjax import analysis, config_lib, data, kernels
 from rdmjax.data import algonauts, embeddings, synthetic
 from rdmjax.errors import InputError
+from rdmjax.stages import rdm as rdm_stage
 
 KIND_LABELS = (
   'most similar (lowest)',
@@ -62,7 +63,7 @@ def run(tmp_path_factory):
   embeddings.write(
     workdir / 'embeddings' / 'stale.npz', fake, ids + 1, ['train'] * n, meta
   )
-  results = analysis.run(config, workdir)
+  results = rdm_stage.run(config, workdir)
   return dict(
     workdir=workdir,
     config=config,
@@ -245,6 +246,6 @@ def test_bad_config_fails_before_writing(run, tmp_path, field, value, match):
   # Reuse the fixture's synthetic subject: no second one is generated.
   (tmp_path / 'data').symlink_to(run['workdir'] / 'data')
   with pytest.raises(InputError, match=match):
-    analysis.run(config, tmp_path)
+    rdm_stage.run(config, tmp_path)
   assert not (tmp_path / 'results.json').exists()
   assert not (tmp_path / 'figures').exists()

@@ -25,11 +25,3 @@ def test_split_rsa_equals_scipy_on_every_pair():
       0
     ]
     assert abs(baselines.ceiling_rsa(z + 0.5, z, idx, metric) - want) < 1e-4
-
-
-def test_chunked_dissimilarity_equals_pdist():
-  x = np.random.default_rng(1).standard_normal((12, 50))
-  i, j = baselines.all_pairs(np.arange(12))
-  for metric in ('correlation', 'euclidean'):
-    got = baselines.dissimilarity(x, i, j, metric, max_bytes=2000)
-    np.testing.assert_allclose(got, pdist(x, metric), rtol=1e-12)

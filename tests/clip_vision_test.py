@@ -9,23 +9,31 @@ import json
 
 import numpy as np
 import pytest
+import tiny_clip
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
 from rdmjax.errors import InputError  # noqa: E402
 from rdmjax.models import clip_vision as cv  # noqa: E402
+from rdmjax.models import clip_weights as cw  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 ALL_LAYERS = (
-  'image_embeds', 'pooled', 'embeddings_cls', 'embeddings_mean',
-  'block0_cls', 'block0_mean', 'block1_cls', 'block1_mean',
-)  # fmt: skip
+  'image_embeds',
+  'pooled',
+  'embeddings_cls',
+  'embeddings_mean',
+  'block0_cls',
+  'block0_mean',
+  'block1_cls',
+  'block1_mean',
+)
 
 
 def _hf_config(**kw):
-  return transformers.CLIPVisionConfig(**dict(cv.ARCHITECTURES['tiny'], **kw))
+  return transformers.CLIPVisionConfig(**dict(tiny_clip.TINY, **kw))
 
 
 def _torch_model(hf_config, seed=0):
@@ -65,7 +73,7 @@ def _max_err(tower, m, x):
 def test_every_layer_matches_transformers(act):
   hf = _hf_config(hidden_act=act)
   m = _torch_model(hf)
-  tower = cv.from_state_dict(
+  tower = cw.from_state_dict(
     {k: v.numpy() for k, v in m.state_dict().items()}, hf
   )
   err = _max_err(tower, m, _pixels())
@@ -107,7 +115,7 @@ def test_load_vision_checkpoint_from_dir_safetensors(tmp_path):
   m = _torch_model(hf, seed=3)
   m.save_pretrained(tmp_path)
   assert (tmp_path / 'model.safetensors').is_file()
-  tower, cfg = cv.load_pretrained(str(tmp_path))
+  tower, cfg = cw.load_pretrained(str(tmp_path))
   assert cfg.projection_dim == 16
   assert max(_max_err(tower, m, _pixels(seed=1)).values()) < 1e-4
 
@@ -115,17 +123,21 @@ def test_load_vision_checkpoint_from_dir_safetensors(tmp_path):
 def test_load_clipmodel_checkpoint_pytorch_bin(tmp_path):
   """A full CLIPModel (text tower too) saved as pytorch_model.bin."""
   text = dict(
-    hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-    num_attention_heads=2, vocab_size=50, max_position_embeddings=8,
-  )  # fmt: skip
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    vocab_size=50,
+    max_position_embeddings=8,
+  )
   cfg = transformers.CLIPConfig(
-    text_config=text, vision_config=cv.ARCHITECTURES['tiny'], projection_dim=12
+    text_config=text, vision_config=tiny_clip.TINY, projection_dim=12
   )
   torch.manual_seed(4)
   full = transformers.CLIPModel(cfg).eval()
   cfg.save_pretrained(tmp_path)
   torch.save(full.state_dict(), tmp_path / 'pytorch_model.bin')
-  tower, vcfg = cv.load_pretrained(str(tmp_path))
+  tower, vcfg = cw.load_pretrained(str(tmp_path))
   assert vcfg.projection_dim == 12
   x = _pixels(seed=2)
   with torch.no_grad():
@@ -144,7 +156,7 @@ def test_hub_cache_is_read_offline(tmp_path):
   m.save_pretrained(snap)
   (repo / 'refs').mkdir(parents=True)
   (repo / 'refs' / 'main').write_text('a' * 40)
-  folder = cv.resolve('someorg/tiny-clip', cache_dir=str(tmp_path))
+  folder = cw.resolve('someorg/tiny-clip', cache_dir=str(tmp_path))
   assert folder == snap
   assert json.loads((folder / 'config.json').read_text())['model_type'] == (
     'clip_vision_model'
@@ -153,7 +165,7 @@ def test_hub_cache_is_read_offline(tmp_path):
 
 def test_missing_weights_offline_is_one_line_error(tmp_path):
   with pytest.raises(InputError) as e:
-    cv.load_pretrained('openai/clip-vit-base-patch32', cache_dir=str(tmp_path))
+    cw.load_pretrained('openai/clip-vit-base-patch32', cache_dir=str(tmp_path))
   msg = str(e.value)
   assert '\n' not in msg
   assert 'hf download openai/clip-vit-base-patch32' in msg
@@ -169,14 +181,14 @@ def test_checkpoint_without_projection_is_input_error(tmp_path):
     if not k.startswith('visual_projection')
   }
   with pytest.raises(InputError, match='visual_projection'):
-    cv.from_state_dict(sd, hf)
+    cw.from_state_dict(sd, hf)
 
 
 def test_config_weight_mismatch_is_input_error():
   m = _torch_model(_hf_config())
   sd = {k: v.numpy() for k, v in m.state_dict().items()}
   with pytest.raises(InputError, match='does not match'):
-    cv.from_state_dict(sd, _hf_config(intermediate_size=48))
+    cw.from_state_dict(sd, _hf_config(intermediate_size=48))
 
 
 @pytest.mark.slow
@@ -190,7 +202,7 @@ def test_vit_b32_size_matches_transformers():
   with torch.no_grad():
     for p in m.parameters():
       p.add_(0.02 * torch.randn_like(p))
-  tower = cv.from_state_dict(
+  tower = cw.from_state_dict(
     {k: v.numpy() for k, v in m.state_dict().items()}, hf
   )
   x = _pixels(n=2, size=224)
@@ -203,23 +215,25 @@ def test_vit_b32_size_matches_transformers():
 
 
 @pytest.mark.bench
-def test_bench_smoke_tiny_tower():
+def test_bench_smoke_tiny_tower(tmp_path):
   import ml_collections
 
-  from rdmjax import bench_clip
+  from rdmjax.bench import clip as bench_clip
 
+  embed = dict(
+    model=tiny_clip.write_config(tmp_path),
+    dtype='float32',
+    precision='highest',
+    random_init=True,
+    layers=('image_embeds',),
+    batch_size=8,
+    bench_batch_sizes=(8,),
+    bench_dtypes=('float32',),
+  )
   c = ml_collections.ConfigDict(
-    dict(
-      embed=dict(
-        model='tiny', dtype='float32', precision='highest', random_init=True,
-        layers=('image_embeds',), batch_size=8, bench_batch_sizes=(8,),
-        bench_dtypes=('float32',),
-      ),
-      bench=dict(repeats=1),
-      mesh=(('data', -1),),
-    )
-  )  # fmt: skip
-  rows = bench_clip.run(c)
+    dict(embed=embed, bench=dict(repeats=1), mesh=(('data', -1),))
+  )
+  rows = list(bench_clip.run(c))
   ours = [r for r in rows if r['impl'] == 'rdmjax']
   assert len(ours) == 1 and ours[0]['finite'] and ours[0]['batch'] == 8
   assert ours[0]['images_per_sec'] > 0
@@ -234,6 +248,6 @@ def test_flops_per_image_counts_vit_b32():
       **cv.ARCHITECTURES['openai/clip-vit-base-patch32']
     )
   )
-  from rdmjax import bench_clip
+  from rdmjax.bench import clip as bench_clip
 
   assert 4.3e9 < bench_clip.flops_per_image(cfg) / 2 < 4.5e9

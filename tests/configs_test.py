@@ -49,4 +49,4 @@ def test_siamese_config_matches_the_study():
 
 def test_unknown_arg_fails():
   with pytest.raises(ValueError, match='unknown'):
-    config_lib.load_sibling(HERE, 'mlp', 'tinny')
+    config_lib.load_sibling(HERE, 'default', 'tinny')

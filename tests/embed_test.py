@@ -4,11 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_clip
 from PIL import Image
 
-from rdmjax import config_lib, embed
+from rdmjax import config_lib
 from rdmjax.data import embeddings
 from rdmjax.errors import InputError
+from rdmjax.models import clip_weights
+from rdmjax.stages import embed
 
 transformers = pytest.importorskip('transformers')
 
@@ -34,7 +37,7 @@ def test_preprocess_equals_clip_image_processor_default():
     images=[Image.fromarray(a) for a in imgs], return_tensors='np'
   )['pixel_values']
   for a, r in zip(imgs, ref):
-    ours = embed.preprocess_image(Image.fromarray(a))
+    ours = clip_weights.preprocess_image(Image.fromarray(a))
     assert ours.shape == (224, 224, 3)
     np.testing.assert_allclose(ours, r.transpose(1, 2, 0), atol=1e-6, rtol=0)
 
@@ -45,7 +48,9 @@ def test_preprocess_equals_clip_image_processor_small_size():
     size={'shortest_edge': 40}, crop_size={'height': 32, 'width': 32}
   )
   ref = proc(images=imgs, return_tensors='np')['pixel_values']
-  ours = embed.preprocess(imgs, embed.Preprocess(size=40, crop=32), 2)
+  ours = clip_weights.preprocess(
+    imgs, clip_weights.Preprocess(size=40, crop=32), 2
+  )
   assert ours.shape == (len(imgs), 32, 32, 3)
   np.testing.assert_allclose(ours, ref.transpose(0, 2, 3, 1), atol=1e-6)
 
@@ -58,18 +63,25 @@ def test_read_preprocess_from_saved_processor(tmp_path):
     image_std=[0.2, 0.3, 0.25],
   )
   proc.save_pretrained(tmp_path)
-  p = embed.read_preprocess(tmp_path, image_size=32)
-  assert p == embed.Preprocess(40, 32, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25))
-  assert embed.read_preprocess(None, 32) == embed.Preprocess(32, 32)
+  p = clip_weights.read_preprocess(tmp_path, image_size=32)
+  assert p == clip_weights.Preprocess(40, 32, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25))
+  assert clip_weights.read_preprocess(None, 32) == clip_weights.Preprocess(
+    32, 32
+  )
 
 
-def _tiny_config():
+def _tiny_config(folder):
   c = config_lib.load_sibling(str(ROOT / 'configs' / 'x.py'), 'default', 'tiny')
   c.data.root = ''
-  c.embed.model = 'tiny'
+  c.embed.model = tiny_clip.write_config(folder)
   c.embed.random_init = True
   c.embed.layers = ('image_embeds', 'block1_cls', 'block0_mean')
   return c
+
+
+@pytest.fixture(scope='module')
+def tiny_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('tiny_clip')
 
 
 @pytest.fixture(scope='module')
@@ -77,10 +89,10 @@ def workdir(tmp_path_factory):
   return tmp_path_factory.mktemp('embed')
 
 
-def test_embed_random_tiny_tower_writes_valid_caches(workdir):
+def test_embed_random_tiny_tower_writes_valid_caches(workdir, tiny_dir):
   from rdmjax import data
 
-  c = _tiny_config()
+  c = _tiny_config(tiny_dir)
   res = embed.run(c, workdir)
   subj = data.subject_from_config(c, workdir)
   dims = {'image_embeds': 16, 'block1_cls': 32, 'block0_mean': 32}
@@ -103,13 +115,14 @@ def test_embed_random_tiny_tower_writes_valid_caches(workdir):
 
 
 @pytest.mark.torch
-def test_embed_checkpoint_equals_transformers_pipeline(workdir, tmp_path):
+def test_embed_checkpoint_equals_transformers_pipeline(
+  workdir, tmp_path, tiny_dir
+):
   """Saved HF checkpoint -> embed stage == CLIPImageProcessor + torch model."""
   torch = pytest.importorskip('torch')
   from rdmjax import data
-  from rdmjax.models import clip_vision as cv
 
-  hf = transformers.CLIPVisionConfig(**cv.ARCHITECTURES['tiny'])
+  hf = transformers.CLIPVisionConfig(**tiny_clip.TINY)
   torch.manual_seed(7)
   m = transformers.CLIPVisionModelWithProjection(hf).eval()
   m.save_pretrained(tmp_path)
@@ -117,7 +130,7 @@ def test_embed_checkpoint_equals_transformers_pipeline(workdir, tmp_path):
     size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32}
   )
   proc.save_pretrained(tmp_path)
-  c = _tiny_config()
+  c = _tiny_config(tiny_dir)
   c.embed.model = str(tmp_path)
   c.embed.random_init = False
   c.embed.layers = ('image_embeds', 'block0_cls')
@@ -139,15 +152,15 @@ def test_embed_checkpoint_equals_transformers_pipeline(workdir, tmp_path):
     np.testing.assert_allclose(emb, ref.numpy(), atol=1e-4, rtol=0)
 
 
-def test_batch_not_divisible_by_devices_is_input_error(workdir):
-  c = _tiny_config()
+def test_batch_not_divisible_by_devices_is_input_error(workdir, tiny_dir):
+  c = _tiny_config(tiny_dir)
   c.embed.batch_size = 12  # 8 fake devices
   with pytest.raises(InputError, match='batch_size'):
     embed.run(c, workdir)
 
 
-def test_unknown_dtype_is_input_error():
-  c = _tiny_config()
+def test_unknown_dtype_is_input_error(tiny_dir):
+  c = _tiny_config(tiny_dir)
   c.embed.dtype = 'float16'
   with pytest.raises(InputError, match='dtype'):
-    embed.build_tower(c.embed)
+    clip_weights.build_tower(c.embed)

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
-from rdmjax import kernels
+from rdmjax import compare, kernels, streaming
 from rdmjax.errors import InputError
 
 N, D, TILE = 200, 300, 64  # n > tile and not a multiple of it
@@ -103,7 +103,7 @@ def test_degenerate_row_names_index(metric):
   with pytest.raises(InputError, match=r'image index\) 17 '):
     kernels.rdm(x, metric)
   with pytest.raises(InputError, match=r'image index\) 17 '):
-    kernels.rdm_stats(x, metric)
+    streaming.rdm_stats(x, metric)
 
 
 def test_bad_arguments():
@@ -119,7 +119,7 @@ def test_bad_arguments():
 
 def test_upper_triangle_is_squareform_order():
   r = squareform(pdist(_x(n=13)))
-  np.testing.assert_allclose(kernels.upper_triangle(r), squareform(r))
+  np.testing.assert_allclose(compare.upper_triangle(r), squareform(r))
 
 
 def _vectors(m=3000, ties=False, seed=1):
@@ -132,14 +132,14 @@ def _vectors(m=3000, ties=False, seed=1):
 @pytest.mark.parametrize('ties', [False, True])
 def test_compare_rdms_vs_scipy_and_rsatoolbox(ties):
   a, b = _vectors(ties=ties)
-  got = {m: kernels.compare_rdms(a, b, m) for m in kernels.COMPARE_METHODS}
+  got = {m: kernels.compare_rdms(a, b, m) for m in compare.COMPARE_METHODS}
   assert abs(got['spearman'] - stats.spearmanr(a, b)[0]) < 1e-5
   assert abs(got['pearson'] - stats.pearsonr(a, b)[0]) < 1e-5
   if not ties:  # tau-b equals tau-a without ties
     assert abs(got['kendall_tau_a'] - stats.kendalltau(a, b)[0]) < 1e-12
-  compare = importlib.import_module('rsatoolbox.rdm.compare')
+  rsa_compare = importlib.import_module('rsatoolbox.rdm.compare')
   a32, b32 = a.astype(np.float32), b.astype(np.float32)  # same ties as ours
-  assert abs(got['kendall_tau_a'] - compare._tau_a(a32, b32)) < 1e-12
+  assert abs(got['kendall_tau_a'] - rsa_compare._tau_a(a32, b32)) < 1e-12
 
 
 def test_compare_large_magnitudes_do_not_overflow():
@@ -154,7 +154,7 @@ def test_compare_large_magnitudes_do_not_overflow():
 def test_compare_square_equals_condensed():
   x, y = _x(n=60), _x(n=60, seed=5)
   rx, ry = squareform(pdist(x)), squareform(pdist(y))
-  for method in kernels.COMPARE_METHODS:
+  for method in compare.COMPARE_METHODS:
     sq = kernels.compare_rdms(rx, ry, method)
     assert sq == kernels.compare_rdms(squareform(rx), squareform(ry), method)
   with pytest.raises(InputError, match='same images'):
@@ -182,7 +182,7 @@ def test_rdm_stats_vs_brute_force(metric):
   x, k, c = _x(), 6, None
   ref = squareform(pdist(x, metric))
   c = _clear_target(squareform(ref), k)
-  s = kernels.rdm_stats(x, metric, k=k, closest_to=c, tile=TILE, bins=40)
+  s = streaming.rdm_stats(x, metric, k=k, closest_to=c, tile=TILE, bins=40)
   cases = [
     (s.lowest, lambda v: np.argsort(v)[:k]),
     (s.highest, lambda v: np.argsort(-v)[:k]),
@@ -195,7 +195,7 @@ def test_rdm_stats_vs_brute_force(metric):
     np.testing.assert_array_equal(got.j, j)
   # Histogram: the range is the data's, bins as np.histogram on the float32
   # RDM; a value within rounding of an edge may land on either side.
-  v = np.asarray(kernels.upper_triangle(kernels.rdm(x, metric, tile=TILE)))
+  v = np.asarray(compare.upper_triangle(kernels.rdm(x, metric, tile=TILE)))
   h, edges = np.histogram(
     v, bins=40, range=tuple(map(float, s.hist_edges[[0, -1]]))
   )
@@ -207,11 +207,11 @@ def test_rdm_stats_vs_brute_force(metric):
 
 
 def test_rdm_stats_range_and_no_closest():
-  s = kernels.rdm_stats(_x(), 'correlation', k=3, value_range=(0.0, 2.0))
+  s = streaming.rdm_stats(_x(), 'correlation', k=3, value_range=(0.0, 2.0))
   assert s.closest is None and s.hist_counts.sum() == N * (N - 1) // 2
   np.testing.assert_array_equal(s.hist_edges[[0, -1]], [0.0, 2.0])
   with pytest.raises(InputError, match='k='):
-    kernels.rdm_stats(_x(n=4), k=7)
+    streaming.rdm_stats(_x(n=4), k=7)
 
 
 def test_vmap_over_subjects_equals_loop():
@@ -225,12 +225,21 @@ def test_vmap_over_subjects_equals_loop():
 
 
 def test_no_recompile_for_same_shapes():
+  traces = []
+  jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: traces.append(name)
+  )
   x = _x(n=37, d=20)
-  kernels.rdm(x, 'euclidean')
+  for impl in ('xla', 'auto'):
+    kernels.rdm(x, 'euclidean', impl=impl)
   kernels.compare_rdms(x[0], x[1], 'spearman')
-  before = dict(kernels.TRACES)
+  streaming.rdm_stats(x, 'correlation', k=3)
+  before = traces.count('/jax/core/compile/jaxpr_trace_duration')
+  assert before > 0  # the listener sees traces
   for seed in range(3):
     y = _x(n=37, d=20, seed=seed + 10)
-    kernels.rdm(y, 'euclidean')
+    for impl in ('xla', 'auto'):
+      kernels.rdm(y, 'euclidean', impl=impl)
     kernels.compare_rdms(y[0], y[1], 'spearman')
-  assert dict(kernels.TRACES) == before
+    streaming.rdm_stats(y, 'correlation', k=3)
+  assert traces.count('/jax/core/compile/jaxpr_trace_duration') == before

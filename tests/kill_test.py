@@ -31,7 +31,7 @@ def _command(workdir: Path) -> list[str]:
     '-m',
     'rdmjax.main',
     '--mode=train',
-    '--config=configs/mlp.py:tiny',
+    '--config=configs/default.py:tiny',
     f'--workdir={workdir}',
     f'--config.train.steps={STEPS}',
     '--config.train.log_every=1',
@@ -134,7 +134,7 @@ def test_kill_9_during_save_then_rerun_finishes(killed_run):
 def _config(**ckpt):
   from rdmjax import config_lib
 
-  c = config_lib.load_sibling(str(ROOT / 'configs' / 'x.py'), 'mlp', 'tiny')
+  c = config_lib.load_sibling(str(ROOT / 'configs' / 'x.py'), 'default', 'tiny')
   with c.unlocked():
     c.train.steps = STEPS
     c.train.run_leaked = False
@@ -144,20 +144,20 @@ def _config(**ckpt):
 
 @pytest.mark.slow
 def test_eval_picks_the_configured_step(killed_run):
-  from rdmjax import train
   from rdmjax.errors import InputError
+  from rdmjax.stages import eval as eval_stage
 
   workdir, _, returncode, tail = killed_run
   assert returncode == 0, tail
   trained = json.loads((workdir / 'results.json').read_text())['train']
   best = trained['best_step']
   # The best step, named by number, scores as training scored it.
-  out = train.evaluate(_config(eval_step=str(best)), workdir)
+  out = eval_stage.run(_config(eval_step=str(best)), workdir)
   assert out['step'] == best
   for k in ('r2', 'pearson', 'spearman'):
     assert out['test'][k] == pytest.approx(trained['test'][k], abs=1e-5)
   assert out['test']['n_pairs'] == trained['test']['n_pairs']
-  assert train.evaluate(_config(eval_step='latest'), workdir)['step'] == STEPS
-  assert train.evaluate(_config(), workdir)['step'] == best  # 'best'
+  assert eval_stage.run(_config(eval_step='latest'), workdir)['step'] == STEPS
+  assert eval_stage.run(_config(), workdir)['step'] == best  # 'best'
   with pytest.raises(InputError, match='ckpt.eval_step'):
-    train.evaluate(_config(eval_step='1'), workdir)  # deleted long ago
+    eval_stage.run(_config(eval_step='1'), workdir)  # deleted long ago

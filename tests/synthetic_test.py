@@ -10,7 +10,7 @@ from PIL import Image
 from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, spearmanr
 
-from rdmjax.data import embeddings, synthetic
+from rdmjax.data import embeddings, synthetic, synthetic_images, synthetic_model
 from rdmjax.errors import InputError
 
 TINY = dict(
@@ -60,8 +60,12 @@ def _rdm(x):
 def test_roi_masks_exact_files_names_codes(root):
   folder = root / 'subj01' / 'roi_masks'
   expect = {f'mapping_{c}.npy' for c in NAMES}
-  expect |= {f'{h}.{c}_{s}_space.npy' for h in HEMIS for c in NAMES
-             for s in ('challenge', 'fsaverage')}  # fmt: skip
+  expect |= {
+    f'{h}.{c}_{s}_space.npy'
+    for h in HEMIS
+    for c in NAMES
+    for s in ('challenge', 'fsaverage')
+  }
   expect |= {f'{h}.all-vertices_fsaverage_space.npy' for h in HEMIS}
   assert len(expect) == 32
   assert {p.name for p in folder.iterdir()} == expect
@@ -95,7 +99,7 @@ def test_roi_masks_exact_files_names_codes(root):
 def test_default_size_rois_are_large_enough():
   for v in (1900, 2050):
     for seed in range(3):
-      lab = synthetic.assign_rois(v, np.random.default_rng(seed))
+      lab = synthetic_model.assign_rois(v, np.random.default_rng(seed))
       counts = np.bincount(lab['prf-visualrois'], minlength=8)
       assert counts[1] >= 40 and counts[2] >= 40 and (counts[1:] >= 20).all()
       for cls, names in NAMES.items():
@@ -130,7 +134,7 @@ def test_fmri_images_and_ids(root):
   emb, meta = embeddings.read(
     synthetic.extras_dir(root) / 'embeddings.npz', 'test', ids['test']
   )
-  assert emb.shape == (TINY['n_test'], synthetic.EMBED_DIM)
+  assert emb.shape == (TINY['n_test'], synthetic_model.EMBED_DIM)
   assert meta['model'] == 'synthetic' and meta['layer'] == 'latents-partial'
 
 
@@ -162,8 +166,9 @@ def _all_arrays(root):
         out[key] = {k: hashlib.sha256(z[k].tobytes()).hexdigest() for k in z}
     elif f.suffix == '.npy':
       a = np.load(f, allow_pickle=True)
-      out[key] = hashlib.sha256(repr(a).encode() if a.dtype == object
-                                else a.tobytes()).hexdigest()  # fmt: skip
+      out[key] = hashlib.sha256(
+        repr(a).encode() if a.dtype == object else a.tobytes()
+      ).hexdigest()
     else:
       out[key] = f.read_text()
   return out
@@ -228,7 +233,7 @@ def test_v1_follows_pixels_more_than_face_rois(root):
   assert rho['V1'] > rho['floc-faces'] + 0.08, rho
   # And face ROIs follow the category more than V1 does.
   cat = np.load(synthetic.extras_dir(root) / 'noiseless.npz')['latents_train']
-  cat_rdm = pdist(cat[:, : len(synthetic.CATEGORIES)], 'hamming')
+  cat_rdm = pdist(cat[:, : len(synthetic_images.CATEGORIES)], 'hamming')
   rho_cat = {
     roi: spearmanr(cat_rdm, _rdm(noisy[:, masks[roi]]))[0]
     for roi in ('V1', 'floc-faces')

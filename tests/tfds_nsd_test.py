@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.core import shuffle
 
-from rdmjax.data import algonauts, tfds_nsd
+from rdmjax.data import algonauts, images, tfds_nsd
 from rdmjax.errors import InputError
 
 TINY = dict(
@@ -83,7 +83,7 @@ def test_png_bytes_are_the_files(built, split):
   files = [p.read_bytes() for p in subject.image_paths(split)]
   assert got['png'] == files
   np.testing.assert_array_equal(
-    got['images'], algonauts.load_images(subject.image_paths(split))
+    got['images'], images.load_images(subject.image_paths(split))
   )
   np.testing.assert_array_equal(got['lh'], subject.fmri[split][0])
 
@@ -163,3 +163,33 @@ def test_bad_input(built, tmp_path):
   # Same data_dir, other synthetic parameters: refuse the stale build.
   with pytest.raises(InputError, match='synthetic_kwargs'):
     tfds_nsd.build('synthetic', data_dir, synthetic_kwargs=dict(TINY, seed=4))
+
+
+def test_tfds_stage_builds_the_configured_subject(built, tmp_path):
+  """`--mode=tfds`: the synthetic default without a root, else data.root."""
+  from pathlib import Path
+
+  from rdmjax import config_lib
+  from rdmjax.stages import tfds as tfds_stage
+
+  configs = Path(__file__).resolve().parents[1] / 'configs' / 'x.py'
+  c = config_lib.load_sibling(str(configs), 'default', 'tiny')
+  c.data.synthetic.update({k: v for k, v in TINY.items() if k != 'progress'})
+  out = tfds_stage.run(c, tmp_path / 'synth')
+  assert (out['config'], out['splits']) == (
+    'synthetic',
+    {'train': 9, 'test': 4},
+  )
+  _, _, subject = built
+  c.data.root = str(_as_subject(subject.paths.train.parent.parent, tmp_path, 2))
+  c.data.subject = 'subj02'
+  out = tfds_stage.run(c, tmp_path / 'real')
+  assert (out['config'], out['splits']) == ('subj02', {'train': 9, 'test': 4})
+  source = tfds.data_source(
+    'nsd_algonauts/subj02', split='test', data_dir=out['data_dir']
+  )
+  np.testing.assert_array_equal(
+    tfds_nsd.to_arrays(source)['nsd_ids'], subject.nsd_ids('test')
+  )
+  text = (tmp_path / 'real' / 'report.md').read_text()
+  assert 'nsd_algonauts/subj02' in text

@@ -6,16 +6,18 @@ import jax
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.spatial.distance import pdist
 from sklearn.metrics import r2_score
 
-from rdmjax import baselines, config_lib, sharding, train
+from rdmjax import config_lib, evaluate, sharding, train
 from rdmjax.errors import InputError
+from rdmjax.stages import train as train_stage
 
 HERE = 'configs/x.py'
 
 
 def tiny(**over):
-  c = config_lib.load_sibling(HERE, 'mlp', 'tiny')
+  c = config_lib.load_sibling(HERE, 'default', 'tiny')
   with c.unlocked():
     c.train.run_leaked = False
     for k, v in over.items():
@@ -88,15 +90,17 @@ def test_scores_every_test_pair_as_sklearn_and_scipy(datadir):
   data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
   for _ in range(5):
     state, _ = step(state, dd, split['train'])
-  ev = train.make_eval_fn(g, c, mesh)
-  got, mats = train.score(
+  ev = evaluate.make_eval_fn(g, c, mesh)
+  got, mats = evaluate.score(
     ev, state['params'], dd, data.split['test'], 2, c, keep_matrix=True
   )
   # Reference: every unordered test pair once, model called per pair.
-  i, j = baselines.all_pairs(data.split['test'])
+  test = data.split['test']
+  a, b = np.triu_indices(len(test), 1)  # pdist's order
+  i, j = test[a], test[b]
   model = nnx.merge(g, jax.device_get(state['params']))
   pred = np.asarray(model(data.x[i], data.x[j]), np.float64)
-  true = baselines.dissimilarity(data.z, i, j, c.pairs.metric)
+  true = pdist(data.z[test].astype(np.float64), c.pairs.metric)
   assert got['n_pairs'] == len(i)
   np.testing.assert_allclose(got['r2'], r2_score(true, pred), atol=1e-3)
   np.testing.assert_allclose(
@@ -138,12 +142,12 @@ def test_interrupted_and_resumed_equals_straight(datadir, tmp_path):
   lb = [r['loss'] for r in _params(b)]
   assert [r['step'] for r in _params(a)] == [1, 2, 3, 4, 5, 6]
   np.testing.assert_allclose(la, lb, rtol=1e-6)
-  for x, y in zip(jax.tree.leaves(ra['params']), jax.tree.leaves(rb['params'])):
+  for x, y in zip(jax.tree.leaves(ra.params), jax.tree.leaves(rb.params)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
-  assert ra['test'] == rb['test']
+  assert ra.test == rb.test
   # A rerun of a finished workdir resumes at the end: nothing retrained.
   rc = train.train(c, a)
-  assert rc['test'] == ra['test']
+  assert rc.test == ra.test
 
 
 def test_block_not_dividing_devices(datadir):
@@ -200,9 +204,11 @@ def _learn_config(name, **over):
 
 @pytest.fixture(scope='module')
 def mlp_run(tmp_path_factory):
-  c = _learn_config('mlp', **{'model.hidden': (64,), 'train.run_leaked': True})
+  c = _learn_config(
+    'default', **{'model.hidden': (64,), 'train.run_leaked': True}
+  )
   w = tmp_path_factory.mktemp('learn')
-  r = train.train_and_evaluate(c, w)
+  r = train_stage.run(c, w)
   r['_workdir'] = w
   return r
 
@@ -242,7 +248,7 @@ def test_report_and_figures_written(mlp_run):
 @pytest.mark.slow
 def test_siamese_cnn_beats_chance_on_v1(tmp_path):
   c = _learn_config('siamese_cnn')
-  r = train.train_and_evaluate(c, tmp_path)
+  r = train_stage.run(c, tmp_path)
   assert r['roi'] == 'V1' and r['zero_shot_rsa'] is None
   assert r['test']['spearman'] > 0.12
   assert r['test']['n_pairs'] == 60 * 59 // 2

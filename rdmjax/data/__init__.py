@@ -30,11 +30,19 @@ def subject_from_config(config, workdir: str | os.PathLike):
 
   root = data_root(config, workdir)
   if not config.data.root:
-    from rdmjax.data import synthetic
+    import jax
 
-    synthetic.ensure_subject(
-      root, config.data.subject, **dict(config.data.synthetic)
-    )
+    from rdmjax.data import synthetic
+    from rdmjax.report import is_writer
+
+    if is_writer():
+      synthetic.ensure_subject(
+        root, config.data.subject, **dict(config.data.synthetic)
+      )
+    if jax.process_count() > 1:  # the others read what process 0 wrote
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices('rdmjax synthetic subject')
   return algonauts.load_subject(root, config.data.subject)
 
 

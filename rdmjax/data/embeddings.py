@@ -37,6 +37,9 @@ def write(
 ) -> Path:
   """Writes an embedding cache atomically (temp file, then rename).
 
+  Only the writer process writes (`rdmjax.report.is_writer`); the others
+  check the arrays and return the path.
+
   Args:
     path: the `.npz` file to write.
     embeddings: [n_images, d] float array.
@@ -60,9 +63,13 @@ def write(
     raise InputError(f'embedding cache: meta lacks {missing}')
   if not np.all(np.isfinite(emb)):
     raise InputError('embedding cache: embeddings hold NaN or Inf')
+  from rdmjax.report import is_writer
+
   path = Path(path)
+  if not is_writer():
+    return path
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + '.tmp.npz')
+  tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp.npz')
   np.savez(
     tmp,
     embeddings=emb,

@@ -20,51 +20,99 @@ N_SEMANTIC = 4
 # object's frame ([-1, 1]^2, y down); colour None = the base colour.
 _DARK, _BROWN = (0.12, 0.1, 0.1), (0.45, 0.28, 0.12)
 SHAPES = {
-  'face': ((0.93, 0.74, 0.6), (
-    ('ellipse', 0, 0, 0.72, 0.95, None),
-    ('ellipse', -0.3, -0.22, 0.12, 0.12, _DARK),
-    ('ellipse', 0.3, -0.22, 0.12, 0.12, _DARK),
-    ('rect', 0, 0.45, 0.32, 0.06, (0.6, 0.15, 0.15)))),
-  'body': ((0.2, 0.4, 0.85), (
-    ('rect', 0, -0.3, 0.7, 0.07, None),
-    ('rect', -0.15, 0.65, 0.09, 0.32, _DARK),
-    ('rect', 0.15, 0.65, 0.09, 0.32, _DARK),
-    ('rect', 0, 0.0, 0.3, 0.45, None),
-    ('ellipse', 0, -0.72, 0.22, 0.22, (0.93, 0.74, 0.6)))),
-  'house': ((0.8, 0.35, 0.25), (
-    ('rect', 0, 0.35, 0.7, 0.6, None),
-    ('triangle', 0, -0.55, 0.9, 0.35, _BROWN),
-    ('rect', 0, 0.7, 0.15, 0.25, _DARK),
-    ('rect', -0.4, 0.25, 0.15, 0.13, (0.85, 0.9, 1.0)),
-    ('rect', 0.4, 0.25, 0.15, 0.13, (0.85, 0.9, 1.0)))),
-  'text': ((0.95, 0.95, 0.88), (
-    ('rect', 0, 0, 0.95, 0.7, None),
-    *(('rect', cx, cy, w, 0.07, _DARK)
-      for cy in (-0.4, 0.0, 0.4) for cx, w in ((-0.5, 0.3), (0.3, 0.42))))),
-  'fruit': ((0.85, 0.12, 0.1), (
-    ('ellipse', 0, 0.1, 0.8, 0.8, None),
-    ('rect', 0, -0.78, 0.05, 0.15, _BROWN),
-    ('ellipse', 0.22, -0.8, 0.2, 0.08, (0.2, 0.6, 0.2)))),
-  'car': ((0.15, 0.3, 0.75), (
-    ('rect', 0, -0.35, 0.5, 0.22, None),
-    ('rect', 0, 0.05, 0.95, 0.28, None),
-    ('ellipse', -0.55, 0.35, 0.2, 0.2, _DARK),
-    ('ellipse', 0.55, 0.35, 0.2, 0.2, _DARK))),
-  'tree': ((0.15, 0.55, 0.2), (
-    ('rect', 0, 0.7, 0.12, 0.28, _BROWN),
-    ('triangle', 0, -0.2, 0.75, 0.72, None))),
-  'flower': ((0.95, 0.5, 0.75), (
-    *(('ellipse', cx, cy, a, b, None) for cx, cy, a, b in (
-      (0, -0.5, 0.25, 0.45), (0, 0.5, 0.25, 0.45),
-      (-0.5, 0, 0.45, 0.25), (0.5, 0, 0.45, 0.25))),
-    ('ellipse', 0, 0, 0.28, 0.28, (0.98, 0.85, 0.15)))),
-}  # fmt: skip
+  'face': (
+    (0.93, 0.74, 0.6),
+    (
+      ('ellipse', 0, 0, 0.72, 0.95, None),
+      ('ellipse', -0.3, -0.22, 0.12, 0.12, _DARK),
+      ('ellipse', 0.3, -0.22, 0.12, 0.12, _DARK),
+      ('rect', 0, 0.45, 0.32, 0.06, (0.6, 0.15, 0.15)),
+    ),
+  ),
+  'body': (
+    (0.2, 0.4, 0.85),
+    (
+      ('rect', 0, -0.3, 0.7, 0.07, None),
+      ('rect', -0.15, 0.65, 0.09, 0.32, _DARK),
+      ('rect', 0.15, 0.65, 0.09, 0.32, _DARK),
+      ('rect', 0, 0.0, 0.3, 0.45, None),
+      ('ellipse', 0, -0.72, 0.22, 0.22, (0.93, 0.74, 0.6)),
+    ),
+  ),
+  'house': (
+    (0.8, 0.35, 0.25),
+    (
+      ('rect', 0, 0.35, 0.7, 0.6, None),
+      ('triangle', 0, -0.55, 0.9, 0.35, _BROWN),
+      ('rect', 0, 0.7, 0.15, 0.25, _DARK),
+      ('rect', -0.4, 0.25, 0.15, 0.13, (0.85, 0.9, 1.0)),
+      ('rect', 0.4, 0.25, 0.15, 0.13, (0.85, 0.9, 1.0)),
+    ),
+  ),
+  'text': (
+    (0.95, 0.95, 0.88),
+    (
+      ('rect', 0, 0, 0.95, 0.7, None),
+      *(
+        ('rect', cx, cy, w, 0.07, _DARK)
+        for cy in (-0.4, 0.0, 0.4)
+        for cx, w in ((-0.5, 0.3), (0.3, 0.42))
+      ),
+    ),
+  ),
+  'fruit': (
+    (0.85, 0.12, 0.1),
+    (
+      ('ellipse', 0, 0.1, 0.8, 0.8, None),
+      ('rect', 0, -0.78, 0.05, 0.15, _BROWN),
+      ('ellipse', 0.22, -0.8, 0.2, 0.08, (0.2, 0.6, 0.2)),
+    ),
+  ),
+  'car': (
+    (0.15, 0.3, 0.75),
+    (
+      ('rect', 0, -0.35, 0.5, 0.22, None),
+      ('rect', 0, 0.05, 0.95, 0.28, None),
+      ('ellipse', -0.55, 0.35, 0.2, 0.2, _DARK),
+      ('ellipse', 0.55, 0.35, 0.2, 0.2, _DARK),
+    ),
+  ),
+  'tree': (
+    (0.15, 0.55, 0.2),
+    (
+      ('rect', 0, 0.7, 0.12, 0.28, _BROWN),
+      ('triangle', 0, -0.2, 0.75, 0.72, None),
+    ),
+  ),
+  'flower': (
+    (0.95, 0.5, 0.75),
+    (
+      *(
+        ('ellipse', cx, cy, a, b, None)
+        for cx, cy, a, b in (
+          (0, -0.5, 0.25, 0.45),
+          (0, 0.5, 0.25, 0.45),
+          (-0.5, 0, 0.45, 0.25),
+          (0.5, 0, 0.45, 0.25),
+        )
+      ),
+      ('ellipse', 0, 0, 0.28, 0.28, (0.98, 0.85, 0.15)),
+    ),
+  ),
+}
 LATENT_NAMES = (
   *(f'is_{c}' for c in CATEGORIES),
-  'x', 'y', 'size', 'tilt_cos', 'tilt_sin', 'grating_cos', 'grating_sin',
-  'grating_log_sf', 'grating_contrast',
+  'x',
+  'y',
+  'size',
+  'tilt_cos',
+  'tilt_sin',
+  'grating_cos',
+  'grating_sin',
+  'grating_log_sf',
+  'grating_contrast',
   *(f'semantic_{i}' for i in range(N_SEMANTIC)),
-)  # fmt: skip
+)
 
 
 def draw_latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -98,15 +146,20 @@ def latent_matrix(lat: dict[str, np.ndarray]) -> np.ndarray:
     np.eye(n_cat)[lat['category']],
     np.stack(
       [
-        lat['x'], lat['y'], lat['size'],
-        np.cos(2 * lat['tilt']), np.sin(2 * lat['tilt']),
-        np.cos(2 * lat['grating_ori']), np.sin(2 * lat['grating_ori']),
-        np.log(lat['grating_sf']), lat['contrast'],
+        lat['x'],
+        lat['y'],
+        lat['size'],
+        np.cos(2 * lat['tilt']),
+        np.sin(2 * lat['tilt']),
+        np.cos(2 * lat['grating_ori']),
+        np.sin(2 * lat['grating_ori']),
+        np.log(lat['grating_sf']),
+        lat['contrast'],
       ],
       1,
     ),
     lat['semantic'],
-  ]  # fmt: skip
+  ]
   return np.concatenate(cols, 1).astype(np.float32)
 
 

@@ -1,47 +1,13 @@
 """TFDS builder for Algonauts 2023 subjects: array_record, no TensorFlow.
 
 One config per real subject (`subj01` ... `subj08`, read from a manual
-directory that holds the unzipped Algonauts 2023 download) and one for the
-synthetic subject of `rdmjax.data.synthetic` (`synthetic`, written on demand
-under the download directory). Building and reading need neither TensorFlow
-nor Beam: TFDS serialises examples with its own copy of the `tf.train.Example`
-protos, `file_format='array_record'` writes ArrayRecord files, and
-`tfds.data_source` reads them back by random access with NumPy decoding (PIL
-for the PNGs). A folder built here also opens without importing rdmjax
-(`tfds.data_source('nsd_algonauts/subj01', data_dir=...)` finds the files).
-
-Why `tfds.core.ShardBasedBuilder` and not `GeneratorBasedBuilder`: the
-latter passes every split through TFDS's Shuffler, which spills a split past
-1 GB to disk with `tf.io.gfile`, so without TensorFlow a real subject (about
-5 GB of PNGs and fMRI for subj01's training split) fails to build; and with
-shuffling disabled it would hold the whole split in one bucket in memory.
-Here shards of about `SHARD_BYTES` are written one after the other in row
-order, and memory stays near one shard.
-
-  from rdmjax.data import tfds_nsd
-  tfds_nsd.build('subj01', '~/tensorflow_datasets',
-                 manual_dir='/path/to/algonauts_2023_challenge_data')
-  train = tfds_nsd.load('subj01', '~/tensorflow_datasets', 'train')
-  train[0]['lh_fmri']  # [19004] f32
-
-Each example:
-  image:   the PNG file, stored byte for byte (`tfds.features.Image`, png);
-           decoded to [h, w, 3] uint8 on read, or left as the file's bytes
-           with `decoders={'image': tfds.decode.SkipDecoding()}` (`load(...,
-           decode_images=False)`).
-  nsd_id:  int64, the 0-based NSD 73k image id from the file name.
-  index:   int32, the row of this image in its split (the fMRI row).
-  lh_fmri: [v_lh] f32, rh_fmri: [v_rh] f32, the subject's responses. Vertex
-           counts differ per subject, so the feature shapes are (None,); the
-           counts are in `builder.info.metadata['n_vertices']`.
-
-Shuffling is disabled: record i of a split is row i (`index == i`).
-
-The test split: the challenge download withheld the test fMRI, so where the
-subject has no `test_split/test_fmri/` the test examples carry zero-length
-`lh_fmri`/`rh_fmri` vectors and `info.metadata['test_fmri']` is False
-(`to_arrays` then returns None for them). Features are shared by all splits,
-so the fields cannot simply be left out of one split.
+directory holding the Algonauts download) and `synthetic` (written on
+demand). `build(config, data_dir, manual_dir=...)` writes it once;
+`load(config, data_dir, split)` opens a split for random access; record i
+of a split is row i of its fMRI. Examples: `image` (the PNG byte for byte),
+`nsd_id`, `index`, `lh_fmri`, `rh_fmri` (empty where the download has no
+test fMRI). A `ShardBasedBuilder`, not `GeneratorBasedBuilder`, whose
+shuffler needs `tf.io.gfile` past 1 GB: README.md, "TFDS dataset".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CLIP ViT image tower in Flax NNX, with Hugging Face weight conversion.
+"""The CLIP ViT image tower in Flax NNX (weights: `clip_weights`).
 
 transformers 5 ships no Flax CLIP, so this is a compact port of
 `CLIPVisionModelWithProjection`: patch embedding, class token, position
@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from rdmjax.errors import InputError
@@ -51,13 +48,14 @@ ARCHITECTURES = {
   'openai/clip-vit-base-patch32': dict(),
   'openai/clip-vit-base-patch16': dict(patch_size=16),
   'openai/clip-vit-large-patch14': dict(
-    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-    num_attention_heads=16, patch_size=14, projection_dim=768),
-  # The tests' tower: 16 patches of 8x8 on 32 px images, width 32.
-  'tiny': dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-    num_attention_heads=4, image_size=32, patch_size=8, projection_dim=16),
-}  # fmt: skip
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    patch_size=14,
+    projection_dim=768,
+  ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,9 +158,12 @@ def _layer_norm(cfg: TowerConfig, dtype, rngs, d: int) -> nnx.LayerNorm:
   # Two-pass variance, as torch: E[x^2] - E[x]^2 loses digits on the
   # pre-LayerNorm's large inputs.
   return nnx.LayerNorm(
-    d, epsilon=cfg.layer_norm_eps, dtype=dtype, use_fast_variance=False,
+    d,
+    epsilon=cfg.layer_norm_eps,
+    dtype=dtype,
+    use_fast_variance=False,
     rngs=rngs,
-  )  # fmt: skip
+  )
 
 
 class Block(nnx.Module):
@@ -227,9 +228,14 @@ class VisionTower(nnx.Module):
     self.dtype = dtype
     # A conv with kernel = stride = patch is a matmul over flattened patches.
     self.patch = nnx.Linear(
-      p * p * c, d, use_bias=False, dtype=dtype, precision=precision,
-      kernel_init=nnx.initializers.normal(0.02), rngs=rngs,
-    )  # fmt: skip
+      p * p * c,
+      d,
+      use_bias=False,
+      dtype=dtype,
+      precision=precision,
+      kernel_init=nnx.initializers.normal(0.02),
+      rngs=rngs,
+    )
     self.class_embedding = nnx.Param(
       jax.random.normal(rngs.params(), (d,)) * d**-0.5
     )
@@ -300,95 +306,6 @@ class VisionTower(nnx.Module):
     return {name: out[name].astype(jnp.float32) for name in layers}
 
 
-# ---------------------------------------------------------------- conversion
-
-
-def _t(w: np.ndarray) -> np.ndarray:
-  return np.ascontiguousarray(w.T)  # torch Linear [out, in] -> [in, out]
-
-
-def convert_state_dict(
-  sd: Mapping[str, np.ndarray], cfg: TowerConfig
-) -> dict[tuple, np.ndarray]:
-  """Maps HF CLIP vision weights to this module's parameter paths.
-
-  Args:
-    sd: a state dict of `CLIPModel`, `CLIPVisionModelWithProjection` (keys
-      `vision_model.*` and `visual_projection.weight`), as numpy arrays.
-    cfg: the architecture (sets the patch shape).
-
-  Returns:
-    {parameter path: float32 array}.
-  """
-  sd = {k: np.asarray(v, np.float32) for k, v in sd.items()}
-  missing = [
-    k for k in ('vision_model.embeddings.class_embedding',
-                'visual_projection.weight') if k not in sd
-  ]  # fmt: skip
-  if missing:
-    raise InputError(
-      f'CLIP checkpoint lacks {missing}: use a CLIPModel or '
-      'CLIPVisionModelWithProjection checkpoint (with visual_projection)'
-    )
-  v = 'vision_model.'
-  w = sd[v + 'embeddings.patch_embedding.weight']  # [d, c, p, p]
-  out = {
-    ('patch', 'kernel'): w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]),
-    ('class_embedding',): sd[v + 'embeddings.class_embedding'],
-    ('position_embedding',): sd[v + 'embeddings.position_embedding.weight'],
-    ('projection', 'kernel'): _t(sd['visual_projection.weight']),
-  }
-  lns = (('pre_ln', 'pre_layrnorm'), ('post_ln', 'post_layernorm'))
-  for ours, theirs in lns:
-    out[(ours, 'scale')] = sd[f'{v}{theirs}.weight']
-    out[(ours, 'bias')] = sd[f'{v}{theirs}.bias']
-  for i in range(cfg.num_layers):
-    pre = f'{v}encoder.layers.{i}.'
-    att = pre + 'self_attn.'
-    blk = ('blocks', i)
-    out[blk + ('qkv', 'kernel')] = np.concatenate(
-      [_t(sd[f'{att}{n}_proj.weight']) for n in 'qkv'], axis=1
-    )
-    out[blk + ('qkv', 'bias')] = np.concatenate(
-      [sd[f'{att}{n}_proj.bias'] for n in 'qkv']
-    )
-    pairs = (('out', att + 'out_proj'), ('fc1', pre + 'mlp.fc1'),
-             ('fc2', pre + 'mlp.fc2'))  # fmt: skip
-    for ours, theirs in pairs:
-      out[blk + (ours, 'kernel')] = _t(sd[theirs + '.weight'])
-      out[blk + (ours, 'bias')] = sd[theirs + '.bias']
-    for ours, theirs in (('ln1', 'layer_norm1'), ('ln2', 'layer_norm2')):
-      out[blk + (ours, 'scale')] = sd[f'{pre}{theirs}.weight']
-      out[blk + (ours, 'bias')] = sd[f'{pre}{theirs}.bias']
-  return out
-
-
-def from_state_dict(
-  sd: Mapping[str, np.ndarray],
-  hf_config: Any,
-  dtype: Any = jnp.float32,
-  precision: str | None = None,
-) -> VisionTower:
-  """Builds a `VisionTower` holding the weights of an HF state dict."""
-  cfg = tower_config(hf_config)
-  params = convert_state_dict(sd, cfg)
-  abstract = nnx.eval_shape(
-    lambda: VisionTower(cfg, dtype=dtype, precision=precision, rngs=nnx.Rngs(0))
-  )
-  graphdef, state = nnx.split(abstract)
-  flat = []
-  for path, var in state.flat_state():
-    arr = params.get(path)
-    if arr is None or arr.shape != var.shape:
-      got = None if arr is None else arr.shape
-      raise InputError(
-        f'CLIP checkpoint: {".".join(map(str, path))} has shape {got}, the '
-        f'config wants {var.shape}: the config.json does not match the weights'
-      )
-    flat.append((path, var.replace(jnp.asarray(arr))))
-  return nnx.merge(graphdef, nnx.State.from_flat_path(flat))
-
-
 def random_tower(
   hf_config: Any,
   seed: int = 0,
@@ -400,114 +317,26 @@ def random_tower(
   return VisionTower(cfg, dtype=dtype, precision=precision, rngs=nnx.Rngs(seed))
 
 
-# ------------------------------------------------------------------ loading
+def make_forward(model: VisionTower, layers: Sequence[str], mesh):
+  """A jitted `f(pixels [B, s, s, 3]) -> {layer: [B, d] f32}` on a mesh.
 
-
-def _not_found(name: str) -> InputError:
-  return InputError(
-    f'CLIP weights for {name} not found locally: run `hf download {name}` '
-    '(or `huggingface-cli download ...`) on a machine with network, or set '
-    '--config.embed.model=/path/to/local/dir with config.json and '
-    'model.safetensors'
-  )
-
-
-def resolve(name_or_dir: str, cache_dir: str | None = None) -> Path:
-  """Finds a checkpoint folder: a local dir or the HF hub cache, offline.
-
-  Never makes a network call; a missing checkpoint raises `InputError` with
-  the command that fetches it.
+  The weights are placed replicated once and passed as a jit argument (not a
+  closed-over constant, which would be baked into the program); batches are
+  split over the mesh's `data` axis.
   """
-  path = Path(name_or_dir).expanduser()
-  if path.is_dir():
-    if not (path / 'config.json').is_file():
-      raise InputError(f'CLIP checkpoint dir {path} has no config.json')
-    return path
-  if name_or_dir.count('/') != 1 or name_or_dir.startswith(('.', '/', '~')):
-    raise InputError(
-      f'config.embed.model={name_or_dir!r} is neither a folder nor a hub id '
-      'like openai/clip-vit-base-patch32'
-    )
-  import huggingface_hub
+  from rdmjax import sharding
 
-  try:
-    snap = huggingface_hub.snapshot_download(
-      name_or_dir, local_files_only=True, cache_dir=cache_dir
-    )
-  except (OSError, ValueError, huggingface_hub.errors.HfHubHTTPError):
-    raise _not_found(name_or_dir) from None
-  snap = Path(snap)
-  if not (snap / 'config.json').is_file() or not _weight_files(snap):
-    raise _not_found(name_or_dir)
-  return snap
+  graphdef, state = nnx.split(model)
+  state = sharding.put_replicated(state, mesh)
+  data = sharding.batch_sharding(mesh)
+  layers = tuple(layers)
 
-
-def _weight_files(folder: Path) -> list[Path]:
-  st = sorted(folder.glob('*.safetensors'))
-  return st or sorted(folder.glob('pytorch_model*.bin'))
-
-
-def read_state_dict(folder: Path) -> dict[str, np.ndarray]:
-  """Reads safetensors (numpy only) or PyTorch `.bin` files (needs torch)."""
-  files = _weight_files(folder)
-  if not files:
-    raise InputError(
-      f'CLIP checkpoint dir {folder} holds no model.safetensors or '
-      'pytorch_model.bin'
-    )
-  sd = {}
-  for f in files:
-    if f.suffix == '.safetensors':
-      from safetensors.numpy import load_file
-
-      sd.update(load_file(str(f)))
-    else:
-      try:
-        import torch
-      except ImportError:
-        raise InputError(
-          f'{f} is a PyTorch file and torch is not installed: install torch '
-          'or convert it to model.safetensors'
-        ) from None
-      tensors = torch.load(f, map_location='cpu', weights_only=True)
-      sd.update({k: t.float().numpy() for k, t in tensors.items()})
-  return sd
-
-
-def read_hf_config(folder: Path) -> Any:
-  """`CLIPConfig` or `CLIPVisionConfig` from a folder's config.json."""
-  from transformers import CLIPConfig, CLIPVisionConfig
-
-  kind = json.loads((folder / 'config.json').read_text()).get('model_type')
-  if kind == 'clip':
-    return CLIPConfig.from_pretrained(folder)
-  if kind == 'clip_vision_model':
-    return CLIPVisionConfig.from_pretrained(folder)
-  raise InputError(
-    f'{folder}/config.json has model_type={kind!r}; want clip or '
-    'clip_vision_model'
+  @functools.partial(
+    jax.jit,
+    in_shardings=(sharding.replicated(mesh), data),
+    out_shardings=data,
   )
+  def fwd(state, pixels):
+    return nnx.merge(graphdef, state)(pixels, layers)
 
-
-def load_pretrained(
-  name_or_dir: str,
-  dtype: Any = jnp.float32,
-  precision: str | None = None,
-  cache_dir: str | None = None,
-) -> tuple[VisionTower, Any]:
-  """Loads HF CLIP weights from a local folder or the hub cache, offline.
-
-  Args:
-    name_or_dir: a folder with config.json and weights, or a hub id whose
-      snapshot is in the cache (e.g. 'openai/clip-vit-base-patch32').
-    dtype: compute dtype.
-    precision: matmul precision (see `VisionTower`).
-    cache_dir: the hub cache (default: huggingface_hub's).
-
-  Returns:
-    (tower, the `CLIPVisionConfig` with the projection width).
-  """
-  folder = resolve(name_or_dir, cache_dir)
-  hf_config = vision_config(read_hf_config(folder))
-  model = from_state_dict(read_state_dict(folder), hf_config, dtype, precision)
-  return model, hf_config
+  return lambda pixels: fwd(state, pixels)

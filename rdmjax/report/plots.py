@@ -1,12 +1,14 @@
-"""Figures a scientist expects: images with responses, RDMs, histograms.
+"""Figures of the data and RDM stages: images with responses, RDMs,
+histograms, extreme pairs, RSA.
 
 matplotlib with the Agg backend (no screen needed); every function writes a
-PNG and returns its path.
+PNG through `save_figure` (the writer process only) and returns its path.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +25,15 @@ def pyplot():
 
 
 def save_figure(fig, path: Path) -> Path:
+  """Saves (writer process only) and closes a figure; returns its path."""
+  from rdmjax.report import is_writer
+
   path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches='tight')
+  if is_writer():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.png')
+    fig.savefig(tmp, dpi=110, bbox_inches='tight')
+    os.replace(tmp, path)
   pyplot().close(fig)
   return path
 
@@ -34,12 +42,12 @@ def images_and_responses(
   subject, rois: Sequence[str], n_images: int = 4, path: Path = Path('x.png')
 ) -> Path:
   """A few training images, each beside its response profile per ROI."""
-  from rdmjax.data import algonauts
+  from rdmjax.data import images
 
   plt = pyplot()
   n = min(n_images, subject.n_images('train'))
   idx = np.linspace(0, subject.n_images('train') - 1, n).astype(int)
-  imgs = algonauts.load_images(
+  imgs = images.load_images(
     [subject.image_paths('train')[i] for i in idx], progress=False
   )
   fig, axes = plt.subplots(
@@ -160,6 +168,33 @@ def rdm_heatmap(
   return save_figure(fig, path)
 
 
+def _roi_metric_grid(cells: dict, cell_size: tuple[float, float]):
+  """A figure with ROIs as rows and metrics as columns.
+
+  Returns:
+    (fig, [(ax, roi, metric, cells[roi, metric]), ...]); axes without a
+    cell are switched off.
+  """
+  rois = list(dict.fromkeys(r for r, _ in cells))
+  metrics = list(dict.fromkeys(m for _, m in cells))
+  fig, axes = pyplot().subplots(
+    len(rois),
+    len(metrics),
+    figsize=(cell_size[0] * len(metrics), cell_size[1] * len(rois)),
+    squeeze=False,
+    layout='constrained',
+  )
+  items = []
+  for (r, roi), (c, metric) in itertools.product(
+    enumerate(rois), enumerate(metrics)
+  ):
+    if (roi, metric) in cells:
+      items.append((axes[r, c], roi, metric, cells[roi, metric]))
+    else:
+      axes[r, c].axis('off')
+  return fig, items
+
+
 def rdm_grid(heats: dict, path: Path) -> Path:
   """Figure 1: every ROI (rows) x metric (columns) RDM in image order.
 
@@ -167,24 +202,8 @@ def rdm_grid(heats: dict, path: Path) -> Path:
     heats: (roi, metric) -> (heat [m, m], n images, (vmin, vmax)).
     path: the PNG.
   """
-  plt = pyplot()
-  rois = list(dict.fromkeys(r for r, _ in heats))
-  metrics = list(dict.fromkeys(m for _, m in heats))
-  fig, axes = plt.subplots(
-    len(rois),
-    len(metrics),
-    figsize=(4.6 * len(metrics), 4.0 * len(rois)),
-    squeeze=False,
-    layout='constrained',
-  )
-  for (r, roi), (c, metric) in itertools.product(
-    enumerate(rois), enumerate(metrics)
-  ):
-    ax = axes[r, c]
-    if (roi, metric) not in heats:
-      ax.axis('off')
-      continue
-    heat, n, vlim = heats[roi, metric]
+  fig, cells = _roi_metric_grid(heats, (4.6, 4.0))
+  for ax, roi, metric, (heat, n, vlim) in cells:
     im = _heat_ax(
       ax, heat, n, vlim, f'{roi}: {metric_label(metric)}{_coarse(heat, n)}'
     )
@@ -201,24 +220,8 @@ def rdm_histograms(hists: dict, path: Path) -> Path:
       number of pairs).
     path: the PNG.
   """
-  plt = pyplot()
-  rois = list(dict.fromkeys(r for r, _ in hists))
-  metrics = list(dict.fromkeys(m for _, m in hists))
-  fig, axes = plt.subplots(
-    len(rois),
-    len(metrics),
-    figsize=(4.4 * len(metrics), 2.9 * len(rois)),
-    squeeze=False,
-    layout='constrained',
-  )
-  for (r, roi), (c, metric) in itertools.product(
-    enumerate(rois), enumerate(metrics)
-  ):
-    ax = axes[r, c]
-    if (roi, metric) not in hists:
-      ax.axis('off')
-      continue
-    h, mean, n_pairs = hists[roi, metric]
+  fig, cells = _roi_metric_grid(hists, (4.4, 2.9))
+  for ax, roi, metric, (h, mean, n_pairs) in cells:
     counts, edges = np.asarray(h['counts']), np.asarray(h['edges'])
     ax.stairs(counts, edges, fill=True, color='tab:blue', alpha=0.8)
     ax.axvline(mean, color='tab:red', lw=1, ls='--', label=f'mean {mean:.3g}')
@@ -230,9 +233,13 @@ def rdm_histograms(hists: dict, path: Path) -> Path:
     ax.set_xlabel(metric_label(metric), fontsize=8)
     ax.set_ylabel('image pairs', fontsize=8)
     ax.text(
-      0.02, 0.95, f'{n_pairs:,} pairs', transform=ax.transAxes,
-      fontsize=7, va='top',
-    )  # fmt: skip
+      0.02,
+      0.95,
+      f'{n_pairs:,} pairs',
+      transform=ax.transAxes,
+      fontsize=7,
+      va='top',
+    )
     ax.legend(fontsize=7, loc='upper right', frameon=False)
     ax.tick_params(labelsize=7)
   fig.suptitle('Distribution of RDM values (pairs i < j)', fontsize=11)
@@ -274,9 +281,15 @@ def image_pairs(
           ax.set_ylabel(label, fontsize=9)
         if s == 0:
           ax.text(
-            1.02, -0.06, fmt_value(v), transform=ax.transAxes,
-            ha='center', va='top', fontsize=9, weight='bold',
-          )  # fmt: skip
+            1.02,
+            -0.06,
+            fmt_value(v),
+            transform=ax.transAxes,
+            ha='center',
+            va='top',
+            fontsize=9,
+            weight='bold',
+          )
   fig.suptitle(title, fontsize=10)
   return save_figure(fig, path)
 

@@ -1,10 +1,11 @@
-"""The training stage's results.json entry, figures and report section.
+"""`--mode=train`: trains, scores the test pairs, writes results and report.
 
 Beside the model's test scores it puts what they mean: the ceiling (for the
 synthetic subject: how well the noiseless responses' targets rank-correlate
 with the noisy ones on the same test pairs), the zero-shot RSA of the same
-embeddings on the same pairs, and the leaked variant's scores on the same
-budget (the reference study's mistake, measured).
+embeddings on the same pairs, and, with `train.run_leaked`, the leaked
+variant trained on the same budget into WORKDIR/leaked (the reference
+study's mistake, measured).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rdmjax import baselines, report, train_plots
+from rdmjax import baselines, report, train
+from rdmjax.report import train_plots
 
 
 def _baselines(config, data) -> dict[str, Any]:
@@ -30,16 +32,33 @@ def _baselines(config, data) -> dict[str, Any]:
   return out
 
 
-def _clean(run: dict[str, Any]) -> dict[str, Any]:
-  return {
-    k: v for k, v in run.items() if not k.startswith('_') and k != 'params'
-  }
+def run(config, workdir: str | Path) -> dict[str, Any]:
+  """Trains (and the leaked variant if configured); writes the outputs.
+
+  Returns:
+    The results.json 'train' entry.
+  """
+  workdir = Path(workdir)
+  result = train.train(config, workdir)
+  leaked = None
+  if config.train.run_leaked and not config.pairs.leaked:
+    cl = config.copy_and_resolve_references()
+    with cl.unlocked():
+      cl.pairs.leaked = True
+      cl.train.run_leaked = False
+    leaked = train.train(cl, workdir / 'leaked')
+  return write(config, workdir, result, leaked)
 
 
-def write(config, workdir: Path, run: dict, leaked: dict | None) -> dict:
+def write(
+  config,
+  workdir: Path,
+  run: train.TrainResult,
+  leaked: train.TrainResult | None,
+) -> dict:
   """results.json 'train', figures/, report section 'train'."""
   workdir = Path(workdir)
-  data = run['_data']
+  data = run.data
   res: dict[str, Any] = dict(
     model=config.model.name,
     roi=config.data.roi,
@@ -47,24 +66,24 @@ def write(config, workdir: Path, run: dict, leaked: dict | None) -> dict:
     embeddings=config.data.embeddings if config.model.name == 'mlp' else None,
     n_images={k: len(v) for k, v in data.split.items()},
     n_vertices=int(data.z.shape[1]),
-    **_clean(run),
+    **run.summary(),
     **_baselines(config, data),
   )
   if res['ceiling']:
     res['fraction_of_ceiling'] = res['test']['spearman'] / res['ceiling']
   if leaked is not None:
-    res['leaked'] = _clean(leaked)
+    res['leaked'] = leaked.summary()
   figs = workdir / 'figures'
-  curves = {'image-disjoint': run['_rows']}
+  curves = {'image-disjoint': run.rows}
   if leaked is not None:
-    curves['leaked'] = leaked['_rows']
+    curves['leaked'] = leaked.rows
   res['figures'] = {
     'learning_curves': 'figures/'
     + train_plots.learning_curves(curves, figs / 'train_curves.png').name
   }
-  if run['_mats'] is not None:
+  if run.mats is not None:
     res['figures'].update(
-      train_plots.test_figures(run['_mats'], run['test'], figs, 'train')
+      train_plots.test_figures(run.mats, run.test, figs, 'train')
     )
   report.update_results(workdir, 'train', res)
   report.write_section(workdir, 'train', _markdown(res))

@@ -1,11 +1,13 @@
-"""The run's outputs: `results.json` and `report.md`, shared by every stage.
+"""The run's outputs: results.json, report.md, and who writes files.
 
-Each stage (rdm, train, eval, embed, bench) merges its results under its own
-key of `WORKDIR/results.json` and writes its markdown section to
-`WORKDIR/report/<stage>.md`; `report.md` is rebuilt from the sections in
-pipeline order, so rerunning one stage never loses another's output. Writes
-go through a temporary file and a rename, so an interrupted run leaves the
-previous file intact. Only process 0 writes.
+Each stage merges its results under its own key of `WORKDIR/results.json`
+and writes its markdown section to `WORKDIR/report/<stage>.md`; `report.md`
+is rebuilt from the sections in `rdmjax.stages.STAGES` order, so rerunning
+one stage never loses another's output. The one writer rule: every file of
+a run (results, report, figures, summaries, caches, metrics) is written by
+the process for which `is_writer()` holds (process 0), through
+`atomic_write` or a temporary name and a rename. Figures: `report.plots`,
+`report.train_plots`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import Any
 
 import numpy as np
 
-ORDER = ('data', 'rdm', 'embed', 'train', 'eval', 'bench')
 
-
-def _atomic_write(path: Path, text: str) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(text)
-  os.replace(tmp, path)
+def atomic_write(path: str | os.PathLike, text: str) -> Path:
+  """Writes text through a temporary name and a rename (writer only)."""
+  path = Path(path)
+  if is_writer():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
+    tmp.write_text(text)
+    os.replace(tmp, path)
+  return path
 
 
 def _jsonable(x: Any) -> Any:
@@ -39,13 +43,11 @@ def _jsonable(x: Any) -> Any:
   return x
 
 
-def _is_writer() -> bool:
-  try:
-    import jax
+def is_writer() -> bool:
+  """True in the one process that writes a run's files (process 0)."""
+  import jax
 
-    return jax.process_index() == 0
-  except Exception:  # noqa: BLE001 - no jax backend: a single process
-    return True
+  return jax.process_index() == 0
 
 
 def read_results(workdir: str | os.PathLike) -> dict[str, Any]:
@@ -57,11 +59,11 @@ def update_results(
   workdir: str | os.PathLike, stage: str, results: dict[str, Any]
 ) -> None:
   """Sets `results.json[stage] = results`, keeping the other stages."""
-  if not _is_writer():
+  if not is_writer():
     return
   all_results = read_results(workdir)
   all_results[stage] = _jsonable(results)
-  _atomic_write(
+  atomic_write(
     Path(workdir) / 'results.json', json.dumps(all_results, indent=2) + '\n'
   )
 
@@ -70,16 +72,27 @@ def write_section(
   workdir: str | os.PathLike, stage: str, markdown: str
 ) -> Path:
   """Writes one stage's section and rebuilds `report.md`."""
+  from rdmjax.stages import STAGES
+
   workdir = Path(workdir)
-  if _is_writer():
-    _atomic_write(workdir / 'report' / f'{stage}.md', markdown.rstrip() + '\n')
+  if is_writer():
+    atomic_write(workdir / 'report' / f'{stage}.md', markdown.rstrip() + '\n')
     sections = sorted(
       (workdir / 'report').glob('*.md'),
-      key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem),
+      key=lambda p: (STAGES.index(p.stem) if p.stem in STAGES else 99, p.stem),
     )
     body = '\n'.join(p.read_text() for p in sections)
-    _atomic_write(workdir / 'report.md', '# rdmjax report\n\n' + body)
+    atomic_write(workdir / 'report.md', '# rdmjax report\n\n' + body)
   return workdir / 'report.md'
+
+
+def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
+  """Appends one JSON line to path (writer only)."""
+  if is_writer():
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open('a') as f:
+      f.write(json.dumps(_jsonable(row), default=str) + '\n')
 
 
 def md_table(header: list[str], rows: list[list[Any]]) -> str:

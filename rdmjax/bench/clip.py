@@ -18,9 +18,7 @@ only the smallest batch size is timed), same dtype, `torch.inference_mode`.
 from __future__ import annotations
 
 import functools
-import statistics
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -35,46 +33,28 @@ def flops_per_image(cfg) -> float:
   return 2.0 * (patch + cfg.num_layers * per_layer + d * cfg.projection_dim)
 
 
-def median_seconds(
-  fn: Callable[[], Any], repeats: int, sync: Callable[[Any], Any]
-) -> tuple[float, float]:
-  """(first-call seconds, median seconds of `repeats` calls after a warm-up).
-
-  For the PyTorch baseline, whose CUDA calls return before they finish:
-  `sync` waits for them (`rdmjax.bench.time_fn` only knows JAX arrays).
-  """
-  t0 = time.perf_counter()
-  sync(fn())
-  first = time.perf_counter() - t0
-  sync(fn())  # warm-up
-  times = []
-  for _ in range(max(1, repeats)):
-    t0 = time.perf_counter()
-    sync(fn())
-    times.append(time.perf_counter() - t0)
-  return first, statistics.median(times)
-
-
-def _jax_rows(config, arch: str, hf, mesh) -> list[dict]:
+def _jax_rows(config, hf, mesh) -> Iterator[dict]:
   import jax.numpy as jnp
 
-  from rdmjax import bench, embed, sharding
+  from rdmjax import bench, sharding
   from rdmjax.models import clip_vision as cv
+  from rdmjax.models import clip_weights
 
   cfg = cv.tower_config(hf)
   s = cfg.image_size
-  rows = []
   for dtype in config.embed.bench_dtypes:
     ec = config.embed.copy_and_resolve_references()
     ec.dtype, ec.random_init = dtype, True
-    model, _, _, _ = embed.build_tower(ec)
+    model, _, _, _ = clip_weights.build_tower(ec)
     precision = None if dtype != 'float32' else ec.precision
-    forward = embed.make_forward(model, ('image_embeds',), mesh)
+    forward = cv.make_forward(model, ('image_embeds',), mesh)
     for batch in config.embed.bench_batch_sizes:
       sharding.check_divisible(
-        'config.embed.bench_batch_sizes entry', batch, mesh,
+        'config.embed.bench_batch_sizes entry',
+        batch,
+        mesh,
         'use multiples of the device count',
-      )  # fmt: skip
+      )
       make = jax.jit(
         functools.partial(
           jax.random.normal, shape=(batch, s, s, 3), dtype=jnp.float32
@@ -83,28 +63,21 @@ def _jax_rows(config, arch: str, hf, mesh) -> list[dict]:
       )
       pixels = make(jax.random.key(batch))
       with jax.transfer_guard('disallow'):
-        t0 = time.perf_counter()
-        jax.block_until_ready(forward(pixels))  # compiles
-        first = time.perf_counter() - t0
-        med = bench.time_fn(forward, pixels, repeats=config.bench.repeats)
-        med = med['median_s']
+        t = bench.time_fn(forward, pixels, repeats=config.bench.repeats)
       out = np.asarray(forward(pixels)['image_embeds'])
-      ips = batch / med
-      rows.append(
-        dict(
-          impl='rdmjax',
-          dtype=dtype,
-          precision=precision or 'default',
-          batch=batch,
-          images_per_sec=ips,
-          images_per_sec_per_device=ips / jax.device_count(),
-          tflops=ips * flops_per_image(cfg) / 1e12,
-          median_s=med,
-          first_call_s=first,
-          finite=bool(np.all(np.isfinite(out))),
-        )  # fmt: skip
+      ips = batch / t['median_s']
+      yield dict(
+        impl='rdmjax',
+        dtype=dtype,
+        precision=precision or 'default',
+        batch=batch,
+        images_per_sec=ips,
+        images_per_sec_per_device=ips / jax.device_count(),
+        tflops=ips * flops_per_image(cfg) / 1e12,
+        median_s=t['median_s'],
+        first_call_s=t['first_s'],
+        finite=bool(np.all(np.isfinite(out))),
       )
-  return rows
 
 
 def _torch_rows(config, hf, batches) -> list[dict]:
@@ -113,6 +86,8 @@ def _torch_rows(config, hf, batches) -> list[dict]:
     import transformers
   except ImportError:
     return []
+  from rdmjax.bench import time_fn
+
   dev = 'cuda' if torch.cuda.is_available() else 'cpu'
   if dev == 'cpu':
     batches = batches[:1]  # CPU PyTorch at ViT-B size is slow: one point
@@ -134,54 +109,59 @@ def _torch_rows(config, hf, batches) -> list[dict]:
           torch.cuda.synchronize()
         return y
 
-      first, med = median_seconds(fn, config.bench.repeats, sync)
+      t = time_fn(fn, repeats=config.bench.repeats, sync=sync)
       rows.append(
         dict(
           impl=f'transformers-torch-{dev}',
           dtype=dtype,
           batch=batch,
-          images_per_sec=batch / med,
-          median_s=med,
-          first_call_s=first,
+          images_per_sec=batch / t['median_s'],
+          median_s=t['median_s'],
+          first_call_s=t['first_s'],
           torch=torch.__version__,
           torch_threads=torch.get_num_threads(),
-        )  # fmt: skip
+        )
       )
   return rows
 
 
-def run(config: Any) -> list[dict]:
-  """Measures the CLIP tower; returns one dict per (impl, dtype, batch).
+def run(config: Any) -> Iterator[dict]:
+  """Measures the CLIP tower: one dict per (impl, dtype, batch).
+
+  The PyTorch baseline runs first, so every rdmjax figure is printed with
+  `vs_torch` (its images/s over the baseline's at the same dtype and batch)
+  where the baseline was measured.
 
   Args:
     config: the full config (sections embed, bench, mesh).
-
-  Returns:
-    Measurement dicts; rdmjax rows carry `vs_torch` (images/s ratio over the
-    PyTorch baseline at the same dtype and batch) where that was measured.
   """
   import flax
   from transformers import CLIPVisionConfig
 
   from rdmjax import sharding
   from rdmjax.models import clip_vision as cv
+  from rdmjax.models import clip_weights
 
   arch = config.embed.model
   if arch in cv.ARCHITECTURES:
     hf = CLIPVisionConfig(**cv.ARCHITECTURES[arch])
   else:
-    hf = cv.vision_config(cv.read_hf_config(cv.resolve(arch)))
+    folder = clip_weights.resolve(arch)
+    hf = cv.vision_config(clip_weights.read_hf_config(folder))
   mesh = sharding.make_mesh(config.mesh)
-  rows = _jax_rows(config, arch, hf, mesh)
+  common = dict(
+    suite='clip',
+    model=arch,
+    image_size=hf.image_size,
+    repeats=config.bench.repeats,
+    processes=jax.process_count(),
+    flax=flax.__version__,
+  )
   base = _torch_rows(config, hf, list(config.embed.bench_batch_sizes))
+  for r in base:
+    yield dict(common, **r)
   ref = {(r['dtype'], r['batch']): r['images_per_sec'] for r in base}
-  for r in rows:
+  for r in _jax_rows(config, hf, mesh):
     if (r['dtype'], r['batch']) in ref:
       r['vs_torch'] = r['images_per_sec'] / ref[r['dtype'], r['batch']]
-  common = dict(
-    suite='clip', model=arch, image_size=hf.image_size,
-    repeats=config.bench.repeats, device_kind=jax.devices()[0].device_kind,
-    device_count=jax.device_count(), processes=jax.process_count(),
-    jax=jax.__version__, flax=flax.__version__,
-  )  # fmt: skip
-  return [dict(common, **r) for r in rows + base]
+    yield dict(common, **r)

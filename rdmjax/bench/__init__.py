@@ -1,11 +1,11 @@
 """Benchmark harness: `run(config, workdir)` for `rdmjax --mode=bench`.
 
-A suite is a module with `run(config) -> list[dict]`, one dict per figure
-(`rdmjax.bench_rdm`, `rdmjax.bench_pairs`, `rdmjax.bench_clip`; imported
-lazily). The harness adds the context (devices, processes, versions, git
-commit, config summary) and appends one JSON line per figure to
-`WORKDIR/bench.jsonl`, printing it too. No speed asserts anywhere: compare
-figures only within one run or one card.
+A suite is a module of this package (`rdm`, `pairs`, `clip`; imported
+lazily) with `run(config)`, which yields one dict per figure as it is
+measured. The harness adds the context (devices, processes, versions, git
+commit, config summary), prints each figure at once and appends it to
+`WORKDIR/bench.jsonl`. `time_fn` is the one timer. No speed asserts
+anywhere: compare figures only within one run or one card.
 """
 
 from __future__ import annotations
@@ -21,13 +21,10 @@ from typing import Any
 
 import jax
 
+from rdmjax import report
 from rdmjax.errors import InputError
 
-SUITES = {
-  'rdm': 'rdmjax.bench_rdm',
-  'pairs': 'rdmjax.bench_pairs',
-  'clip': 'rdmjax.bench_clip',
-}
+SUITES = ('rdm', 'pairs', 'clip')
 
 
 def _block(out: Any) -> Any:
@@ -38,21 +35,40 @@ def _block(out: Any) -> Any:
 
 
 def time_fn(
-  fn: Callable[..., Any], *args: Any, repeats: int = 3, warmup: int = 1
+  fn: Callable[..., Any],
+  *args: Any,
+  repeats: int = 3,
+  warmup: int = 1,
+  sync: Callable[[Any], Any] = _block,
 ) -> dict[str, Any]:
-  """Wall time of `fn(*args)` after `warmup` calls (compilation excluded).
+  """Wall time of `fn(*args)`: the first call, then `repeats` timed calls.
+
+  Args:
+    fn, args: what to time.
+    repeats: timed calls after the warm-up.
+    warmup: untimed calls after the first (compilation excluded).
+    sync: waits for an output (default: JAX arrays' block_until_ready; the
+      PyTorch baseline passes torch.cuda.synchronize).
 
   Returns:
-    dict(median_s, min_s, times): seconds, outputs blocked until ready.
+    dict(first_s, median_s, min_s, times): seconds.
   """
-  for _ in range(warmup):
-    _block(fn(*args))
+  t0 = time.perf_counter()
+  sync(fn(*args))
+  first = time.perf_counter() - t0
+  for _ in range(max(0, warmup - 1)):
+    sync(fn(*args))
   times = []
   for _ in range(max(1, repeats)):
     t0 = time.perf_counter()
-    _block(fn(*args))
+    sync(fn(*args))
     times.append(time.perf_counter() - t0)
-  return dict(median_s=statistics.median(times), min_s=min(times), times=times)
+  return dict(
+    first_s=first,
+    median_s=statistics.median(times),
+    min_s=min(times),
+    times=times,
+  )
 
 
 def _git_commit() -> str | None:
@@ -102,10 +118,10 @@ def run(config, workdir: str | Path) -> list[dict[str, Any]]:
       f'bench suite {suite!r} unknown: use one of {list(SUITES)}'
     )
   try:
-    module = importlib.import_module(SUITES[suite])
+    module = importlib.import_module(f'rdmjax.bench.{suite}')
   except ModuleNotFoundError as e:
     raise InputError(
-      f'bench suite {suite!r} needs {SUITES[suite]}, not installed here ({e}):'
+      f'bench suite {suite!r} needs a package not installed here ({e}):'
       ' pick another --config.bench.suite'
     ) from None
   ctx = context()
@@ -116,10 +132,7 @@ def run(config, workdir: str | Path) -> list[dict[str, Any]]:
   for figure in module.run(config):
     rec = dict(ctx, time=time.strftime('%Y-%m-%dT%H:%M:%S'), config=summary)
     rec.update(figure)
-    line = json.dumps(rec, default=str)
-    print(line, flush=True)
-    if jax.process_index() == 0:
-      with path.open('a') as f:
-        f.write(line + '\n')
+    print(json.dumps(rec, default=str), flush=True)
+    report.append_jsonl(path, rec)
     records.append(rec)
   return records

@@ -1,4 +1,4 @@
-"""The data stage: what was read, as `summary.json` and a figure.
+"""`--mode=data`: what was read, as `summary.json`, a figure and a section.
 
 Writes WORKDIR/summary.json (subject, image counts per split, vertices per
 ROI and hemisphere, whether test fMRI and a noise ceiling exist) and
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from absl import logging
 
-from rdmjax import data, plots, report
+from rdmjax import data, report
+from rdmjax.report import plots
 
 
 def summarize(subject, rois) -> dict:
@@ -37,7 +38,9 @@ def run(config, workdir: str | Path) -> dict:
   subject = data.subject_from_config(config, workdir)
   rois = ('all', *config.rdm.rois, config.data.roi)
   summary = summarize(subject, rois)
-  (workdir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+  report.atomic_write(
+    workdir / 'summary.json', json.dumps(summary, indent=2) + '\n'
+  )
   fig = plots.images_and_responses(
     subject,
     rois=list(dict.fromkeys(rois)),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rdmjax.plots import pyplot, save_figure
+from rdmjax.report.plots import pyplot, save_figure
 
 
 def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:

@@ -1,0 +1,193 @@
+"""`--mode=embed`: a subject's images through the CLIP tower, into the cache.
+
+  rdmjax --mode=embed --workdir=DIR [--config.embed.layers="('image_embeds',
+    'block11_cls')"] [--config.embed.model=/path/to/clip]
+
+Images are decoded and preprocessed on the host (threads, one batch ahead of
+the device), exactly as transformers' `CLIPImageProcessor` does on PIL
+images: resize the shortest side to `size` (bicubic, PIL), centre-crop
+`crop` x `crop`, rescale by 1/255, normalise with CLIP's mean and std. The
+tower runs jitted, once per batch shape: the last batch is padded to the
+batch size so nothing recompiles. Batches are split over the mesh's `data`
+axis (the batch size must divide over it); the weights are replicated.
+
+Writes `WORKDIR/embeddings/clip_<layer>.npz` for every layer in
+`config.embed.layers` and `WORKDIR/embeddings/clip.npz` for the first, the
+file `--config.data.embeddings=clip` trains on. Rows: the train images, then
+the test images, each in file order (the fMRI row order).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from rdmjax import data as rdata
+from rdmjax import report, sharding
+from rdmjax.data import embeddings
+from rdmjax.data.images import load_images
+from rdmjax.errors import InputError
+from rdmjax.models import clip_vision as cv
+from rdmjax.models.clip_weights import Preprocess, build_tower, preprocess
+
+
+def _batches(
+  paths: Sequence[Path], batch: int, prep: Preprocess, num_workers: int
+) -> Iterator[tuple[np.ndarray, int]]:
+  """Yields (pixels [batch, s, s, 3] f32, n_real), preparing one batch ahead.
+
+  The last batch is padded with zeros to the full batch size, so the jitted
+  forward sees one shape.
+  """
+
+  def load(i):
+    chunk = list(paths[i : i + batch])
+    imgs = load_images(chunk, 'rgb', None, num_workers, progress=False)
+    x = preprocess(list(imgs), prep, num_workers)
+    pad = batch - len(chunk)
+    if pad:
+      x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    return x, len(chunk)
+
+  starts = list(range(0, len(paths), batch))
+  with ThreadPoolExecutor(1) as ahead:
+    fut = ahead.submit(load, starts[0]) if starts else None
+    for j in range(len(starts)):
+      x, n = fut.result()
+      if j + 1 < len(starts):
+        fut = ahead.submit(load, starts[j + 1])
+      yield x, n
+
+
+def embed_paths(
+  forward,
+  paths: Sequence[Path],
+  batch: int,
+  prep: Preprocess,
+  mesh,
+  num_workers: int = 8,
+  progress: bool = True,
+  desc: str = 'embedding',
+) -> dict[str, np.ndarray]:
+  """Embeds image files: {layer: [n, d] f32}, rows in `paths` order."""
+  from tqdm.auto import tqdm
+
+  data = sharding.batch_sharding(mesh)
+  outs, pending = [], None
+  bar = tqdm(total=len(paths), desc=desc, unit='img', disable=not progress)
+  for x, n in _batches(paths, batch, prep, num_workers):
+    y = forward(jax.device_put(x, data))
+    # Pull the previous batch while this one runs on the device.
+    if pending is not None:
+      outs.append(
+        {k: np.asarray(v)[: pending[1]] for k, v in pending[0].items()}
+      )
+      bar.update(pending[1])
+    pending = (y, n)
+  if pending is not None:
+    outs.append({k: np.asarray(v)[: pending[1]] for k, v in pending[0].items()})
+    bar.update(pending[1])
+  bar.close()
+  if not outs:
+    raise InputError('embed: the subject has no images')
+  return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def _write_caches(workdir, subj, per_split, splits, layers, prep, desc, ec):
+  """One cache per layer (and clip.npz for the first): {layer: path}."""
+  ids = np.concatenate([subj.nsd_ids(s) for s in splits])
+  split_col = np.concatenate([[s] * subj.n_images(s) for s in splits])
+  out_dir = Path(workdir) / 'embeddings'
+  paths = {}
+  for i, layer in enumerate(layers):
+    emb = np.concatenate([per_split[s][layer] for s in splits])
+    meta = dict(
+      model=desc,
+      layer=layer,
+      preprocessing=prep.describe(),
+      subject=subj.name,
+      dtype=ec.dtype,
+      dim=int(emb.shape[1]),
+    )
+    names = [f'clip_{layer}.npz'] + (['clip.npz'] if i == 0 else [])
+    for name in names:
+      embeddings.write(out_dir / name, emb, ids, split_col, meta)
+    paths[layer] = str(out_dir / names[0])
+  return paths
+
+
+def _markdown(result: dict[str, Any], subject: str) -> str:
+  rows = '\n'.join(
+    f'| {k} | {result["dims"][k]} | `{result["paths"][k]}` |'
+    for k in result['layers']
+  )
+  return (
+    f'## Embeddings\n\n{result["model"]}, {sum(result["n_images"].values())} '
+    f'images of {subject} in {result["seconds"]:.1f} s '
+    f'({result["images_per_sec"]:.1f} images/s on {result["devices"]} '
+    f'devices).\n\n| layer | dim | cache |\n|---|---|---|\n{rows}\n'
+  )
+
+
+def run(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
+  """The `--mode=embed` stage: embeds train and test images, writes caches.
+
+  Args:
+    config: the full config (sections data, embed, mesh).
+    workdir: the run folder.
+
+  Returns:
+    {'paths': {layer: file}, 'n_images': {split: n}, 'images_per_sec', ...}.
+  """
+  ec = config.embed
+  layers = tuple(ec.layers)
+  subj = rdata.subject_from_config(config, workdir)
+  model, hf, prep, desc = build_tower(ec, config.get('seed', 0))
+  cv.parse_layers(layers, hf.num_hidden_layers)
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_divisible(
+    'config.embed.batch_size',
+    ec.batch_size,
+    mesh,
+    f'set it to a multiple of {sharding.data_size(mesh)}',
+  )
+  forward = cv.make_forward(model, layers, mesh)
+  splits = [s for s in ('train', 'test') if subj.n_images(s)]
+  workers = config.data.get('num_workers', 8)
+  t0, per_split = time.perf_counter(), {}
+  for s in splits:
+    per_split[s] = embed_paths(
+      forward,
+      subj.image_paths(s),
+      ec.batch_size,
+      prep,
+      mesh,
+      workers,
+      desc=f'embedding {s}',
+    )
+  seconds = time.perf_counter() - t0
+  paths = _write_caches(
+    workdir, subj, per_split, splits, layers, prep, desc, ec
+  )
+  n = {s: subj.n_images(s) for s in splits}
+  result = dict(
+    model=desc,
+    layers=list(layers),
+    paths=paths,
+    n_images=n,
+    dims={k: int(per_split[splits[0]][k].shape[1]) for k in layers},
+    seconds=seconds,
+    images_per_sec=sum(n.values()) / seconds,
+    devices=jax.device_count(),
+    batch_size=ec.batch_size,
+  )
+  report.update_results(workdir, 'embed', result)
+  report.write_section(workdir, 'embed', _markdown(result, subj.name))
+  return result

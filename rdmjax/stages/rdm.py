@@ -1,0 +1,262 @@
+"""`--mode=rdm`: the RDM analysis (Figures 1-2, Tables 1-2, RSA).
+
+For every ROI in `config.rdm.rois` and metric in `config.rdm.metrics`, on the
+images of `config.rdm.split`, `rdmjax.analysis.analyse` computes the
+numbers; this stage writes WORKDIR/figures/{rdms,rdm_hist,rsa}.png,
+rdm_{roi}_{metric}.png, pairs_{roi}_{metric}.png, results.json's `rdm` and
+report.md's `rdm` section.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from absl import logging
+
+from rdmjax import analysis, data, kernels, report
+from rdmjax.analysis import KINDS
+from rdmjax.data import images
+from rdmjax.errors import InputError
+from rdmjax.report import plots
+
+
+def _pair_figure(subject, split, res, roi, metric, path) -> Path:
+  ext = res['extremes']
+  idx = sorted({p[k] for ps in ext.values() for p in ps for k in 'ij'})
+  paths = subject.image_paths(split)
+  imgs = images.load_images([paths[i] for i in idx], progress=False)
+  rows = [
+    (label, [(p['i'], p['j'], p['value']) for p in ext[kind]])
+    for kind, label in KINDS
+    if kind in ext
+  ]
+  return plots.image_pairs(
+    dict(zip(idx, imgs)),
+    rows,
+    ids=subject.nsd_ids(split),
+    title=f'{subject.name}, ROI {roi}: {plots.metric_label(metric)}',
+    path=path,
+  )
+
+
+def _check(config, subject) -> int:
+  """Fails on bad names before anything is computed or written."""
+  c = config.rdm
+  n = subject.n_images(c.split)
+  if n < 3:
+    raise InputError(f'rdm.split={c.split} has {n} images: an RDM needs >= 3')
+  for roi in c.rois:
+    subject.roi_mask(roi)
+  bad = [m for m in c.metrics if m not in kernels.METRICS]
+  if bad or c.precision not in kernels.PRECISIONS:
+    raise InputError(
+      f'rdm.metrics={tuple(c.metrics)}, rdm.precision={c.precision!r}: use '
+      f'metrics from {kernels.METRICS} and a precision from '
+      f'{kernels.PRECISIONS}'
+    )
+  return n
+
+
+def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
+  """Every ROI x metric: results['rois'] filled; heatmaps and figures."""
+  from tqdm.auto import tqdm
+
+  c, split, figs = config.rdm, config.rdm.split, Path(workdir) / 'figures'
+  ids, n = subject.nsd_ids(split), results['n_images']
+  heats, fig_paths = {}, {}
+  todo = list(itertools.product(dict.fromkeys(c.rois), c.metrics))
+  for roi, metric in tqdm(todo, desc='RDM analysis', unit='RDM'):
+    x = analysis.responses(subject, roi, split, c.standardize)
+    nl = analysis.noiseless(config, workdir, subject, roi, split, c.standardize)
+    logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
+    res, heat = analysis.analyse(x, metric, ids, config, emb_rdms, subset, nl)
+    entry = results['rois'].setdefault(
+      roi, {'n_vertices': x.shape[1], 'metrics': {}}
+    )
+    entry['metrics'][metric] = res
+    vlim = analysis.colour_limits(heat, res['histogram'])
+    heats[roi, metric] = (heat, n, vlim)
+    fig_paths[f'rdm_{roi}_{metric}'] = plots.rdm_heatmap(
+      heat,
+      n=n,
+      roi=roi,
+      metric=metric,
+      vlim=vlim,
+      path=figs / f'rdm_{roi}_{metric}.png',
+    )
+    fig_paths[f'pairs_{roi}_{metric}'] = _pair_figure(
+      subject, split, res, roi, metric, figs / f'pairs_{roi}_{metric}.png'
+    )
+    rsa = {k: round(v['spearman'], 4) for k, v in res['rsa'].items()}
+    ceiling = res['ceiling'] and round(res['ceiling']['spearman'], 4)
+    logging.info(
+      '%s / %s: min %.4g mean %.4g max %.4g; RSA %s; ceiling %s',
+      *(roi, metric, res['min'], res['mean'], res['max'], rsa, ceiling),
+    )
+  return heats, fig_paths
+
+
+def _summary_figures(results, heats, figs: Path, with_rsa: bool) -> dict:
+  flat = _flat(results)
+  hists = {
+    k: (v['histogram'], v['mean'], v['n_pairs']) for k, v in flat.items()
+  }
+  rsa = {k: (v['rsa'], v['ceiling']) for k, v in flat.items()}
+  return {
+    'rdms': plots.rdm_grid(heats, path=figs / 'rdms.png'),
+    'hist': plots.rdm_histograms(hists, path=figs / 'rdm_hist.png'),
+    'rsa': plots.rsa_bars(rsa, path=figs / 'rsa.png') if with_rsa else None,
+  }
+
+
+def run(config, workdir: str | Path) -> dict:
+  """Runs the analysis; returns the `rdm` results entry."""
+  workdir = Path(workdir)
+  c = config.rdm
+  subject = data.subject_from_config(config, workdir)
+  split = c.split
+  n = _check(config, subject)
+  subset = analysis.rsa_subset(n, c.max_images, config.seed)
+  sources = analysis.embedding_sources(config, workdir)
+  embs, emb_info = analysis.read_embeddings(
+    sources, split, subject.nsd_ids(split)
+  )
+  emb_rdms = {
+    name: kernels.rdm(e if subset is None else e[subset], precision=c.precision)
+    for name, e in embs.items()
+  }
+  logging.info(
+    'RDM analysis of %s %s images (%d), ROIs %s, metrics %s, embeddings %s',
+    *(subject.name, split, n, c.rois, c.metrics, list(embs)),
+  )
+  results = {
+    'subject': subject.name,
+    'split': split,
+    'n_images': n,
+    'standardize': bool(c.standardize),
+    'precision': c.precision,
+    'rsa_images': n if subset is None else len(subset),
+    'rsa_subset_seed': None if subset is None else config.seed,
+    'embeddings': emb_info,
+    'rois': {},
+  }
+  heats, fig_paths = _analyse_all(
+    config, workdir, subject, results, emb_rdms, subset
+  )
+  has_ceiling = any(v['ceiling'] for v in _flat(results).values())
+  figures = _summary_figures(
+    results, heats, workdir / 'figures', bool(embs) or has_ceiling
+  )
+  figures.update(fig_paths)
+  # Relative to the workdir, as report.md links them.
+  results['figures'] = {k: _rel(p, workdir) for k, p in figures.items()}
+  report.update_results(workdir, 'rdm', results)
+  report.write_section(workdir, 'rdm', markdown(results))
+  return results
+
+
+def _flat(results: dict) -> dict[tuple[str, str], dict]:
+  return {
+    (roi, m): res
+    for roi, e in results['rois'].items()
+    for m, res in e['metrics'].items()
+  }
+
+
+def _rel(p, workdir: Path) -> str | None:
+  return str(Path(p).relative_to(workdir)) if p else None
+
+
+def _extremes_md(roi: str, entry: dict, figs: dict) -> list[str]:
+  metrics = list(entry['metrics'])
+  rows = []
+  for kind, label in KINDS:
+    cells = []
+    for m in metrics:
+      pairs = entry['metrics'][m]['extremes'].get(kind, [])
+      text = '<br>'.join(
+        f'{plots.fmt_value(p["value"])}: {p["i"]} ({p["nsd_i"]}) & '
+        f'{p["j"]} ({p["nsd_j"]})'
+        for p in pairs
+      )
+      cells.append(text or '-')
+    rows.append([label, *cells])
+  header = ['', *(plots.metric_label(m) for m in metrics)]
+  return [
+    f'\n### Extreme pairs, ROI {roi} ({entry["n_vertices"]} vertices)\n\n'
+    'Value, then the two images as `index (NSD id)`.\n\n',
+    report.md_table(header, rows),
+    *(f'\n![pairs {roi} {m}]({figs[f"pairs_{roi}_{m}"]})\n' for m in metrics),
+  ]
+
+
+def _rsa_md(results: dict, ok: list[str], has_ceiling: bool) -> list[str]:
+  n_rsa = results['rsa_images']
+  if n_rsa < results['n_images']:
+    over = (
+      f', over a random subset of {n_rsa} images (seed '
+      f'{results["rsa_subset_seed"]})'
+    )
+  else:
+    over = f', over all {n_rsa} images'
+  head = ['ROI', 'fMRI metric', *ok] + (['ceiling'] if has_ceiling else [])
+
+  def cell(d):
+    return f'{d["spearman"]:.3f} ({d["pearson"]:.3f})' if d else '-'
+
+  rows = [
+    [r, plots.metric_label(m), *(cell(v['rsa'][s]) for s in ok)]
+    + ([cell(v['ceiling'])] if has_ceiling else [])
+    for (r, m), v in _flat(results).items()
+  ]
+  md = [
+    '\n### RSA: embedding RDMs vs fMRI RDMs\n\n'
+    'Spearman (Pearson) between the upper triangles of the correlation RDM '
+    f'of each embedding and the fMRI RDM{over}. Ceiling: the same comparison '
+    'with the RDM of the noiseless synthetic responses (the best any model '
+    'can reach).\n\n',
+    report.md_table(head, rows),
+  ]
+  if results['figures']['rsa']:
+    md.append(f'\n![RSA]({results["figures"]["rsa"]})\n')
+  return md
+
+
+def markdown(results: dict) -> str:
+  """The report section: Tables 1-2 style extremes, figures, RSA table."""
+  flat = _flat(results)
+  figs = results['figures']
+  how = (
+    'standardised per vertex over these images; '
+    if results['standardize']
+    else 'as read (not standardised); '
+  )
+  rows = [
+    [r, plots.metric_label(m), v['n_vertices'], v['n_pairs']]
+    + [v['min'], v['mean'], v['std'], v['max']]
+    for (r, m), v in flat.items()
+  ]
+  links = ', '.join(f'[{r} {m}]({figs[f"rdm_{r}_{m}"]})' for r, m in flat)
+  md = [
+    f'## RDM analysis: {results["subject"]}, {results["split"]} images\n\n',
+    f'{results["n_images"]} images; responses {how}'
+    f'{results["precision"]} RDMs.\n\n',
+    report.md_table(
+      ['ROI', 'metric', 'vertices', 'pairs', 'min', 'mean', 'std', 'max'], rows
+    ),
+    f'\n![RDMs]({figs["rdms"]})\n',
+    f'\nEach RDM beside its average-linkage order: {links}.\n',
+    f'\n![RDM value distributions]({figs["hist"]})\n',
+  ]
+  for roi, entry in results['rois'].items():
+    md += _extremes_md(roi, entry, figs)
+  emb = results['embeddings']
+  ok = [s for s in emb if 'error' not in emb[s]]
+  has_ceiling = any(v['ceiling'] for v in flat.values())
+  if ok or has_ceiling:
+    md += _rsa_md(results, ok, has_ceiling)
+  for s in emb:
+    if 'error' in emb[s]:
+      md.append(f'\nEmbedding source {s} skipped: {emb[s]["error"]}\n')
+  return ''.join(md)
