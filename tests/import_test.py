@@ -18,3 +18,19 @@ def test_import_touches_no_device():
     [sys.executable, '-c', CODE], capture_output=True, text=True, timeout=300
   )
   assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr[-2000:]
+
+
+def test_every_stage_has_a_module_with_run():
+  """`--mode=X` runs rdmjax.stages.X.run: one module per stage, by name."""
+  import importlib
+
+  from rdmjax import main, stages
+
+  for stage in stages.STAGES:
+    module = importlib.import_module(f'rdmjax.stages.{stage}')
+    assert callable(module.run), stage
+  assert set(main.flags.FLAGS['mode'].parser.enum_values) == {
+    'all',
+    *stages.STAGES,
+  }
+  assert set(stages.PIPELINE) <= set(stages.STAGES)
