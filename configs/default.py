@@ -133,6 +133,7 @@ def get_config(arg=None):
   # pairs suite: memory for per-pair row gathers (uniform, naive), which
   # copy two response rows per pair; caps their pairs per call.
   c.bench.gather_mb = 1024
+  c.bench.naive_pairs = 4096  # pairs suite: pairs per naive host gather
 
   if arg.tiny:
     c.data.synthetic.update(

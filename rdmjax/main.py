@@ -12,6 +12,7 @@ Modes: the stages of `rdmjax.stages.STAGES`, or `all` (the default:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,16 @@ _DISTRIBUTED = flags.DEFINE_bool(
   False,
   'Call jax.distributed.initialize() (multi-host TPU VM or SLURM GPU).',
 )
+_CACHE = flags.DEFINE_string(
+  'compilation_cache',
+  os.path.join(
+    os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+    'rdmjax',
+    'xla',
+  ),
+  "JAX's persistent compilation cache folder: a rerun of the same shapes "
+  "loads its programs instead of compiling them ('' = off).",
+)
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -48,6 +59,10 @@ def main(argv: list[str]) -> None:
 
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
+  if _CACHE.value:
+    jax.config.update(
+      'jax_compilation_cache_dir', os.path.expanduser(_CACHE.value)
+    )
   logging.info(
     'process %d/%d, devices: %s',
     jax.process_index(),

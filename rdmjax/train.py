@@ -345,13 +345,19 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
 
 
 def train(
-  config, workdir: str | Path, *, stop_after: int | None = None
+  config,
+  workdir: str | Path,
+  *,
+  data_dir: str | Path | None = None,
+  stop_after: int | None = None,
 ) -> TrainResult | None:
   """Trains (or resumes) a run in workdir and scores its test pairs.
 
   Args:
     config: the run's config.
     workdir: outputs: metrics.jsonl, ckpt/.
+    data_dir: the workdir whose data/ and embeddings/ are read (default
+      workdir): the leaked run reads the main run's.
     stop_after: stop after this step as if killed (tests of resuming);
       returns None then.
 
@@ -362,7 +368,7 @@ def train(
 
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  prep = prepare(config, workdir)
+  prep = prepare(config, workdir if data_dir is None else data_dir)
   _, state = init_state(
     config,
     prep.data.meta['d_in'],

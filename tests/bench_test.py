@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rdmjax import bench, config_lib
@@ -54,3 +55,24 @@ def test_unknown_suite(tmp_path):
   c.bench.suite = 'nope'
   with pytest.raises(InputError, match='nope'):
     bench.run(c, tmp_path)
+
+
+@pytest.mark.bench
+def test_tiny_pairs_bench_block_first_and_bounded_naive(tmp_path):
+  c = _config('tiny,suite=pairs')
+  c.bench.repeats = 1
+  c.bench.naive_pairs = 64
+  records = bench.run(c, tmp_path)
+  order = [(r['variant'], r['stage']) for r in records]
+  stages = ['sampler', 'step', 'end_to_end']
+  assert order == [
+    (v, s) for v in ('block', 'uniform', 'naive') for s in stages
+  ]
+  by = {(r['variant'], r['stage']): r for r in records}
+  for (variant, stage), r in by.items():
+    assert r['pairs_per_s'] > 0 and np.isfinite(r['loss'] or 0.0)
+    if variant != 'block':
+      want = by['block', stage]['pairs_per_s'] / r['pairs_per_s']
+      assert r['block_speedup'] == pytest.approx(want)
+  assert by['naive', 'sampler']['pairs_per_call'] == 64
+  assert by['block', 'sampler']['pairs_per_call'] == 32 * 31 // 2

@@ -239,6 +239,10 @@ def test_report_and_figures_written(mlp_run):
     assert (w / f).is_file()
   text = (w / 'report.md').read_text()
   assert 'leaked' in text and 'Zero-shot' in text
+  # The leaked run reads this run's subject: no second copy written.
+  assert (w / 'leaked' / 'ckpt').is_dir() and not (
+    w / 'leaked' / 'data'
+  ).exists()
   rows = [json.loads(x) for x in (w / 'metrics.jsonl').open()]
   assert rows[-1]['step'] == 100 and 'val_spearman' in rows[-1]
 

@@ -46,7 +46,8 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
     with cl.unlocked():
       cl.pairs.leaked = True
       cl.train.run_leaked = False
-    leaked = train.train(cl, workdir / 'leaked')
+    # The same subject and embeddings: read from this run's workdir.
+    leaked = train.train(cl, workdir / 'leaked', data_dir=workdir)
   return write(config, workdir, result, leaked)
 
 

@@ -1,0 +1,37 @@
+"""The entry point: the persistent compilation cache is on by default."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_compilation_cache_fills_the_given_folder(tmp_path):
+  cache = tmp_path / 'xla_cache'
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    XLA_FLAGS='',
+    # Cache even the tiny programs of this run (default: >= 1 s compiles).
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+  )
+  r = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'rdmjax.main',
+      '--mode=bench',
+      '--config=configs/bench.py:tiny,fast',
+      f'--workdir={tmp_path / "work"}',
+      f'--compilation_cache={cache}',
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=300,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert cache.is_dir() and any(cache.iterdir())
