@@ -25,6 +25,7 @@ from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.errors import InputError
 
 DISPLAY_SIZE = 1000  # heatmap side above max_images images
+CEILING = '\x00ceiling'  # the noiseless RDM among the compared sources
 KINDS = (
   ('lowest', 'most similar (lowest)'),
   ('closest', 'closest to 1'),
@@ -56,16 +57,6 @@ def _block_mean(r: jax.Array, size: int) -> jax.Array:
   s = jnp.pad(r, ((0, pad), (0, pad))).reshape(m, b, m, b).sum((1, 3))
   c = jnp.pad(jnp.ones(n, r.dtype), (0, pad)).reshape(m, b).sum(1)
   return s / (c[:, None] * c[None, :])
-
-
-@jax.jit
-def _moments(r: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Mean and std of the off-diagonal entries of r: [n, n] (zero diagonal)."""
-  n = r.shape[0]
-  m = n * (n - 1)
-  mean = r.sum() / m
-  var = jnp.sum((r - mean) ** 2) - n * mean**2  # the n diagonal zeros
-  return mean, jnp.sqrt(jnp.maximum(var / m, 0.0))
 
 
 def display_matrix(
@@ -174,8 +165,10 @@ def colour_limits(heat: np.ndarray, hist: dict) -> tuple[float, float]:
   return tuple(float(v) for v in np.percentile(off, [1, 99]))
 
 
-def _compare(a, b) -> dict[str, float]:
-  return {m: compare.compare_rdms(a, b, m) for m in ('spearman', 'pearson')}
+@jax.jit
+def _restrict(r: jax.Array, idx: jax.Array) -> jax.Array:
+  """The RDM of a subset of its images: r[idx][:, idx]."""
+  return r[idx[:, None], idx[None, :]]
 
 
 def analyse(
@@ -203,25 +196,25 @@ def analyse(
     (results dict, heatmap [s, s] f32 with s = n or ~DISPLAY_SIZE).
   """
   c = config.rdm
-  kw = dict(precision=c.precision)
-  stats = streaming.rdm_stats(
-    x,
-    metric,
+  # One RDM, and every number from it: no second Gram product.
+  full = kernels.rdm(x, metric, precision=c.precision)
+  stats, mean, std = streaming.summarize(
+    full,
     k=c.top_k,
     closest_to=1.0 if metric == 'correlation' else None,
     bins=c.bins,
-    **kw,
+    metric=metric,
   )
-  full = kernels.rdm(x, metric, **kw)
-  mean, std = (float(v) for v in _moments(full))
   heat = display_matrix(full, c.max_images)
-  part = full if subset is None else kernels.rdm(x[subset], metric, **kw)
+  part = full if subset is None else _restrict(full, jnp.asarray(subset))
   del full
-  rsa = {name: _compare(part, e) for name, e in emb_rdms.items()}
-  ceiling = None
+  others = dict(emb_rdms)
   if noiseless is not None:
     nl = noiseless if subset is None else noiseless[subset]
-    ceiling = _compare(part, kernels.rdm(nl, metric, **kw))
+    others[CEILING] = kernels.rdm(nl, metric, precision=c.precision)
+  # The fMRI RDM is ranked once for every comparison.
+  rsa = compare.compare_many(part, others)
+  ceiling = rsa.pop(CEILING, None)
   n = x.shape[0]
   out = {
     'n_images': n,

@@ -189,3 +189,43 @@ def compare_rdms(a, b, method: str = 'spearman') -> float:
   m = va.shape[0]
   tot = m * (m - 1) // 2
   return float(np.clip((tot - xtie - ytie + ntie - 2 * dis) / tot, -1, 1))
+
+
+_ranks_jit = jax.jit(avg_ranks)
+
+
+def compare_many(
+  a, others, methods: tuple[str, ...] = ('spearman', 'pearson')
+) -> dict[str, dict[str, float]]:
+  """`compare_rdms(a, b, m)` for every b of others and m of methods.
+
+  a's upper triangle is taken and ranked once for all of them.
+
+  Args:
+    a: [n, n] or condensed RDM.
+    others: name -> RDM of the same images.
+    methods: of COMPARE_METHODS.
+
+  Returns:
+    name -> method -> coefficient.
+  """
+  bad = [m for m in methods if m not in COMPARE_METHODS]
+  if bad:
+    raise InputError(f'methods {bad} unknown: use {COMPARE_METHODS}')
+  va = _as_vector(a)
+  ra = _ranks_jit(va) if 'spearman' in methods else None
+  out = {}
+  for name, b in others.items():
+    vb = _as_vector(b)
+    if vb.shape != va.shape or va.shape[0] < 2:
+      raise InputError(
+        f'RDM sizes {va.shape} and {vb.shape} ({name}): pass RDMs of the '
+        'same images'
+      )
+    out[name] = {}
+    for m in methods:
+      if m == 'spearman':
+        out[name][m] = float(_pearson_jit(ra, _ranks_jit(vb)))
+      else:
+        out[name][m] = compare_rdms(va, vb, m)
+  return out

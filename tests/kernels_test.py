@@ -243,3 +243,47 @@ def test_no_recompile_for_same_shapes():
     kernels.compare_rdms(y[0], y[1], 'spearman')
     streaming.rdm_stats(y, 'correlation', k=3)
   assert traces.count('/jax/core/compile/jaxpr_trace_duration') == before
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
+@pytest.mark.parametrize('devices', [1, 8])
+def test_summarize_equals_rdm_stats(metric, devices):
+  """One pass over the RDM in memory = the streamed statistics."""
+  x, k = _x(), 5
+  closest = 1.0 if metric == 'correlation' else None
+  mesh = None
+  if devices > 1:
+    mesh = jax.make_mesh((devices,), ('data',))
+  r = kernels.rdm(x, metric, mesh=mesh, tile=TILE if mesh is None else None)
+  got, mean, std = streaming.summarize(r, k=k, closest_to=closest, bins=40)
+  want = streaming.rdm_stats(
+    x, metric, k=k, closest_to=closest, bins=40, tile=TILE
+  )
+  kinds = ['lowest', 'highest'] + (['closest'] if closest else [])
+  for kind in kinds:
+    g, w = getattr(got, kind), getattr(want, kind)
+    np.testing.assert_allclose(g.values, w.values, rtol=2e-5)
+    np.testing.assert_array_equal(g.i, w.i)
+    np.testing.assert_array_equal(g.j, w.j)
+  assert (got.closest is None) == (closest is None)
+  # The data's range, to rounding; counts exactly np.histogram's on r.
+  np.testing.assert_allclose(got.hist_edges, want.hist_edges, atol=1e-5)
+  v32 = np.asarray(r)[np.triu_indices(N, 1)]
+  h, _ = np.histogram(v32, bins=got.hist_edges)
+  np.testing.assert_array_equal(got.hist_counts, h)
+  assert got.hist_counts.sum() == N * (N - 1) // 2
+  v = squareform(pdist(x, metric))[np.triu_indices(N, 1)]
+  np.testing.assert_allclose([mean, std], [v.mean(), v.std()], rtol=1e-5)
+
+
+def test_compare_many_ranks_once_and_equals_compare_rdms():
+  a, b = _vectors()
+  c = b[::-1].copy()
+  got = compare.compare_many(a, {'b': b, 'c': c}, compare.COMPARE_METHODS)
+  for name, other in (('b', b), ('c', c)):
+    for m in compare.COMPARE_METHODS:
+      assert got[name][m] == pytest.approx(
+        kernels.compare_rdms(a, other, m), abs=1e-7
+      )
+  with pytest.raises(InputError, match='sizes'):
+    compare.compare_many(a, {'short': b[:-1]})

@@ -9,7 +9,6 @@ report.md's `rdm` section.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 from absl import logging
@@ -65,10 +64,9 @@ def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
   c, split, figs = config.rdm, config.rdm.split, Path(workdir) / 'figures'
   ids, n = subject.nsd_ids(split), results['n_images']
   heats, fig_paths = {}, {}
-  todo = list(itertools.product(dict.fromkeys(c.rois), c.metrics))
-  for roi, metric in tqdm(todo, desc='RDM analysis', unit='RDM'):
-    x = analysis.responses(subject, roi, split, c.standardize)
-    nl = analysis.noiseless(config, workdir, subject, roi, split, c.standardize)
+  rois = list(dict.fromkeys(c.rois))
+  bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
+  for roi, metric, x, nl in _per_roi(config, workdir, subject, rois):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
     res, heat = analysis.analyse(x, metric, ids, config, emb_rdms, subset, nl)
     entry = results['rois'].setdefault(
@@ -94,7 +92,25 @@ def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
       '%s / %s: min %.4g mean %.4g max %.4g; RSA %s; ceiling %s',
       *(roi, metric, res['min'], res['mean'], res['max'], rsa, ceiling),
     )
+    bar.update()
+  bar.close()
   return heats, fig_paths
+
+
+def _per_roi(config, workdir, subject, rois):
+  """(roi, metric, responses, noiseless) with each ROI's responses read,
+  standardised and put on the device once for all its metrics."""
+  import jax
+
+  c = config.rdm
+  for roi in rois:
+    x = analysis.responses(subject, roi, c.split, c.standardize)
+    nl = analysis.noiseless(
+      config, workdir, subject, roi, c.split, c.standardize
+    )
+    x, nl = jax.device_put((x, nl))
+    for metric in c.metrics:
+      yield roi, metric, x, nl
 
 
 def _summary_figures(results, heats, figs: Path, with_rsa: bool) -> dict:
