@@ -21,5 +21,5 @@ def get_config(arg=None):
   if arg.d:
     c.bench.d = arg.d
   if arg.fast:
-    c.bench.baselines = ('numpy',)
+    c.bench.baselines = ('numpy', 'gram', 'plain')
   return c

@@ -120,9 +120,10 @@ def get_config(arg=None):
   c.bench.n = 2000
   c.bench.d = 39548
   c.bench.repeats = 3
-  # rdm suite baselines: numpy's f32 product, the plain jitted 1 - z @ z.T
-  # per precision, scipy pdist and rsatoolbox calc_rdm (host, once).
-  c.bench.baselines = ('numpy', 'plain', 'scipy', 'rsatoolbox')
+  # rdm suite baselines: numpy's f32 RDM, numpy's z @ z.T alone on prepared
+  # rows (gram), the plain jitted 1 - z @ z.T per precision, scipy pdist and
+  # rsatoolbox calc_rdm (host, once).
+  c.bench.baselines = ('numpy', 'gram', 'plain', 'scipy', 'rsatoolbox')
   c.bench.ref_rows = 1024  # rdm suite: rows of the float64 error reference
   c.bench.precisions = ('float32', 'tf32', 'bf16_3x', 'bf16')  # rdm suite
   # rdm suite: scipy/rsatoolbox run on the first baseline_d columns and their

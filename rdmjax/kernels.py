@@ -284,20 +284,70 @@ def rdm(
   """
   if impl not in ('auto', 'xla', 'blas'):
     raise InputError(f'impl {impl!r} unknown: use auto, xla or blas')
+  if impl == 'auto':
+    host = jax.default_backend() == 'cpu' and precision != 'bf16'
+    traced = isinstance(x, jax.core.Tracer)
+    plain = tile is None and mesh is None
+    impl = 'blas' if host and plain and not traced else 'xla'
+  if impl == 'blas' and mesh is None and metric in ('correlation', 'cosine'):
+    _check_names(metric, precision)
+    out = _rdm_blas_raw(x, metric)  # no copy of x where it is safe
+    if out is not None:
+      return out
   x = check_input(x, metric, precision)
   z, sq, bad = prepare_rows(x, metric)
   raise_bad_rows(bad, metric)
   if mesh is not None:
     return _rdm_mesh(z, sq, mesh, metric, precision)
-  if impl == 'auto':
-    host = jax.default_backend() == 'cpu' and precision != 'bf16'
-    traced = isinstance(z, jax.core.Tracer)
-    impl = 'blas' if host and tile is None and not traced else 'xla'
   if impl == 'blas':
     return _rdm_blas(np.asarray(z), np.asarray(sq), metric)
   n = x.shape[0]
   tile = max(int(tile or default_tile(n)), -(-n // 64))
   return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile)
+
+
+# The raw-Gram path centres algebraically: sum_k (x_ik - m_i)(x_jk - m_j) =
+# G_ij - d m_i m_j. It is used only where each row's mean carries at most
+# this fraction of the row's energy G_ii, so the subtraction loses < 1 bit.
+RAW_MEAN_ENERGY = 0.25
+
+
+def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
+  """Correlation/cosine RDM from the Gram of the raw rows: no copy of x.
+
+  One symmetric BLAS product of x itself and one matrix-vector product for
+  the row sums; centring and normalisation act on the n x n result. Returns
+  None (the caller prepares rows explicitly) where the shape is not a
+  matrix of >= 2 rows, a row is not finite or constant, or a row's mean is
+  large against its spread (see RAW_MEAN_ENERGY).
+  """
+  x = np.asarray(x, np.float32)  # no copy for f32 host (or CPU jax) arrays
+  if x.ndim != 2 or x.shape[0] < 2:
+    return None
+  d = x.shape[1]
+  g = x @ x.T  # ssyrk: numpy sees x and x.T share memory
+  energy = np.diagonal(g).astype(np.float64)
+  if not np.all(np.isfinite(energy)) or not np.all(energy > 0):
+    return None
+  if metric == 'correlation':
+    mean = (x @ np.ones(d, np.float32)).astype(np.float64) / d
+    if np.any(d * mean**2 > RAW_MEAN_ENERGY * energy):
+      return None
+    spread = energy - d * mean**2
+    m32 = mean.astype(np.float32)
+    for r in range(0, g.shape[0], 1024):  # bounded temporaries
+      # m_i m_j first: the same product in both triangles, so symmetric.
+      g[r : r + 1024] -= (m32[r : r + 1024, None] * m32[None, :]) * d
+  else:
+    spread = energy
+  inv = (1.0 / np.sqrt(spread)).astype(np.float32)
+  for r in range(0, g.shape[0], 1024):
+    g[r : r + 1024] *= inv[r : r + 1024, None] * inv[None, :]
+  # Symmetric products on both triangles: still exactly symmetric.
+  np.subtract(1.0, g, out=g)
+  np.clip(g, 0.0, 2.0, out=g)
+  np.fill_diagonal(g, 0.0)
+  return jnp.asarray(g)
 
 
 def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:

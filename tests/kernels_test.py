@@ -287,3 +287,29 @@ def test_compare_many_ranks_once_and_equals_compare_rdms():
       )
   with pytest.raises(InputError, match='sizes'):
     compare.compare_many(a, {'short': b[:-1]})
+
+
+@pytest.mark.parametrize('offset', [0.0, 0.3, 3.0])
+@pytest.mark.parametrize('metric', ['correlation', 'cosine'])
+def test_host_gram_of_raw_rows_vs_float64(metric, offset):
+  """The CPU path centres on the Gram of the raw rows (no copy of x) where
+  row means are small, else prepares rows first: both near float64."""
+  x = _x(offset=offset).astype(np.float32)
+  ref = squareform(pdist(x.astype(np.float64), metric))
+  got = np.asarray(kernels.rdm(x, metric, impl='blas'))
+  assert _err(got, ref) < F32_TOL[metric]
+  np.testing.assert_array_equal(got, got.T)
+  np.testing.assert_array_equal(np.diag(got), 0.0)
+  raw = kernels._rdm_blas_raw(x, metric)
+  small_mean = metric == 'cosine' or offset < 1.0
+  assert (raw is None) == (not small_mean)
+
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_host_and_device_ranks_agree_with_scipy(ties):
+  a, _ = _vectors(ties=ties)
+  want = stats.rankdata(a)
+  host = compare.host_avg_ranks(a)
+  device = np.asarray(jax.jit(compare.avg_ranks)(a.astype(np.float32)))
+  np.testing.assert_array_equal(host, device)
+  np.testing.assert_allclose(host, want, rtol=0, atol=0)
