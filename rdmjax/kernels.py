@@ -325,14 +325,19 @@ def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
   if x.ndim != 2 or x.shape[0] < 2:
     return None
   d = x.shape[1]
-  g = x @ x.T  # ssyrk: numpy sees x and x.T share memory
-  energy = np.diagonal(g).astype(np.float64)
+  # Decide before the product (one pass each, no temporaries), so a refusal
+  # costs no Gram.
+  energy = np.einsum('ij,ij->i', x, x).astype(np.float64)
   if not np.all(np.isfinite(energy)) or not np.all(energy > 0):
     return None
   if metric == 'correlation':
     mean = (x @ np.ones(d, np.float32)).astype(np.float64) / d
     if np.any(d * mean**2 > RAW_MEAN_ENERGY * energy):
       return None
+  g = x @ x.T  # ssyrk: numpy sees x and x.T share memory
+  # The Gram's own diagonal: the same rounding as the entries it scales.
+  energy = np.diagonal(g).astype(np.float64)
+  if metric == 'correlation':
     spread = energy - d * mean**2
     m32 = mean.astype(np.float32)
     for r in range(0, g.shape[0], 1024):  # bounded temporaries
