@@ -80,10 +80,10 @@ def score(
       fn(params, device_data, tp, int(split_id))
     )
     acc.update(pred, target, mask)
-    keep = mask > 0
-    pp.append(pred[keep])
-    tt.append(target[keep])
     if mats is not None:
+      keep = mask > 0
+      pp.append(pred[keep])
+      tt.append(target[keep])
       i = np.asarray(jax.device_get(tp['i']))[keep]
       j = np.asarray(jax.device_get(tp['j']))[keep]
       # split_idx is sorted: image index -> position without a Python loop.
