@@ -2,23 +2,17 @@
 
 `make_eval_fn` compiles one scorer of a padded tile (`pairs.tile_pairs`);
 `score` runs it over every unordered pair of a split exactly once and
-streams the metrics (`metrics.PairMetricsAccumulator`); `evaluate` scores a
-saved checkpoint on the test pairs (`--mode=eval`).
+streams the metrics (`metrics.PairMetricsAccumulator`). Training scores
+with it; `--mode=eval` (`rdmjax.stages.eval`) scores a saved checkpoint.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
-from rdmjax import checkpoint, metrics, pairs, sharding
-from rdmjax.errors import InputError
-from rdmjax.train import SPLIT_ID, prepare
+from rdmjax import metrics, pairs, sharding
 
 
 def make_eval_fn(graphdef, config, mesh):
@@ -106,68 +100,7 @@ def score_test(eval_fn, params, device_data, data, config):
     params,
     device_data,
     data.split['test'],
-    SPLIT_ID['test'],
+    pairs.SPLIT_ID['test'],
     config,
     keep_matrix=not config.pairs.leaked,
   )
-
-
-@dataclasses.dataclass
-class EvalResult:
-  """A checkpoint's test scores.
-
-  Attributes:
-    step: the checkpoint's step.
-    val_spearman: its validation Spearman when saved, or None.
-    test: {'r2', 'pearson', 'spearman', 'n_pairs', ...} over every test pair.
-    mats: the test RDMs for figures (see `score`), or None.
-  """
-
-  step: int
-  val_spearman: float | None
-  test: dict[str, Any]
-  mats: dict[str, np.ndarray] | None
-
-
-def evaluate(config, workdir: str | Path, which: str | None = None):
-  """Scores a checkpoint on every test pair.
-
-  Args:
-    config: the run's config.
-    workdir: the trained run's workdir.
-    which: 'best', 'latest' or a step number; default `ckpt.eval_step`.
-      'best' and 'latest' fall back to the newest readable step if the
-      chosen one is damaged; a step number does not.
-
-  Returns:
-    An EvalResult.
-  """
-  workdir = Path(workdir)
-  prep = prepare(config, workdir)
-  if not (workdir / 'ckpt').is_dir():
-    raise InputError(
-      f'no checkpoint in {workdir / "ckpt"}: train first with --mode=train'
-    )
-  ck = config.ckpt
-  mngr = checkpoint.manager(
-    workdir / 'ckpt', ck.every, ck.keep, ck.keep_best, read_only=True
-  )
-  which = str(ck.get('eval_step', 'best') if which is None else which)
-  step = checkpoint.pick_step(mngr, which)
-  if step is None:
-    raise InputError(
-      f'no finished checkpoint in {workdir / "ckpt"}: train first'
-    )
-  meta_want = prep.data.meta
-  if which.strip().isdigit():
-    state, meta = checkpoint.restore(mngr, step, prep.abstract, meta_want)
-  else:
-    fallback = [step] + sorted(s for s in mngr.all_steps() if s != step)[::-1]
-    state, meta, step = checkpoint.restore_newest(
-      mngr, prep.abstract, meta_want, fallback
-    )
-  eval_fn = make_eval_fn(prep.graphdef, config, prep.mesh)
-  test, mats = score_test(
-    eval_fn, state['params'], prep.device_data, prep.data, config
-  )
-  return EvalResult(step, meta.get('val_spearman'), test, mats)

@@ -151,10 +151,14 @@ def cross_rdm(
     [t1, t2] f32.
   """
   _check_names(metric, precision)
+  same = b is a  # a block: its rows are prepared once
   a = jnp.asarray(a, jnp.float32)
   centre = a.mean(0, keepdims=True)
   za, sqa, _ = _rows(a, metric, centre)
-  zb, sqb, _ = _rows(jnp.asarray(b, jnp.float32), metric, centre)
+  if same:
+    zb, sqb = za, sqa
+  else:
+    zb, sqb, _ = _rows(jnp.asarray(b, jnp.float32), metric, centre)
   g = gram(cast_for(za, precision), cast_for(zb, precision), precision)
   return values_from_gram(g, sqa[:, None], sqb[None, :], metric)
 

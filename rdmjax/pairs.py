@@ -34,6 +34,7 @@ from rdmjax import kernels
 from rdmjax.errors import InputError
 
 SPLITS = ('train', 'val', 'test')
+SPLIT_ID = {name: k for k, name in enumerate(SPLITS)}  # pair_split_id's codes
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

@@ -7,8 +7,9 @@ of training images, their targets, forward, backward, Optax update; pairs
 sharded over the mesh `data` axis, the rest replicated); every
 `train.eval_every` steps the validation pairs are scored and an Orbax
 checkpoint saved (last N and best by validation Spearman); a rerun with the
-same workdir resumes; the best checkpoint scores every test pair. `prepare`
-is the setup that training and `rdmjax.evaluate` share.
+same workdir resumes; the best checkpoint scores every test pair
+(`rdmjax.evaluate`). `prepare` is the setup that training and `--mode=eval`
+share.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ import optax
 from absl import logging
 from flax import nnx
 
-from rdmjax import checkpoint, metrics, pairs, report, sharding
+from rdmjax import checkpoint, evaluate, metrics, pairs, report, sharding
 from rdmjax.errors import InputError
 from rdmjax.train_data import Data, check_batch, load_data, target_mean
 
-SPLIT_ID = {'train': 0, 'val': 1, 'test': 2}
 PAIR_KEYS = ('i', 'j', 'target', 'mask', 'bi', 'bj')
 
 
@@ -286,8 +286,6 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
   """Steps from `start` to the end (or stop_after); logs, scores, saves."""
   from tqdm.auto import tqdm
 
-  from rdmjax import evaluate
-
   steps, n_pairs = int(config.train.steps), pairs.batch_size(config)
   step_fn = make_train_step(
     prep.graphdef, prep.tx, prep.lr_fn, config, prep.mesh
@@ -324,7 +322,7 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
             state['params'],
             prep.device_data,
             prep.data.split['val'],
-            SPLIT_ID['val'],
+            pairs.SPLIT_ID['val'],
             config,
             config.train.max_eval_pairs,
           )
@@ -364,8 +362,6 @@ def train(
   Returns:
     The TrainResult (nothing is written to results.json here).
   """
-  from rdmjax import evaluate
-
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   prep = prepare(config, workdir if data_dir is None else data_dir)

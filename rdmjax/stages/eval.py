@@ -1,7 +1,9 @@
 """`--mode=eval`: scores a saved checkpoint on every test pair again.
 
-Which checkpoint: `config.ckpt.eval_step` ('best', 'latest' or a step).
-Writes results.json's `eval` entry and the test figures (eval_test_*.png).
+Which checkpoint: `config.ckpt.eval_step` ('best', 'latest' or a step);
+'best' and 'latest' fall back to the newest readable step if the chosen one
+is damaged, a step number does not. Writes results.json's `eval` entry and
+the test figures (eval_test_*.png).
 """
 
 from __future__ import annotations
@@ -11,22 +13,50 @@ from typing import Any
 
 from absl import logging
 
-from rdmjax import evaluate, report
+from rdmjax import checkpoint, evaluate, report, train
+from rdmjax.errors import InputError
 from rdmjax.report import train_plots
+
+
+def _restore(config, workdir: Path, prep, which: str):
+  """(state, meta, step) of the checkpoint `which` names."""
+  if not (workdir / 'ckpt').is_dir():
+    raise InputError(
+      f'no checkpoint in {workdir / "ckpt"}: train first with --mode=train'
+    )
+  ck = config.ckpt
+  mngr = checkpoint.manager(
+    workdir / 'ckpt', ck.every, ck.keep, ck.keep_best, read_only=True
+  )
+  step = checkpoint.pick_step(mngr, which)
+  if step is None:
+    raise InputError(
+      f'no finished checkpoint in {workdir / "ckpt"}: train first'
+    )
+  want = prep.data.meta
+  if which.strip().isdigit():
+    state, meta = checkpoint.restore(mngr, step, prep.abstract, want)
+    return state, meta, step
+  fallback = [step] + sorted(s for s in mngr.all_steps() if s != step)[::-1]
+  return checkpoint.restore_newest(mngr, prep.abstract, want, fallback)
 
 
 def run(config, workdir: str | Path, which: str | None = None) -> dict:
   """Scores the checkpoint; returns {'step', 'val_spearman', 'test'}."""
   workdir = Path(workdir)
-  res = evaluate.evaluate(config, workdir, which)
+  prep = train.prepare(config, workdir)
+  which = str(config.ckpt.get('eval_step', 'best') if which is None else which)
+  state, meta, step = _restore(config, workdir, prep, which)
+  eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
+  test, mats = evaluate.score_test(
+    eval_fn, state['params'], prep.device_data, prep.data, config
+  )
   out: dict[str, Any] = dict(
-    step=res.step, val_spearman=res.val_spearman, test=res.test
+    step=step, val_spearman=meta.get('val_spearman'), test=test
   )
   figs = {}
-  if res.mats is not None:
-    figs = train_plots.test_figures(
-      res.mats, res.test, workdir / 'figures', 'eval'
-    )
+  if mats is not None:
+    figs = train_plots.test_figures(mats, test, workdir / 'figures', 'eval')
   report.update_results(workdir, 'eval', dict(out, figures=figs))
   logging.info('eval: %s', out)
   return out
