@@ -251,8 +251,10 @@ class TrainResult:
 
   def summary(self) -> dict[str, Any]:
     """The JSON-able scalars (results.json)."""
-    keys = ('test', 'val_best', 'best_step', 'steps', 'pairs_per_step')
-    return {k: getattr(self, k) for k in keys + ('pairs_per_s',)}
+    keys = ('test', 'val_best', 'best_step', 'steps')
+    return {
+      k: getattr(self, k) for k in keys + ('pairs_per_step', 'pairs_per_s')
+    }
 
 
 def _truncate_metrics(path: Path, upto: int) -> list[dict]:
