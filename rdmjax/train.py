@@ -7,8 +7,9 @@ of training images, their targets, forward, backward, Optax update; pairs
 sharded over the mesh `data` axis, the rest replicated); every
 `train.eval_every` steps the validation pairs are scored and an Orbax
 checkpoint saved (last N and best by validation Spearman); a rerun with the
-same workdir resumes; the best checkpoint scores every test pair
-(`rdmjax.evaluate`). `prepare` is the setup that training and `--mode=eval`
+same workdir resumes; the best checkpoint scores the test pairs (every
+pair, or a fixed seeded subset past `train.max_eval_pairs`:
+`rdmjax.evaluate`). `prepare` is the setup that training and `--mode=eval`
 share.
 """
 
@@ -228,7 +229,8 @@ class TrainResult:
   """A finished run: test scores of the chosen checkpoint and its history.
 
   Attributes:
-    test: {'r2', 'pearson', 'spearman', 'n_pairs', ...} over every test pair.
+    test: {'r2', 'pearson', 'spearman', 'n_pairs', 'n_all', ...}: the test
+      set's scores (`rdmjax.evaluate.score`).
     val_best: the best validation Spearman, or None.
     best_step: the step scored on the test pairs.
     steps, pairs_per_step, pairs_per_s: the run's size and last throughput.
@@ -293,6 +295,9 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
     prep.graphdef, prep.tx, prep.lr_fn, config, prep.mesh
   )
   eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
+  val_set = evaluate.eval_set(
+    prep.device_data, prep.data, 'val', config, prep.mesh
+  )
   split_train = sharding.put_replicated(prep.data.split['train'], prep.mesh)
   bar = tqdm(
     range(start, steps),
@@ -320,13 +325,7 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
       if is_eval:
         with jax.transfer_guard('allow'):
           val, _ = evaluate.score(
-            eval_fn,
-            state['params'],
-            prep.device_data,
-            prep.data.split['val'],
-            pairs.SPLIT_ID['val'],
-            config,
-            config.train.max_eval_pairs,
+            eval_fn, state['params'], prep.device_data, val_set
           )
           row.update({f'val_{k}': v for k, v in val.items()})
           meta = dict(prep.data.meta, pairs_seen=done * n_pairs)
@@ -393,7 +392,7 @@ def train(
       logging.warning('scoring the final state instead: %s', e)
       best = steps
   test, mats = evaluate.score_test(
-    eval_fn, state['params'], prep.device_data, prep.data, config
+    eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
   )
   mngr.close()
   vals = [r['val_spearman'] for r in rows if 'val_spearman' in r]

@@ -131,6 +131,11 @@ def test_standardizer_equals_sklearn(root):
   want = StandardScaler().fit(x[rows].astype(np.float64)).transform(x)
   got = algonauts.standardize(x, rows)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Wider than one column block (2048): every block, the last one partial.
+  wide = np.random.default_rng(0).normal(3, 2, (30, 5000)).astype(np.float32)
+  want = StandardScaler().fit(wide[rows[:10]].astype(np.float64))
+  got = algonauts.standardize(wide, rows[:10])
+  np.testing.assert_allclose(got, want.transform(wide), rtol=1e-5, atol=1e-5)
 
 
 def test_images_rgb_and_gray(root):

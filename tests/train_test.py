@@ -83,25 +83,19 @@ def test_one_compile_and_stable_shardings(datadir):
   )
 
 
-def test_scores_every_test_pair_as_sklearn_and_scipy(datadir):
+def _reference(g, params, data, c, i, j):
+  """Scores of pairs (i, j), model called per pair, targets in float64."""
   from flax import nnx
 
-  c = tiny(**{'pairs.eval_tile': 8})  # several tiles, diagonal and off
-  data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
-  for _ in range(5):
-    state, _ = step(state, dd, split['train'])
-  ev = evaluate.make_eval_fn(g, c, mesh)
-  got, mats = evaluate.score(
-    ev, state['params'], dd, data.split['test'], 2, c, keep_matrix=True
-  )
-  # Reference: every unordered test pair once, model called per pair.
-  test = data.split['test']
-  a, b = np.triu_indices(len(test), 1)  # pdist's order
-  i, j = test[a], test[b]
-  model = nnx.merge(g, jax.device_get(state['params']))
+  model = nnx.merge(g, jax.device_get(params))
   pred = np.asarray(model(data.x[i], data.x[j]), np.float64)
-  true = pdist(data.z[test].astype(np.float64), c.pairs.metric)
-  assert got['n_pairs'] == len(i)
+  z = data.z.astype(np.float64)
+  true = np.array([pdist(z[[a, b]], c.pairs.metric)[0] for a, b in zip(i, j)])
+  return pred, true
+
+
+def _check_scores(got, pred, true):
+  assert got['n_pairs'] == len(pred)
   np.testing.assert_allclose(got['r2'], r2_score(true, pred), atol=1e-3)
   np.testing.assert_allclose(
     got['spearman'], stats.spearmanr(pred, true)[0], atol=1e-3
@@ -109,7 +103,83 @@ def test_scores_every_test_pair_as_sklearn_and_scipy(datadir):
   np.testing.assert_allclose(
     got['pearson'], stats.pearsonr(pred, true)[0], atol=1e-3
   )
+
+
+def test_scores_every_test_pair_as_sklearn_and_scipy(datadir):
+  c = tiny(**{'pairs.eval_tile': 8})  # several tiles, diagonal and off
+  data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
+  for _ in range(5):
+    state, _ = step(state, dd, split['train'])
+  ev = evaluate.make_eval_fn(g, c, mesh)
+  es = evaluate.eval_set(dd, data, 'test', c, mesh)
+  got, mats = evaluate.score(ev, state['params'], dd, es, keep_matrix=True)
+  # Reference: every unordered test pair once, model called per pair.
+  test = data.split['test']
+  a, b = np.triu_indices(len(test), 1)  # pdist's order
+  pred, true = _reference(g, state['params'], data, c, test[a], test[b])
+  _check_scores(got, pred, true)
+  assert got['n_all'] == len(a) and es.exact
   np.testing.assert_allclose(mats['true'], mats['true'].T)
+  np.testing.assert_allclose(mats['true'][a, b], true, rtol=1e-4)
+  np.testing.assert_allclose(mats['pred'][a, b], pred, rtol=1e-4, atol=1e-6)
+  assert ev._cache_size() == 1
+  evaluate.score(ev, state['params'], dd, es)
+  assert ev._cache_size() == 1, 'scoring again compiles nothing'
+
+
+def test_subset_of_pairs_is_fixed_seeded_and_scored_exactly(datadir):
+  c = tiny(**{'pairs.eval_tile': 8, 'train.max_eval_pairs': 40})
+  data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
+  state, _ = step(state, dd, split['train'])
+  es = evaluate.eval_set(dd, data, 'val', c, mesh)
+  m = len(data.split['val'])
+  assert len(es.i) == 40 and es.n_all == m * (m - 1) // 2 > 40
+  assert not es.exact
+  assert np.all(es.i < es.j)
+  assert len(set(zip(es.i, es.j))) == 40
+  assert set(es.i) | set(es.j) <= set(data.split['val'])
+  again = evaluate.eval_set(dd, data, 'val', c, mesh)
+  np.testing.assert_array_equal(again.i, es.i)
+  np.testing.assert_array_equal(again.j, es.j)
+  ev = evaluate.make_eval_fn(g, c, mesh)
+  got, mats = evaluate.score(ev, state['params'], dd, es, keep_matrix=True)
+  assert mats is None  # no matrix from a subset
+  pred, true = _reference(g, state['params'], data, c, es.i, es.j)
+  np.testing.assert_allclose(es.target, true, rtol=1e-4, atol=1e-5)
+  _check_scores(got, pred, true)
+
+
+@pytest.mark.parametrize('cap', [0, 40])
+def test_leaked_scores_its_own_test_pairs(datadir, cap):
+  from rdmjax import pairs
+
+  c = tiny(**{'pairs.leaked': True, 'train.max_eval_pairs': cap})
+  data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
+  es = evaluate.eval_set(dd, data, 'test', c, mesh)
+  n = data.z.shape[0]
+  a, b = np.triu_indices(n, 1)
+  sid = np.asarray(pairs.pair_split_id(a, b, c.pairs.fractions, c.seed))
+  want = set(zip(a[sid == 2], b[sid == 2]))
+  got = set(zip(es.i, es.j))
+  assert es.n_all == len(want)
+  if cap:
+    assert len(got) == cap and got <= want
+  else:
+    assert got == want
+  _, true = _reference(g, state['params'], data, c, es.i, es.j)
+  np.testing.assert_allclose(es.target, true, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('m', [2, 3, 17, 9841])
+def test_unrank_pairs_is_pdist_order(m):
+  a, b = np.triu_indices(m, 1)
+  k = np.arange(len(a))
+  if m > 100:
+    k = np.random.default_rng(0).choice(len(a), 100_000, replace=False)
+    k = np.concatenate([k, [0, len(a) - 1]])
+  ga, gb = evaluate.unrank_pairs(k, m)
+  np.testing.assert_array_equal(ga, a[k])
+  np.testing.assert_array_equal(gb, b[k])
 
 
 def _params(workdir):

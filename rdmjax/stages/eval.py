@@ -1,4 +1,4 @@
-"""`--mode=eval`: scores a saved checkpoint on every test pair again.
+"""`--mode=eval`: scores a saved checkpoint on the test pairs again.
 
 Which checkpoint: `config.ckpt.eval_step` ('best', 'latest' or a step);
 'best' and 'latest' fall back to the newest readable step if the chosen one
@@ -49,7 +49,7 @@ def run(config, workdir: str | Path, which: str | None = None) -> dict:
   state, meta, step = _restore(config, workdir, prep, which)
   eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
   test, mats = evaluate.score_test(
-    eval_fn, state['params'], prep.device_data, prep.data, config
+    eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
   )
   out: dict[str, Any] = dict(
     step=step, val_spearman=meta.get('val_spearman'), test=test

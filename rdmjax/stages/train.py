@@ -91,6 +91,12 @@ def write(
   return res
 
 
+def _pairs_cell(t: dict[str, Any]) -> str:
+  """'n' for every pair of the split, 'n of N (seeded subset)' else."""
+  n, n_all = t['n_pairs'], t.get('n_all', t['n_pairs'])
+  return f'{n:,}' if n == n_all else f'{n:,} of {n_all:,} (seeded subset)'
+
+
 def _markdown(res: dict[str, Any]) -> str:
   rows = []
   for name, r in (('image-disjoint', res), ('leaked', res.get('leaked'))):
@@ -105,7 +111,7 @@ def _markdown(res: dict[str, Any]) -> str:
         t['pearson'],
         t['spearman'],
         '-' if frac is None else frac,
-        t['n_pairs'],
+        _pairs_cell(t),
       ]
     )
   lines = [
