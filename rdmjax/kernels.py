@@ -47,7 +47,20 @@ def check_input(x, metric: str, precision: str) -> jax.Array:
   return jnp.asarray(x, jnp.float32)
 
 
-def _rows(x: jax.Array, metric: str, centre: jax.Array | None = None):
+def width_bucket(d: int) -> int:
+  """The width the device path pads d columns to: a multiple of
+  2^(bit_length(d) - 4), at most 1/8 more (39548 -> 40960, 2000 -> 2048), so
+  ROIs of similar width share one compiled program."""
+  q = 1 << max(d.bit_length() - 4, 0)
+  return -(-d // q) * q
+
+
+def _rows(
+  x: jax.Array,
+  metric: str,
+  centre: jax.Array | None = None,
+  d_valid: jax.Array | None = None,
+):
   """Rows ready for Gram products (jit-able).
 
   Args:
@@ -55,6 +68,9 @@ def _rows(x: jax.Array, metric: str, centre: jax.Array | None = None):
     metric: one of METRICS.
     centre: [d] the column centre of the euclidean metrics (default x's
       column mean); pass one centre for two sets of rows that are compared.
+    d_valid: with x zero-padded to more columns, the true column count (a
+      traced scalar: one program serves every width up to d); padded
+      columns stay zero in z.
 
   Returns:
     z: [n, d] f32 (unit rows for correlation/cosine, column-centred rows for
@@ -66,9 +82,15 @@ def _rows(x: jax.Array, metric: str, centre: jax.Array | None = None):
   if metric in ('correlation', 'cosine'):
     c = x
     if metric == 'correlation':
-      c = x - x.mean(1, keepdims=True)
-      # A second centring pass removes the float32 rounding of the first mean.
-      c = c - c.mean(1, keepdims=True)
+      if d_valid is None:
+        c = x - x.mean(1, keepdims=True)
+        # A second centring pass removes the float32 rounding of the first.
+        c = c - c.mean(1, keepdims=True)
+      else:
+        cols = jnp.arange(x.shape[1]) < d_valid
+        d = d_valid.astype(jnp.float32)
+        c = jnp.where(cols, x - x.sum(1, keepdims=True) / d, 0.0)
+        c = jnp.where(cols, c - c.sum(1, keepdims=True) / d, 0.0)
     norm = jnp.linalg.norm(c, axis=1)
     # A constant row leaves ~1 ulp of its level after centring: relative test.
     tol = 8 * jnp.finfo(jnp.float32).eps * jnp.linalg.norm(x, axis=1)
@@ -298,8 +320,15 @@ def rdm(
     out = _rdm_blas_raw(x, metric)  # no copy of x where it is safe
     if out is not None:
       return out
-  x = check_input(x, metric, precision)
-  z, sq, bad = prepare_rows(x, metric)
+  d = getattr(x, 'shape', (0, 0))[-1]
+  if impl == 'xla' and d != width_bucket(d) and getattr(x, 'ndim', 0) == 2:
+    # Zero columns change no distance; the row means use the true width.
+    x = _pad_columns(x, width_bucket(d))
+    x = check_input(x, metric, precision)
+    z, sq, bad = prepare_rows(x, metric, d_valid=jnp.int32(d))
+  else:
+    x = check_input(x, metric, precision)
+    z, sq, bad = prepare_rows(x, metric)
   raise_bad_rows(bad, metric)
   if mesh is not None:
     return _rdm_mesh(z, sq, mesh, metric, precision)
@@ -308,6 +337,15 @@ def rdm(
   n = x.shape[0]
   tile = max(int(tile or default_tile(n)), -(-n // 64))
   return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile)
+
+
+def _pad_columns(x, width: int):
+  """x with zero columns appended up to width (on the host for numpy)."""
+  if isinstance(x, jax.Array):
+    return jnp.pad(x.astype(jnp.float32), ((0, 0), (0, width - x.shape[1])))
+  out = np.zeros((x.shape[0], width), np.float32)
+  out[:, : x.shape[1]] = x
+  return out
 
 
 # The raw-Gram path centres algebraically: sum_k (x_ik - m_i)(x_jk - m_j) =

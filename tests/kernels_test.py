@@ -245,6 +245,35 @@ def test_no_recompile_for_same_shapes():
   assert traces.count('/jax/core/compile/jaxpr_trace_duration') == before
 
 
+def test_width_bucket():
+  for d in (1, 7, 16, 17, 300, 2000, 19004, 39548):
+    b = kernels.width_bucket(d)
+    assert d <= b <= d * 1.125 + 1, (d, b)
+  assert kernels.width_bucket(39548) == 40960
+  assert kernels.width_bucket(300) == kernels.width_bucket(290) == 320
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'euclidean', 'cosine'])
+def test_widths_of_one_bucket_share_the_device_programs(metric):
+  """Two ROIs of 290 and 300 vertices: zero-padded to 320 columns, one
+  compile, the values of each true width (scipy, float64)."""
+  mesh = jax.make_mesh((8,), ('data',))
+  for impl, fn, kw in (
+    ('xla', kernels._rdm_blocks, {}),
+    ('xla', None, {'mesh': mesh}),
+  ):
+    counts = []
+    for d in (290, 300):
+      x = _x(n=64, d=d, seed=d)
+      r = np.asarray(kernels.rdm(x, metric, impl=impl, **kw))
+      assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
+      np.testing.assert_array_equal(r, r.T)
+      counts.append(kernels.prepare_rows._cache_size())
+      if fn is not None:
+        counts[-1] += fn._cache_size()
+    assert counts[1] == counts[0], 'the second width compiled again'
+
+
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
 @pytest.mark.parametrize('devices', [1, 8])
 def test_summarize_equals_rdm_stats(metric, devices):
