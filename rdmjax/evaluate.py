@@ -2,14 +2,14 @@
 
 A run picks each held-out split's pairs once (`eval_set`): every unordered
 pair of the split's images when there are at most `train.max_eval_pairs`
-of them, else a fixed seeded random subset of that many; in the leaked
-variant, its own pairs of that split (`pairs.pair_split_id`) among all
-images, all or a seeded subset alike. Their targets are computed once, on
-the device: in tiles of the split's RDM (`pairs.eval_tiles`) for every
-pair, from the two response rows of each pair for a subset.
+of them, else every pair among a fixed seeded subset of its images, about
+that many pairs (`pick_images`). In the leaked variant the split's pairs
+are those `pairs.pair_split_id` assigns to it, among all images or a
+seeded subset alike. Their targets come once from the RDM of those images
+(`kernels.rdm`: one matrix product, never a per-pair row gather).
 
-`make_eval_fn` compiles one program that embeds the split's images once and
-predicts every pair of the set in fixed-size batches (`lax.map`); only the
+`make_eval_fn` compiles one program that embeds the set's images once and
+predicts every pair in fixed-size batches (`lax.map`); only the
 predictions leave the device. `score` computes R^2, Pearson and Spearman of
 the set in float64 on the host (`metrics.PairMetricsAccumulator`). Training
 scores with it; `--mode=eval` (`rdmjax.stages.eval`) scores a checkpoint.
@@ -29,10 +29,6 @@ from jax.sharding import PartitionSpec as P
 
 from rdmjax import kernels, metrics, pairs, sharding
 
-# Response rows gathered per batch of listed pairs (two rows a pair): at
-# 39548 vertices, 1024 pairs gather 324 MB.
-GATHER_BYTES = 1 << 28
-
 
 @dataclasses.dataclass
 class EvalSet:
@@ -42,7 +38,8 @@ class EvalSet:
     images: [m] sorted image indices the pairs use (embedded once).
     i, j: [P] int32 image indices of the pairs (i < j).
     target: [P] f32 targets.
-    n_all: the split's pairs in all (P < n_all: a seeded subset).
+    n_all: the split's pairs in all (P < n_all: the pairs among a seeded
+      subset of its images).
     pos: (pi, pj) [B, S] int32 positions into the padded images, on device.
     images_dev: [M] int32 padded image indices, on device.
   """
@@ -60,149 +57,107 @@ class EvalSet:
     return len(self.i) == self.n_all
 
 
-def unrank_pairs(k: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-  """Linear upper-triangle indices -> (a, b), a < b < m, in pdist's order."""
-  k = np.asarray(k, np.int64)
-
-  def start(a):  # linear index of (a, a + 1)
-    return a * (2 * m - a - 1) // 2
-
-  c = 2 * m - 1
-  a = ((c - np.sqrt(np.maximum(c * c - 8.0 * k, 0))) // 2).astype(np.int64)
-  a = np.clip(a, 0, m - 2)
-  a = np.where(start(a) > k, a - 1, a)  # float rounding, either way
-  a = np.where(start(a + 1) <= k, a + 1, a)
-  return a, k - start(a) + a + 1
-
-
-def _leaked_pairs(n: int, split_id: int, pc, seed: int) -> np.ndarray:
-  """Linear indices of every pair of n images in split split_id (leaked)."""
-  total = n * (n - 1) // 2
-  chunk = 1 << 22
-  sid = jax.jit(
-    lambda a, b: pairs.pair_split_id(a, b, tuple(pc.fractions), seed)
-  )
-  out = []
-  for s in range(0, total, chunk):
-    k = np.arange(s, s + chunk, dtype=np.int64)  # fixed shape: one compile
-    a, b = unrank_pairs(np.minimum(k, total - 1), n)
-    hit = np.asarray(sid(a.astype(np.int32), b.astype(np.int32))) == split_id
-    out.append(k[hit & (k < total)])
-  return np.concatenate(out)
-
-
-def pick_pairs(
+def pick_images(
   n_images: int, split_idx: np.ndarray, split_id: int, config
-) -> tuple[np.ndarray | None, int]:
-  """Which pairs of a split are scored.
+) -> tuple[np.ndarray, int]:
+  """The images whose pairs (of the split) are scored, and the split's
+  pairs in all.
+
+  Every image of the split when its pairs number at most
+  `train.max_eval_pairs` (0: always), else a fixed seeded subset of s
+  images, s(s-1)/2 (times the split's pair fraction, leaked) about that
+  many. In the leaked variant the split holds every image and its pairs
+  are those `pairs.pair_split_id` assigns to it.
 
   Returns:
-    (None, n_all) for every pair of split_idx (scored in tiles), or
-    ([P, 2] int32 image index pairs, n_all) for a listed set.
+    ([s] sorted int32 image indices, n_all).
   """
   pc = config.pairs
   cap = int(config.train.max_eval_pairs)
-  rng = np.random.default_rng([int(config.seed), split_id, 0xE7A1])
-  if pc.leaked:
-    k = _leaked_pairs(n_images, split_id, pc, int(config.seed))
-    n_all = len(k)
-    if cap and n_all > cap:
-      k = np.sort(rng.choice(k, cap, replace=False))
-    a, b = unrank_pairs(k, n_images)
-    return np.stack([a, b], 1).astype(np.int32), n_all
+  frac = float(pc.fractions[split_id]) if pc.leaked else 1.0
   m = len(split_idx)
-  n_all = m * (m - 1) // 2
-  if not cap or n_all <= cap:
-    return None, n_all
-  a, b = unrank_pairs(np.sort(rng.choice(n_all, cap, replace=False)), m)
-  return np.stack([split_idx[a], split_idx[b]], 1).astype(np.int32), n_all
+  if pc.leaked:
+    n_all = _count_leaked(n_images, split_id, pc, int(config.seed))
+  else:
+    n_all = m * (m - 1) // 2
+  if not cap or m * (m - 1) // 2 * frac <= cap:
+    return np.asarray(split_idx, np.int32), n_all
+  s = int((1 + np.sqrt(1 + 8 * cap / frac)) // 2)
+  rng = np.random.default_rng([int(config.seed), split_id, 0xE7A1])
+  pick = np.sort(rng.choice(split_idx, s, replace=False))
+  return pick.astype(np.int32), n_all
 
 
-def _tile_targets(device_data, split_idx, config, mesh):
-  """Every pair of split_idx and its target, from tiles of the RDM."""
-  rep = sharding.replicated(mesh)
-  tile = int(config.pairs.eval_tile)
+def _split_ids(i, j, pc, seed: int) -> np.ndarray:
   fn = jax.jit(
-    lambda z, rows, cols: kernels.cross_rdm(
-      z[rows],
-      z[cols],
-      config.pairs.metric,
-      config.pairs.get('precision', 'float32'),
-    ),
-    out_shardings=rep,
+    lambda a, b: pairs.pair_split_id(a, b, tuple(pc.fractions), seed)
   )
-  ii, jj, tt = [], [], []
-  for rows, cols, same in pairs.eval_tiles(split_idx, tile):
-    tp = pairs.tile_pairs(rows, cols, same, tile)
-    t = np.asarray(jax.device_get(fn(device_data['z'], tp['rows'], tp['cols'])))
-    keep = tp['mask'] > 0
-    ii.append(tp['i'][keep])
-    jj.append(tp['j'][keep])
-    tt.append(t.reshape(-1)[keep])
-  return np.concatenate(ii), np.concatenate(jj), np.concatenate(tt)
+  return np.asarray(fn(i, j))
 
 
-def _listed_targets(device_data, ij: np.ndarray, config, mesh) -> np.ndarray:
-  """Targets of listed pairs from their two response rows, in batches."""
-  z = device_data['z']
-  per = max(8, GATHER_BYTES // (8 * z.shape[1]))
-  per = -(-per // sharding.data_size(mesh)) * sharding.data_size(mesh)
-  nb = -(-len(ij) // per)
-  padded = np.zeros((nb * per, 2), np.int32)
-  padded[: len(ij)] = ij
-  padded = padded.reshape(nb, per, 2)
-  metric = config.pairs.metric
+def _count_leaked(n: int, split_id: int, pc, seed: int) -> int:
+  """Pairs of n images that pair_split_id assigns to split_id (exact)."""
+  rows = 256
+  cols = jnp.arange(n, dtype=jnp.int32)
 
-  def batch(p):
-    return kernels.paired(z[p[:, 0]], z[p[:, 1]], metric)
+  @jax.jit
+  def count(a):  # a [rows] image indices (past n: padding, counted out)
+    sid = pairs.pair_split_id(
+      a[:, None], cols[None, :], tuple(pc.fractions), seed
+    )
+    hit = (sid == split_id) & (a[:, None] < cols[None, :])
+    return jnp.sum(hit, dtype=jnp.int32)
 
-  fn = jax.jit(
-    lambda p: jax.lax.map(batch, p),
-    in_shardings=NamedSharding(mesh, P(None, 'data')),
-    out_shardings=sharding.replicated(mesh),
+  starts = range(0, n, rows)
+  return int(
+    sum(int(count(jnp.arange(r, r + rows, dtype=jnp.int32))) for r in starts)
   )
-  return np.asarray(jax.device_get(fn(padded))).reshape(-1)[: len(ij)]
 
 
-def eval_set(device_data, data, split: str, config, mesh) -> EvalSet:
+def eval_set(data, split: str, config, mesh) -> EvalSet:
   """Picks a split's scored pairs and computes their targets (once a run).
 
+  The targets: the RDM of the picked images' responses (`kernels.rdm`:
+  the host's BLAS on a CPU, the device's matrix product else), its upper
+  triangle (in the leaked variant, the pairs of this split only).
+
   Args:
-    device_data: {'z', 'x'} on the mesh (`train.prepare`).
     data: the run's `train_data.Data`.
     split: 'val' or 'test'.
+    mesh: the device mesh the predictions are sharded over.
   """
-  split_idx = data.split[split]
-  ij, n_all = pick_pairs(
-    data.z.shape[0], split_idx, pairs.SPLIT_ID[split], config
+  pc = config.pairs
+  sid = pairs.SPLIT_ID[split]
+  images, n_all = pick_images(data.z.shape[0], data.split[split], sid, config)
+  r = kernels.rdm(
+    data.z[images], pc.metric, precision=pc.get('precision', 'float32')
   )
-  if ij is None:
-    i, j, target = _tile_targets(device_data, split_idx, config, mesh)
-  else:
-    i, j = ij[:, 0], ij[:, 1]
-    target = _listed_targets(device_data, ij, config, mesh)
-  images = np.unique(np.concatenate([i, j]))
-  chunk = int(config.pairs.eval_tile)
+  a, b = np.triu_indices(len(images), 1)
+  if pc.leaked:
+    keep = _split_ids(images[a], images[b], pc, int(config.seed)) == sid
+    a, b = a[keep], b[keep]
+  target = np.asarray(r)[a, b]
+  del r
+  chunk = int(pc.eval_tile)
   m_pad = -(-len(images) // chunk) * chunk
   images_dev = np.full(m_pad, images[0], np.int32)
   images_dev[: len(images)] = images
   per = chunk * chunk  # pairs per prediction batch (divides over devices)
-  nb = -(-len(i) // per)
+  nb = -(-len(a) // per)
   pos = []
-  for v in (i, j):
+  for v in (a, b):
     p = np.zeros(nb * per, np.int32)
-    p[: len(v)] = np.searchsorted(images, v)
+    p[: len(v)] = v
     pos.append(p.reshape(nb, per))
   pos_sh = NamedSharding(mesh, P(None, 'data'))
-  rep = sharding.replicated(mesh)
   return EvalSet(
     images=images,
-    i=i.astype(np.int32),
-    j=j.astype(np.int32),
+    i=images[a],
+    j=images[b],
     target=target.astype(np.float32),
     n_all=int(n_all),
     pos=tuple(jax.device_put(p, pos_sh) for p in pos),
-    images_dev=jax.device_put(images_dev, rep),
+    images_dev=jax.device_put(images_dev, sharding.replicated(mesh)),
   )
 
 
@@ -265,7 +220,7 @@ def score(
 def score_test(eval_fn, params, device_data, data, config, mesh):
   """The test set's scores, with the test RDMs kept for figures (not if
   leaked)."""
-  es = eval_set(device_data, data, 'test', config, mesh)
+  es = eval_set(data, 'test', config, mesh)
   return score(
     eval_fn, params, device_data, es, keep_matrix=not config.pairs.leaked
   )

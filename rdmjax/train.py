@@ -295,9 +295,7 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
     prep.graphdef, prep.tx, prep.lr_fn, config, prep.mesh
   )
   eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
-  val_set = evaluate.eval_set(
-    prep.device_data, prep.data, 'val', config, prep.mesh
-  )
+  val_set = evaluate.eval_set(prep.data, 'val', config, prep.mesh)
   split_train = sharding.put_replicated(prep.data.split['train'], prep.mesh)
   bar = tqdm(
     range(start, steps),

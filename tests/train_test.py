@@ -111,7 +111,7 @@ def test_scores_every_test_pair_as_sklearn_and_scipy(datadir):
   for _ in range(5):
     state, _ = step(state, dd, split['train'])
   ev = evaluate.make_eval_fn(g, c, mesh)
-  es = evaluate.eval_set(dd, data, 'test', c, mesh)
+  es = evaluate.eval_set(data, 'test', c, mesh)
   got, mats = evaluate.score(ev, state['params'], dd, es, keep_matrix=True)
   # Reference: every unordered test pair once, model called per pair.
   test = data.split['test']
@@ -127,59 +127,50 @@ def test_scores_every_test_pair_as_sklearn_and_scipy(datadir):
   assert ev._cache_size() == 1, 'scoring again compiles nothing'
 
 
-def test_subset_of_pairs_is_fixed_seeded_and_scored_exactly(datadir):
+def test_subset_of_images_is_fixed_seeded_and_scored_exactly(datadir):
   c = tiny(**{'pairs.eval_tile': 8, 'train.max_eval_pairs': 40})
   data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
   state, _ = step(state, dd, split['train'])
-  es = evaluate.eval_set(dd, data, 'val', c, mesh)
+  es = evaluate.eval_set(data, 'val', c, mesh)
   m = len(data.split['val'])
-  assert len(es.i) == 40 and es.n_all == m * (m - 1) // 2 > 40
-  assert not es.exact
-  assert np.all(es.i < es.j)
-  assert len(set(zip(es.i, es.j))) == 40
-  assert set(es.i) | set(es.j) <= set(data.split['val'])
-  again = evaluate.eval_set(dd, data, 'val', c, mesh)
-  np.testing.assert_array_equal(again.i, es.i)
-  np.testing.assert_array_equal(again.j, es.j)
+  # 9 images: 36 pairs (10 would be 45 > 40), all of them.
+  assert len(es.images) == 9 and len(es.i) == 36
+  assert es.n_all == m * (m - 1) // 2 > 40 and not es.exact
+  assert set(es.images) <= set(data.split['val'])
+  a, b = np.triu_indices(9, 1)
+  np.testing.assert_array_equal(es.i, es.images[a])
+  np.testing.assert_array_equal(es.j, es.images[b])
+  again = evaluate.eval_set(data, 'val', c, mesh)
+  np.testing.assert_array_equal(again.images, es.images)
   ev = evaluate.make_eval_fn(g, c, mesh)
   got, mats = evaluate.score(ev, state['params'], dd, es, keep_matrix=True)
   assert mats is None  # no matrix from a subset
+  assert got['n_all'] == es.n_all
   pred, true = _reference(g, state['params'], data, c, es.i, es.j)
   np.testing.assert_allclose(es.target, true, rtol=1e-4, atol=1e-5)
   _check_scores(got, pred, true)
 
 
-@pytest.mark.parametrize('cap', [0, 40])
+@pytest.mark.parametrize('cap', [0, 200])
 def test_leaked_scores_its_own_test_pairs(datadir, cap):
   from rdmjax import pairs
 
   c = tiny(**{'pairs.leaked': True, 'train.max_eval_pairs': cap})
   data, mesh, g, state, dd, split, step = _setup(c, datadir, jax.devices())
-  es = evaluate.eval_set(dd, data, 'test', c, mesh)
+  es = evaluate.eval_set(data, 'test', c, mesh)
   n = data.z.shape[0]
   a, b = np.triu_indices(n, 1)
   sid = np.asarray(pairs.pair_split_id(a, b, c.pairs.fractions, c.seed))
-  want = set(zip(a[sid == 2], b[sid == 2]))
-  got = set(zip(es.i, es.j))
-  assert es.n_all == len(want)
-  if cap:
-    assert len(got) == cap and got <= want
+  assert es.n_all == np.sum(sid == 2)
+  among = np.isin(a, es.images) & np.isin(b, es.images)
+  want = set(zip(a[(sid == 2) & among], b[(sid == 2) & among]))
+  assert set(zip(es.i, es.j)) == want and len(es.i) == len(want)
+  if cap:  # s(s-1)/2 * 0.1 <= 200: 63 of the 120 images
+    assert len(es.images) == 63 and not es.exact
   else:
-    assert got == want
+    assert len(es.images) == n and es.exact
   _, true = _reference(g, state['params'], data, c, es.i, es.j)
   np.testing.assert_allclose(es.target, true, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize('m', [2, 3, 17, 9841])
-def test_unrank_pairs_is_pdist_order(m):
-  a, b = np.triu_indices(m, 1)
-  k = np.arange(len(a))
-  if m > 100:
-    k = np.random.default_rng(0).choice(len(a), 100_000, replace=False)
-    k = np.concatenate([k, [0, len(a) - 1]])
-  ga, gb = evaluate.unrank_pairs(k, m)
-  np.testing.assert_array_equal(ga, a[k])
-  np.testing.assert_array_equal(gb, b[k])
 
 
 def _params(workdir):
