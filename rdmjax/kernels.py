@@ -222,17 +222,35 @@ def default_tile(n: int) -> int:
 
 @functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
 def _rdm_blocks(z, sq, *, metric: str, precision: str, tile: int):
-  """Upper block rows `z[r:r+t] @ z[r:].T`, mirrored. z: [n, d]; -> [n, n]."""
+  """The tiles on and above the diagonal, mirrored. z: [n, d]; -> [n, n].
+
+  Rows are zero-padded to whole tiles and a `lax.scan` walks the upper
+  tiles: one [tile, d] x [d, tile] product shape, compiled (and on a GPU
+  autotuned) once, whatever n; the arithmetic of one triangle plus the
+  diagonal tiles.
+  """
   n = z.shape[0]
-  zc = cast_for(z, precision)
-  out = jnp.zeros((n, n), jnp.float32)
-  for r in range(0, n, tile):  # static: at most 64 blocks
-    e = min(r + tile, n)
-    g = gram(zc[r:e], zc[r:], precision)
-    out = out.at[r:e, r:].set(
-      values_from_gram(g, sq[r:e, None], sq[None, r:], metric)
+  nb = -(-n // tile)
+  pad = nb * tile - n
+  zc = cast_for(jnp.pad(z, ((0, pad), (0, 0))), precision)
+  sqp = jnp.pad(sq, (0, pad))
+  bi, bj = np.triu_indices(nb)
+
+  def body(out, ij):
+    r, c = ij[0] * tile, ij[1] * tile
+    a = lax.dynamic_slice_in_dim(zc, r, tile)
+    b = lax.dynamic_slice_in_dim(zc, c, tile)
+    sa = lax.dynamic_slice_in_dim(sqp, r, tile)
+    sb = lax.dynamic_slice_in_dim(sqp, c, tile)
+    v = values_from_gram(
+      gram(a, b, precision), sa[:, None], sb[None, :], metric
     )
-  return _symmetrise(out)
+    return lax.dynamic_update_slice(out, v, (r, c)), None
+
+  out = jnp.zeros((nb * tile, nb * tile), jnp.float32)
+  ij = jnp.stack([jnp.asarray(bi), jnp.asarray(bj)], 1).astype(jnp.int32)
+  out, _ = lax.scan(body, out, ij)
+  return _symmetrise(out[:n, :n])
 
 
 def _constrain(x: jax.Array, sharding: NamedSharding) -> jax.Array:

@@ -245,6 +245,17 @@ def test_no_recompile_for_same_shapes():
   assert traces.count('/jax/core/compile/jaxpr_trace_duration') == before
 
 
+def test_device_rdm_is_one_product_shape_in_a_loop():
+  """The XLA path: a scan over the upper tiles, one dot in the program."""
+  x = _x(n=N, d=64)
+  z, sq, _ = kernels.prepare_rows(x, 'correlation')
+  hlo = kernels._rdm_blocks.lower(
+    z, sq, metric='correlation', precision='float32', tile=TILE
+  ).as_text()
+  assert hlo.count('dot_general') == 1
+  assert 'while' in hlo or 'scan' in hlo
+
+
 def test_width_bucket():
   for d in (1, 7, 16, 17, 300, 2000, 19004, 39548):
     b = kernels.width_bucket(d)
