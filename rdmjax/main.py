@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -80,7 +81,9 @@ def main(argv: list[str]) -> None:
   try:
     for stage in todo:
       logging.info('stage %s', stage)
+      t0 = time.perf_counter()
       stages.run(stage, config, workdir)
+      _log_time(workdir, stage, time.perf_counter() - t0)
   except InputError as e:
     print(f'rdmjax: error: {e}', file=sys.stderr)
     sys.exit(2)
@@ -90,6 +93,19 @@ def main(argv: list[str]) -> None:
     if 'train' in todo and results.exists():
       train = json.loads(results.read_text()).get('train', {})
       print('test pairs:', json.dumps(train.get('test', {})))
+
+
+def _log_time(workdir: Path, stage: str, wall_s: float) -> None:
+  """One JSON line per finished stage: stdout and WORKDIR/timings.jsonl."""
+  import resource
+
+  from rdmjax import report
+
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB
+  row = dict(stage=stage, wall_s=round(wall_s, 2), peak_rss_gb=round(peak, 2))
+  if report.is_writer():
+    print(json.dumps(row), flush=True)
+    report.append_jsonl(workdir / 'timings.jsonl', row)
 
 
 def run() -> None:

@@ -1,5 +1,7 @@
-"""The entry point: the persistent compilation cache is on by default."""
+"""The entry point: the persistent compilation cache is on by default; each
+stage's time and peak memory go to stdout and timings.jsonl."""
 
+import json
 import os
 import subprocess
 import sys
@@ -35,3 +37,11 @@ def test_compilation_cache_fills_the_given_folder(tmp_path):
   )
   assert r.returncode == 0, r.stderr[-2000:]
   assert cache.is_dir() and any(cache.iterdir())
+  rows = [
+    json.loads(line)
+    for line in (tmp_path / 'work' / 'timings.jsonl').read_text().splitlines()
+  ]
+  assert [r['stage'] for r in rows] == ['bench']
+  assert rows[0]['wall_s'] > 0 and rows[0]['peak_rss_gb'] > 0.05
+  printed = [json.loads(x) for x in r.stdout.splitlines() if '"stage"' in x]
+  assert printed == rows
