@@ -63,7 +63,8 @@ def load_data(config, workdir: str | Path) -> Data:
   else:
     split = pairs.split_images(n, config.pairs.fractions, config.seed)
   std = algonauts.Standardizer.fit(x_resp, rows=split['train'])
-  z = std(x_resp)
+  z = std(x_resp, out=_own_f32(x_resp))  # in place: one copy of [n, v]
+  del x_resp
   emb = None
   if config.model.name == 'mlp':
     from rdmjax.data import embeddings
@@ -92,7 +93,8 @@ def load_data(config, workdir: str | Path) -> Data:
     clean = synthetic.noiseless(root, subject, roi, 'train')
     # Its own standardisation, fitted on the same training rows.
     if clean is not None:
-      z_clean = algonauts.Standardizer.fit(clean, rows=split['train'])(clean)
+      fit = algonauts.Standardizer.fit(clean, rows=split['train'])
+      z_clean = fit(clean, out=_own_f32(clean))
   meta = dict(
     model=_model_meta(config.model),
     d_in=d_in,
@@ -105,6 +107,13 @@ def load_data(config, workdir: str | Path) -> Data:
     split={k: v.tolist() for k, v in split.items()},
   )
   return Data(z, x.astype(np.float32), split, meta, emb, z_clean)
+
+
+def _own_f32(x: np.ndarray) -> np.ndarray | None:
+  """x when it is a writable float32 array of its own (standardise in
+  place), else None (a new array)."""
+  ok = x.dtype == np.float32 and x.flags.writeable and x.flags.owndata
+  return x if ok else None
 
 
 def check_batch(config, data: Data, mesh) -> None:

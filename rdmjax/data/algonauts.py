@@ -363,9 +363,13 @@ class Standardizer:
     scale = np.where(tiny, 1.0, np.sqrt(var))
     return cls(mean, scale)
 
-  def __call__(self, x: np.ndarray) -> np.ndarray:
-    """[n, v] f32 (computed in float64 a column block at a time)."""
-    out = np.empty(x.shape, np.float32)
+  def __call__(self, x: np.ndarray, out: np.ndarray | None = None):
+    """[n, v] f32 (computed in float64 a column block at a time).
+
+    out: where to write it ([n, v] f32; x itself standardises in place).
+    """
+    if out is None:
+      out = np.empty(x.shape, np.float32)
     for s in _blocks(x.shape[1]):
       b = np.asarray(x[:, s], np.float64)
       b -= self.mean[s]

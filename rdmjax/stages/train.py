@@ -40,6 +40,9 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   """
   workdir = Path(workdir)
   result = train.train(config, workdir)
+  base = _baselines(config, result.data)
+  # The leaked run reads the responses again: free this run's copy first.
+  result.data.z = result.data.z_noiseless = None
   leaked = None
   if config.train.run_leaked and not config.pairs.leaked:
     cl = config.copy_and_resolve_references()
@@ -48,7 +51,7 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
       cl.train.run_leaked = False
     # The same subject and embeddings: read from this run's workdir.
     leaked = train.train(cl, workdir / 'leaked', data_dir=workdir)
-  return write(config, workdir, result, leaked)
+  return write(config, workdir, result, leaked, base)
 
 
 def write(
@@ -56,8 +59,12 @@ def write(
   workdir: Path,
   run: train.TrainResult,
   leaked: train.TrainResult | None,
+  base: dict[str, Any] | None = None,
 ) -> dict:
-  """results.json 'train', figures/, report section 'train'."""
+  """results.json 'train', figures/, report section 'train'.
+
+  base: `_baselines` of run.data, when its responses are gone already.
+  """
   workdir = Path(workdir)
   data = run.data
   res: dict[str, Any] = dict(
@@ -66,9 +73,9 @@ def write(
     metric=config.pairs.metric,
     embeddings=config.data.embeddings if config.model.name == 'mlp' else None,
     n_images={k: len(v) for k, v in data.split.items()},
-    n_vertices=int(data.z.shape[1]),
+    n_vertices=int(data.meta['n_vertices']),
     **run.summary(),
-    **_baselines(config, data),
+    **(_baselines(config, data) if base is None else base),
   )
   if res['ceiling']:
     res['fraction_of_ceiling'] = res['test']['spearman'] / res['ceiling']
