@@ -39,11 +39,15 @@ METRICS = ('correlation', 'euclidean', 'sqeuclidean', 'cosine')
 PRECISIONS = ('float32', 'tf32', 'bf16_3x', 'bf16')
 
 
-def check_input(x, metric: str, precision: str) -> jax.Array:
+def _check_shape(x, metric: str, precision: str) -> None:
   _check_names(metric, precision)
   if getattr(x, 'ndim', None) != 2 or x.shape[0] < 2:
     shape = getattr(x, 'shape', None)
     raise InputError(f'responses shape {shape}: pass [n_images >= 2, d]')
+
+
+def check_input(x, metric: str, precision: str) -> jax.Array:
+  _check_shape(x, metric, precision)
   return jnp.asarray(x, jnp.float32)
 
 
@@ -339,6 +343,11 @@ def rdm(
     if out is not None:
       return out
   d = getattr(x, 'shape', (0, 0))[-1]
+  if impl == 'blas' and mesh is None:
+    _check_shape(x, metric, precision)
+    z, sq, bad = _rows_host(x, metric)
+    raise_bad_rows(bad, metric)
+    return _rdm_blas(z, sq, metric)
   if impl == 'xla' and d != width_bucket(d) and getattr(x, 'ndim', 0) == 2:
     # Zero columns change no distance; the row means use the true width.
     x = _pad_columns(x, width_bucket(d))
@@ -350,8 +359,6 @@ def rdm(
   raise_bad_rows(bad, metric)
   if mesh is not None:
     return _rdm_mesh(z, sq, mesh, metric, precision)
-  if impl == 'blas':
-    return _rdm_blas(np.asarray(z), np.asarray(sq), metric)
   n = x.shape[0]
   tile = max(int(tile or default_tile(n)), -(-n // 64))
   return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile)
@@ -413,6 +420,29 @@ def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
   np.clip(g, 0.0, 2.0, out=g)
   np.fill_diagonal(g, 0.0)
   return jnp.asarray(g)
+
+
+def _rows_host(x, metric: str):
+  """`_rows` for the host BLAS path, in numpy: one float32 copy of x,
+  changed in place (nothing compiled, so no program per ROI width)."""
+  z = np.array(x, np.float32)
+  finite = np.ones(z.shape[0], bool)
+  for r in range(0, z.shape[0], 1024):  # bounded temporaries
+    finite[r : r + 1024] = np.isfinite(z[r : r + 1024]).all(1)
+  if metric in ('correlation', 'cosine'):
+    scale = np.sqrt(np.einsum('ij,ij->i', z, z))
+    if metric == 'correlation':
+      z -= z.mean(1, keepdims=True)
+      z -= z.mean(1, keepdims=True)  # the float32 rounding of the first
+    norm = np.sqrt(np.einsum('ij,ij->i', z, z))
+    tol = 8 * np.finfo(np.float32).eps * scale
+    with np.errstate(invalid='ignore'):
+      bad = ~finite | (norm <= tol) | (norm == 0)
+    z /= np.where(bad, 1.0, norm).astype(np.float32)[:, None]
+    z[bad] = np.nan
+    return z, np.ones(z.shape[0], np.float32), bad
+  z -= z.mean(0, keepdims=True)
+  return z, np.einsum('ij,ij->i', z, z), ~finite
 
 
 def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
