@@ -110,10 +110,10 @@ def load_data(config, workdir: str | Path) -> Data:
 
 
 def _own_f32(x: np.ndarray) -> np.ndarray | None:
-  """x when it is a writable float32 array of its own (standardise in
-  place), else None (a new array)."""
-  ok = x.dtype == np.float32 and x.flags.writeable and x.flags.owndata
-  return x if ok else None
+  """x when it is a writable, contiguous float32 array (a fresh copy from
+  the reader: standardise it in place), else None (a new array)."""
+  ok = x.dtype == np.float32 and x.flags.writeable and x.flags.c_contiguous
+  return x if ok and not isinstance(x, np.memmap) else None
 
 
 def check_batch(config, data: Data, mesh) -> None:

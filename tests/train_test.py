@@ -317,3 +317,21 @@ def test_siamese_cnn_beats_chance_on_v1(tmp_path):
   assert r['roi'] == 'V1' and r['zero_shot_rsa'] is None
   assert r['test']['spearman'] > 0.12
   assert r['test']['n_pairs'] == 60 * 59 // 2
+
+
+def test_cpu_devices_share_aligned_responses_instead_of_copying():
+  """XLA's CPU client aliases 64-byte-aligned host arrays (the reader's
+  responses are): the full subject is not copied again on device_put."""
+  from rdmjax.data import algonauts
+
+  z = algonauts.aligned_empty((64, 300))
+  assert z.ctypes.data % 64 == 0
+  z[:] = 1.0
+  mesh = sharding.make_mesh((('data', 1),), jax.devices()[:1])
+  shared = sharding.put_replicated(z, mesh)
+  z[0, 0] = 7.0  # the shared device array sees the host write
+  assert float(shared[0, 0]) == 7.0
+  unaligned = np.ones(64 * 300 + 1, np.float32)[1:].reshape(64, 300)
+  kept = sharding.put_replicated(unaligned, mesh)
+  unaligned[0, 0] = 7.0
+  assert float(kept[0, 0]) == 1.0  # copied: numpy's alignment is not enough

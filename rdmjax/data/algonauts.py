@@ -99,6 +99,17 @@ class SubjectPaths:
     )
 
 
+def aligned_empty(shape, dtype=np.float32, align: int = 64) -> np.ndarray:
+  """np.empty with its data 64-byte aligned (numpy guarantees 16): BLAS runs
+  faster on it, and XLA's CPU client shares it on device_put instead of
+  copying it (1.5 GB for a full subject)."""
+  dtype = np.dtype(dtype)
+  n = int(np.prod(shape))
+  raw = np.empty(n * dtype.itemsize + align, np.uint8)
+  start = -raw.ctypes.data % align
+  return raw[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
   if not path.is_file():
     raise InputError(
@@ -253,7 +264,8 @@ class Subject:
       )
     lh_mask, rh_mask = self.roi_mask(roi)
     lh, rh = self.fmri[split]
-    return np.concatenate([lh[:, lh_mask], rh[:, rh_mask]], axis=1)
+    out = aligned_empty((lh.shape[0], int(lh_mask.sum() + rh_mask.sum())))
+    return np.concatenate([lh[:, lh_mask], rh[:, rh_mask]], axis=1, out=out)
 
 
 def _load_rois(paths: SubjectPaths, n_vertices: dict[str, int]):
