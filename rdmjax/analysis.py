@@ -35,8 +35,8 @@ KINDS = (
 
 def responses(subject, roi: str, split: str, standardize: bool) -> np.ndarray:
   """[n_images, n_roi_vertices] f32, z-scored per vertex over the split."""
-  x = subject.responses(roi, split)
-  return algonauts.Standardizer.fit(x)(x) if standardize else x
+  x = subject.responses(roi, split)  # a fresh array: standardised in place
+  return algonauts.Standardizer.fit(x)(x, out=x) if standardize else x
 
 
 def rsa_subset(n: int, max_images: int, seed: int) -> np.ndarray | None:
@@ -124,7 +124,7 @@ def noiseless(config, workdir: Path, subject, roi: str, split: str, std: bool):
   if x is None:
     logging.warning('no noiseless responses for %s: no RSA ceiling', roi)
   elif std:
-    x = algonauts.standardize(x)
+    x = algonauts.Standardizer.fit(x)(x, out=x)  # a fresh array: in place
   return x
 
 
