@@ -162,11 +162,9 @@ def test_rsa_and_ceiling_match_scipy(run, roi, metric):
     np.testing.assert_allclose(got['spearman'], want_s, atol=1e-4)
     np.testing.assert_allclose(got['pearson'], want_p, atol=1e-4)
   assert 'stale' not in res['rsa']
-  with np.load(
-    synthetic.extras_dir(run['workdir'] / 'data', 'subj01') / 'noiseless.npz'
-  ) as f:
-    lh, rh = subject.roi_mask(roi)
-    nl = np.concatenate([f['lh_train'][:, lh], f['rh_train'][:, rh]], 1)
+  f = synthetic.read_extras(run['workdir'] / 'data', 'subj01')
+  lh, rh = subject.roi_mask(roi)
+  nl = np.concatenate([f['lh_train'][:, lh], f['rh_train'][:, rh]], 1)
   ceil = _rdm64(_z(nl), metric)
   want = stats.spearmanr(fmri[iu], ceil[iu]).statistic
   np.testing.assert_allclose(res['ceiling']['spearman'], want, atol=1e-4)

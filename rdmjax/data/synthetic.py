@@ -2,11 +2,23 @@
 
 `write_subject(root)` writes `root/subj01/` as the real release lays it out
 (plus `test_fmri/` and `noise_ceiling/`) and `extras_dir(root)` beside it:
-`embeddings.npz` (synthetic model embeddings), `noiseless.npz` (the
-noiseless responses, read by `noiseless`) and `params.json` (written last:
-a subject without it is incomplete). Deterministic in the seed. The
-generative model and the extras' contents: README.md, "The synthetic
-subject".
+`embeddings.npz` (synthetic model embeddings), `noiseless/` (the noiseless
+responses `{lh,rh}_{train,test}.npy`, [n, v] float32, read by `noiseless`,
+and `latents.npz`: `latents_{train,test}` [n, 21] named by `latent_names`,
+and `n_reps_train`, the repeats averaged per training image; all read by
+`read_extras`) and `params.json` (written last: a subject without it is
+incomplete). The generative model and the extras' contents: README.md, "The
+synthetic subject".
+
+Any size is written in bounded memory (peak RSS 1.1 GB at NSD subj01's
+10,000 images, 39,548 vertices and 425 px; ~14 min on 2 CPU cores): images are rendered, saved and
+filtered IMAGE_CHUNK at a time, keeping only their filter channels; each
+hemisphere's random parameters are drawn up front (O(v)), then its signal,
+trials and z-scoring are computed VERTEX_CHUNK vertices at a time and
+written straight into the `.npy` files. Deterministic in the seed, and the
+values do not depend on the chunk sizes: every random stream is keyed by
+the seed and a fixed block (IMAGE_BLOCK images rendered by one generator,
+VERTEX_BLOCK vertices' trial noise from one), and chunks are whole blocks.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from PIL import Image
 from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.data.synthetic_images import (
   LATENT_NAMES,
+  POOL_RES,
   draw_latents,
   filter_channels,
   latent_matrix,
@@ -33,18 +46,27 @@ from rdmjax.data.synthetic_model import (
   EMBED_VERSION,
   ROI_CLASSES,
   assign_rois,
+  hemi_params,
   hemi_signal,
+  latent_features,
   measure,
-  ncsnr,
   random_maps,
   standardise,
   synthetic_embeddings,
 )
 from rdmjax.errors import InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 N_FSAVERAGE = 163842
 N_NSD = 73000
+HEMIS = ('lh', 'rh')
+# Random streams come per block (fixed: they set the values); work proceeds
+# per chunk of whole blocks (chunk sizes only bound the memory: two image
+# chunks and one vertex chunk's [n_images, n_repeats, chunk] trials held).
+IMAGE_BLOCK, IMAGE_CHUNK = 32, 128
+VERTEX_BLOCK, VERTEX_CHUNK = 256, 1024
+# The streams' keys (SeedSequence spawn keys, after the seed).
+_IDS, _LATENTS, _RENDER, _MAPS, _REPS, _HEMI, _NOISE, _ROIS, _EMBED = range(9)
 
 
 def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
@@ -58,6 +80,8 @@ def noiseless(
 ) -> np.ndarray | None:
   """The noiseless responses of an ROI, [n_images, v] f32 (LH then RH).
 
+  Reads only the ROI's columns into memory (the files are memory-mapped).
+
   Args:
     root: the data root holding the synthetic subject.
     subject: its `rdmjax.data.algonauts.Subject` (for the ROI masks).
@@ -68,14 +92,38 @@ def noiseless(
     The array, or None when the subject has no noiseless responses (real
     data, or a synthetic subject written without them).
   """
-  path = extras_dir(root, subject.name) / 'noiseless.npz'
-  if not path.is_file():
+  folder = extras_dir(root, subject.name) / 'noiseless'
+  if not all((folder / f'{h}_{split}.npy').is_file() for h in HEMIS):
     return None
-  lh, rh = subject.roi_mask(roi)
-  with np.load(path) as f:
-    return np.concatenate(
-      [f[f'lh_{split}'][:, lh], f[f'rh_{split}'][:, rh]], axis=1
-    )
+  masks = subject.roi_mask(roi)
+  return np.concatenate(
+    [
+      np.load(folder / f'{h}_{split}.npy', mmap_mode='r')[:, m]
+      for h, m in zip(HEMIS, masks)
+    ],
+    axis=1,
+  )
+
+
+def read_extras(
+  root: str | os.PathLike, subject: str = 'subj01'
+) -> dict[str, np.ndarray]:
+  """A synthetic subject's noiseless responses and latents.
+
+  Returns:
+    {lh,rh}_{train,test}: [n, v] f32 read-only memory maps of the noiseless
+    responses; latents_train, latents_test: [n, 21] f32; latent_names: [21]
+    str; n_reps_train: [n_train] int, the repeats averaged per image.
+  """
+  folder = extras_dir(root, subject) / 'noiseless'
+  out = {
+    f'{h}_{s}': np.load(folder / f'{h}_{s}.npy', mmap_mode='r')
+    for h in HEMIS
+    for s in ('train', 'test')
+  }
+  with np.load(folder / 'latents.npz') as f:
+    out.update({k: f[k] for k in f.files})
+  return out
 
 
 def _params(subject, **kw) -> dict:
@@ -129,65 +177,159 @@ def _write_rois(folder: Path, labels: dict, rng: np.random.Generator) -> None:
       np.save(folder / f'{hemi}.{cls}_fsaverage_space.npy', fsa)
 
 
-def _write_images(folder: Path, split: str, ids, images, progress) -> None:
+def _rng(seed: int, *key: int) -> np.random.Generator:
+  """The generator of one random stream: the seed and a key (see _IDS...)."""
+  return np.random.default_rng(
+    np.random.SeedSequence([seed, FORMAT_VERSION], spawn_key=key)
+  )
+
+
+def _chunks(stop: int, block: int, chunk: int, start: int = 0):
+  """Slices of whole blocks (the last one cut at stop), each
+  max(1, chunk // block) blocks long, covering start..stop (start: a whole
+  number of blocks)."""
+  step = max(1, chunk // block) * block
+  for i in range(start, stop, step):
+    yield slice(i, min(i + step, stop))
+
+
+def _images(p: dict, subj: Path, ids, lat: dict, progress: bool):
+  """Renders, saves and filters the images, IMAGE_CHUNK at a time.
+
+  PNG encoding (PIL releases the GIL) runs in threads while the next chunk
+  renders: at most two chunks of images are held.
+
+  Returns:
+    chan: [n, 15, POOL_RES**2] f32, `filter_channels` of every image.
+  """
   from concurrent.futures import ThreadPoolExecutor
 
   from tqdm import tqdm
 
-  folder.mkdir(parents=True)
+  n, n_train, size = ids.size, p['n_train'], p['image_size']
+  folders = []
+  for stem in ('training_split/training', 'test_split/test'):
+    folders.append(subj / f'{stem}_images')
+    folders[-1].mkdir(parents=True)
 
-  def save(i):  # PIL's encoder releases the GIL: threads write in parallel
-    name = f'{split}-{i + 1:04d}_nsd-{ids[i]:05d}.png'
-    Image.fromarray(images[i], 'RGB').save(folder / name, compress_level=1)
+  def save(i, image):
+    split, j = ('train', i) if i < n_train else ('test', i - n_train)
+    name = f'{split}-{j + 1:04d}_nsd-{ids[i]:05d}.png'
+    Image.fromarray(image, 'RGB').save(
+      folders[split == 'test'] / name, compress_level=1
+    )
 
-  with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-    done = pool.map(save, range(len(ids)))
-    for _ in tqdm(done, total=len(ids), desc=split, disable=not progress):
-      pass
+  chan = np.empty((n, 15, POOL_RES**2), np.float32)
+  with (
+    ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool,
+    tqdm(total=n, desc='images', disable=not progress) as bar,
+  ):
+    pending = []
+    for sl in _chunks(n, IMAGE_BLOCK, IMAGE_CHUNK):
+      images = np.empty((sl.stop - sl.start, size, size, 3), np.uint8)
+      for b in _chunks(sl.stop, IMAGE_BLOCK, IMAGE_BLOCK, sl.start):
+        rng = _rng(p['seed'], _RENDER, b.start // IMAGE_BLOCK)
+        part = {k: x[b] for k, x in lat.items()}
+        images[b.start - sl.start : b.stop - sl.start] = render(part, size, rng)
+      for f in pending:
+        f.result()
+      bar.update(len(pending))
+      pending = [
+        pool.submit(save, i, images[i - sl.start])
+        for i in range(sl.start, sl.stop)
+      ]
+      chan[sl] = filter_channels(images)
+    for f in pending:
+      f.result()
+    bar.update(len(pending))
+  return chan
+
+
+def _new_npy(path: Path, shape) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  f = np.lib.format.open_memmap(path, 'w+', np.float32, shape)
+  del f
+
+
+def _write_cols(path: Path, cols: slice, x: np.ndarray) -> None:
+  """Writes x into columns `cols` of the [rows, v] `.npy` file at path.
+
+  Mapped only meanwhile: once unmapped, its written pages leave this
+  process's resident set (they stay in the page cache until written back).
+  """
+  f = np.lib.format.open_memmap(path, 'r+')
+  f[:, cols] = x
+  del f
+
+
+def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
+  """Writes one hemisphere's measured and noiseless responses, in chunks."""
+  hemi, n_train, n_rep = HEMIS[k], p['n_train'], p['n_repeats']
+  n, v = n_reps.size, prm['prf'].size
+  files = {
+    'saved': (
+      subj / 'training_split/training_fmri' / f'{hemi}_training_fmri.npy',
+      subj / 'test_split/test_fmri' / f'{hemi}_test_fmri.npy',
+    ),
+    'clean': (
+      extras / 'noiseless' / f'{hemi}_train.npy',
+      extras / 'noiseless' / f'{hemi}_test.npy',
+    ),
+  }
+  for train, test in files.values():
+    _new_npy(train, (n_train, v))
+    _new_npy(test, (n - n_train, v))
+  for cols in _chunks(v, VERTEX_BLOCK, VERTEX_CHUNK):
+    noise = np.empty((n, n_rep, cols.stop - cols.start), np.float32)
+    for b in _chunks(cols.stop, VERTEX_BLOCK, VERTEX_BLOCK, cols.start):
+      rng = _rng(p['seed'], _NOISE, k, b.start // VERTEX_BLOCK)
+      noise[:, :, b.start - cols.start : b.stop - cols.start] = (
+        rng.standard_normal((n, n_rep, b.stop - b.start), np.float32)
+      )
+    shared = prm['factors'] @ prm['load'][:, cols]
+    sig = hemi_signal(feats, prm, cols)
+    out = dict(
+      zip(
+        ('saved', 'clean'),
+        measure(sig, prm['ncsnr'][cols], n_reps, noise, shared),
+      )
+    )
+    del noise, shared, sig
+    for key, (train, test) in files.items():
+      _write_cols(train, cols, out[key][:n_train])
+      _write_cols(test, cols, out[key][n_train:])
 
 
 def _generate(p: dict, subj: Path, extras: Path, progress: bool) -> None:
   """Writes a subject into subj/ and its extras into extras/ (not params)."""
-  n_train, n_test, n_rep = p['n_train'], p['n_test'], p['n_repeats']
+  n_train, n_test = p['n_train'], p['n_test']
+  n_rep, seed = p['n_repeats'], p['seed']
   n = n_train + n_test
-  rngs = [
-    np.random.default_rng(s)
-    for s in np.random.SeedSequence([p['seed'], FORMAT_VERSION]).spawn(8)
-  ]
-  ids = rngs[0].choice(N_NSD, n, replace=False)
+  ids = _rng(seed, _IDS).choice(N_NSD, n, replace=False)
   ids = np.concatenate([np.sort(ids[:n_train]), np.sort(ids[n_train:])])
-  lat = draw_latents(rngs[1], n)
-  images = render(lat, p['image_size'], rngs[2])
-  chan = filter_channels(images)
+  lat = draw_latents(_rng(seed, _LATENTS), n)
+  chan = _images(p, subj, ids, lat, progress)
   z = standardise(latent_matrix(lat))
-  maps = random_maps(rngs[3], z.shape[1])
+  maps = random_maps(_rng(seed, _MAPS), z.shape[1])
+  feats = dict(h=latent_features(z, maps), category=lat['category'], chan=chan)
   n_reps = np.concatenate(
-    [rngs[4].integers(1, n_rep + 1, n_train), np.full(n_test, n_rep)]
+    [_rng(seed, _REPS).integers(1, n_rep + 1, n_train), np.full(n_test, n_rep)]
   )
-  labels, out = {}, {}
-  for k, hemi in enumerate(('lh', 'rh')):
-    rng = np.random.default_rng(rngs[5].integers(2**63) + k)
+  labels = {}
+  extras.mkdir(parents=True)
+  for k, hemi in enumerate(HEMIS):
+    rng = _rng(seed, _HEMI, k)
     labels[hemi] = assign_rois(p[f'n_vertices_{hemi}'], rng)
-    sig = hemi_signal(chan, z, lat, labels[hemi], maps, hemi, rng)
-    snr = ncsnr(labels[hemi], rng)
-    out[hemi] = measure(sig, snr, n_reps, n_rep, rng)
+    prm = hemi_params(labels[hemi], maps, hemi, n * n_rep, rng)
+    snr = prm['ncsnr']
     nc = snr**2 / (snr**2 + np.mean(1 / n_reps[n_train:]))
     d = subj / 'test_split' / 'noise_ceiling'
     d.mkdir(parents=True, exist_ok=True)
     np.save(d / f'{hemi}_noise_ceiling.npy', nc.astype(np.float64))
-  for split, sl, stem in (
-    ('training', slice(0, n_train), 'training_split/training'),
-    ('test', slice(n_train, n), 'test_split/test'),
-  ):
-    d = subj / f'{stem}_fmri'
-    d.mkdir(parents=True)
-    for hemi in ('lh', 'rh'):
-      np.save(d / f'{hemi}_{split}_fmri.npy', out[hemi][0][sl])
-    short = 'train' if split == 'training' else 'test'
-    _write_images(subj / f'{stem}_images', short, ids[sl], images[sl], progress)
-  _write_rois(subj / 'roi_masks', labels, rngs[6])
-  extras.mkdir(parents=True)
-  emb = synthetic_embeddings(lat, rngs[7])
+    _responses(p, k, prm, feats, n_reps, subj, extras)
+    del prm
+  _write_rois(subj / 'roi_masks', labels, _rng(seed, _ROIS))
+  emb = synthetic_embeddings(lat, _rng(seed, _EMBED))
   embeddings_lib.write(
     extras / 'embeddings.npz',
     emb,
@@ -200,16 +342,11 @@ def _generate(p: dict, subj: Path, extras: Path, progress: bool) -> None:
       subject=p['subject'],
     ),
   )
-  arrays = {
-    f'{hemi}_{short}': out[hemi][1][sl]
-    for hemi in ('lh', 'rh')
-    for short, sl in (('train', slice(0, n_train)), ('test', slice(n_train, n)))
-  }
+  lm = latent_matrix(lat)
   np.savez(
-    extras / 'noiseless.npz',
-    **arrays,
-    latents_train=latent_matrix(lat)[:n_train],
-    latents_test=latent_matrix(lat)[n_train:],
+    extras / 'noiseless' / 'latents.npz',
+    latents_train=lm[:n_train],
+    latents_test=lm[n_train:],
     latent_names=np.asarray(LATENT_NAMES),
     n_reps_train=n_reps[:n_train],
   )

@@ -231,7 +231,8 @@ def filter_channels(images: np.ndarray) -> np.ndarray:
     [n, 15, POOL_RES**2] f32: 12 Gabor energies (4 orientations x 3
     frequencies, quadrature pairs), luminance, red-green, blue-yellow.
   """
-  x = images.astype(np.float32) / 255
+  x = images.astype(np.float32)
+  x /= 255
   k = x.shape[1] // WORK_RES
   if k * WORK_RES == x.shape[1]:
     x = _block_mean(x, k)

@@ -60,20 +60,40 @@ EMBED_HIDDEN, EMBED_NOISE = 128, 0.2
 EMBED_GAIN = {'is': 2.0, 'semantic': 1.5}
 
 
-def _early_signal(
-  chan: np.ndarray, roi: np.ndarray, hemi: str, rng: np.random.Generator
-) -> np.ndarray:
-  """Responses of early visual vertices (roi codes 1..7) to the filter maps.
+def _early_signal(chan: np.ndarray, prm: dict, idx: np.ndarray) -> np.ndarray:
+  """Responses of early visual vertices to the filter maps.
 
   Args:
     chan: [n, 15, POOL_RES**2] f32 from `filter_channels`.
-    roi: [v] prf-visualrois codes, all in 1..7.
+    prm: from `hemi_params`.
+    idx: [c] indices of early vertices (prf-visualrois codes 1..7).
 
   Returns:
-    [n, v] f32.
+    [n, c] f32.
   """
-  v = roi.size
-  i = roi - 1
+  cx, cy, sigma = prm['cx'][idx], prm['cy'][idx], prm['sigma'][idx]
+  grid = (np.arange(POOL_RES) + 0.5) / POOL_RES
+  gy = np.exp(-((grid[None] - cy[:, None]) ** 2) / (2 * sigma[:, None] ** 2))
+  gx = np.exp(-((grid[None] - cx[:, None]) ** 2) / (2 * sigma[:, None] ** 2))
+  rf = (gy[:, :, None] * gx[:, None, :]).reshape(idx.size, -1)
+  rf = (rf / rf.sum(1, keepdims=True)).astype(np.float32)
+  pooled = (chan.reshape(-1, rf.shape[1]) @ rf.T).reshape(*chan.shape[:2], -1)
+  energy = np.einsum('ncv,vc->nv', np.sqrt(pooled[:, :12]), prm['tune'][idx])
+  lin = np.einsum('ncv,vc->nv', pooled[:, 12:], prm['w_lin'][idx])
+  return standardise(energy) + 0.4 * standardise(lin)
+
+
+def _early_params(prm: dict, hemi: str, rng: np.random.Generator) -> None:
+  """Draws the early vertices' receptive fields and tunings into prm.
+
+  Adds [v] arrays cx, cy, sigma (receptive field centre and size), [v, 12]
+  tune (weights of the 12 Gabor energies) and [v, 3] w_lin (of luminance
+  and colour), all zero outside prf-visualrois.
+  """
+  prf = prm['prf']
+  early = np.flatnonzero(prf > 0)
+  v = early.size
+  i = prf[early] - 1
   # Contralateral hemifield; ventral = upper field (small y), dorsal = lower.
   ecc_x = np.abs(rng.normal(0, 0.2, v))
   cx = 0.5 + (1 if hemi == 'lh' else -1) * ecc_x
@@ -82,12 +102,6 @@ def _early_signal(
   cy = 0.5 + sign_y * ecc_y
   cx, cy = np.clip(cx, 0.03, 0.97), np.clip(cy, 0.03, 0.97)
   sigma = (0.04 + 0.12 * np.hypot(ecc_x, ecc_y)) * np.asarray(PRF_RF_SCALE)[i]
-  grid = (np.arange(POOL_RES) + 0.5) / POOL_RES
-  gy = np.exp(-((grid[None] - cy[:, None]) ** 2) / (2 * sigma[:, None] ** 2))
-  gx = np.exp(-((grid[None] - cx[:, None]) ** 2) / (2 * sigma[:, None] ** 2))
-  rf = (gy[:, :, None] * gx[:, None, :]).reshape(v, -1)
-  rf = (rf / rf.sum(1, keepdims=True)).astype(np.float32)
-  pooled = (chan.reshape(-1, rf.shape[1]) @ rf.T).reshape(*chan.shape[:2], v)
   # Tuning: preferred orientation and frequency (V1 finer and sharper).
   th = np.tile(np.arange(4) * np.pi / 4, 3)
   lsf = np.repeat(np.log2([4.0, 8.0, 16.0]), 4)
@@ -97,15 +111,19 @@ def _early_signal(
     np.asarray(PRF_KAPPA)[i, None] * (np.cos(2 * (th - pref_th[:, None])) - 1)
     - (lsf - pref_lsf[:, None]) ** 2 / (2 * 0.8**2)
   )
-  energy = np.einsum(
-    'ncv,vc->nv', np.sqrt(pooled[:, :12]), w.astype(np.float32)
-  )
   colour_gain = np.where(i == 6, 3.0, 1.0)[:, None]  # hV4 likes colour
   w_lin = (
     rng.normal(0, 0.5, (v, 3)) * np.c_[np.ones(v), colour_gain, colour_gain]
   )
-  lin = np.einsum('ncv,vc->nv', pooled[:, 12:], w_lin.astype(np.float32))
-  return standardise(energy) + 0.4 * standardise(lin)
+  for name, x in (
+    ('cx', cx),
+    ('cy', cy),
+    ('sigma', sigma),
+    ('tune', w.astype(np.float32)),
+    ('w_lin', w_lin.astype(np.float32)),
+  ):
+    prm[name] = np.zeros((prf.size, *x.shape[1:]), x.dtype)
+    prm[name][early] = x
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
@@ -161,45 +179,104 @@ def random_maps(rng: np.random.Generator, n_in: int, hidden: int = 32):
   }
 
 
-def _higher_signal(z, labels, maps, rng, category) -> np.ndarray:
-  """Latent-driven responses of all vertices of a hemisphere.
+def latent_features(z: np.ndarray, maps: dict) -> dict[str, np.ndarray]:
+  """The hidden units of the higher ROI groups' maps.
 
   Args:
-    z: [n, L] standardised latents; labels: from `assign_rois`; maps: from
-      `random_maps`; category: [n] int.
+    z: [n, L] standardised latents; maps: from `random_maps`.
 
   Returns:
-    [n, v] f32, each vertex the mean of its floc groups' maps ('other' if
-    none) plus a boost for its floc classes' preferred category.
+    {group: [n, hidden] f64}.
+  """
+  return {g: np.tanh(z @ w1 + b1) for g, (w1, b1) in maps.items()}
+
+
+def hemi_params(labels, maps, hemi, n_trials, rng) -> dict:
+  """Draws every random parameter of one hemisphere's vertices, up front.
+
+  The responses are then computed a few vertices at a time (`hemi_signal`,
+  `measure`): every step of the model is per vertex, and these parameters
+  are O(v) (the readouts O(hidden x v)).
+
+  Args:
+    labels: from `assign_rois`; maps: from `random_maps`; hemi: 'lh' or
+      'rh'; n_trials: images x repeats, the rows of the shared noise.
+
+  Returns:
+    A dict: prf ([v] prf-visualrois codes); per higher group g of `maps`,
+    member_g ([v] bool), readout_g ([hidden, v] f64) and, for floc groups,
+    gain_g ([v], 0 outside the group); the early vertices' cx, cy, sigma,
+    tune, w_lin (see `_early_params`); ncsnr ([v]); load ([NOISE_RANK, v]
+    f32, unit columns) and factors ([n_trials, NOISE_RANK] f32), the shared
+    noise's loadings and trial factors.
   """
   v = labels['streams'].size
-  total = np.zeros((z.shape[0], v))
+  prm = {'prf': labels['prf-visualrois']}
   count = np.zeros(v)
-  boost = np.zeros((z.shape[0], v))
-  for g, (w1, b1) in maps.items():
-    member = labels[g] > 0 if g in FLOC else np.ones(v, bool)
-    if g == 'other':
-      member = count == 0
-    h = np.tanh(z @ w1 + b1)
-    total += (
-      h @ rng.normal(0, 1 / np.sqrt(w1.shape[1]), (w1.shape[1], v))
-    ) * member
+  for g, (w1, _) in maps.items():
+    # 'other' holds the vertices of no floc group.
+    member = labels[g] > 0 if g in FLOC else count == 0
+    prm[f'member_{g}'] = member
+    prm[f'readout_{g}'] = rng.normal(
+      0, 1 / np.sqrt(w1.shape[1]), (w1.shape[1], v)
+    )
     count += member
     if g in FLOC:
-      gain = rng.uniform(1.0, 2.5, v) * member
-      boost += (category == FLOC[g][1])[:, None] * gain
+      prm[f'gain_{g}'] = rng.uniform(1.0, 2.5, v) * member
+  _early_params(prm, hemi, rng)
+  prm['ncsnr'] = ncsnr(labels, rng)
+  load = rng.standard_normal((NOISE_RANK, v)).astype(np.float32)
+  load /= np.linalg.norm(load, axis=0)
+  prm['load'] = load
+  prm['factors'] = rng.standard_normal((n_trials, NOISE_RANK), np.float32)
+  return prm
+
+
+def _higher_signal(h, category, prm, cols: slice) -> np.ndarray:
+  """Latent-driven responses of vertices `cols` of a hemisphere.
+
+  Args:
+    h: from `latent_features`; category: [n] int; prm: from `hemi_params`.
+
+  Returns:
+    [n, c] f32, each vertex the mean of its floc groups' maps ('other' if
+    none) plus a boost for its floc classes' preferred category.
+  """
+  n = category.size
+  c = prm['prf'][cols].size
+  total = np.zeros((n, c))
+  count = np.zeros(c)
+  boost = np.zeros((n, c))
+  for g, hidden in h.items():
+    member = prm[f'member_{g}'][cols]
+    total += (hidden @ prm[f'readout_{g}'][:, cols]) * member
+    count += member
+    if g in FLOC:
+      boost += (category == FLOC[g][1])[:, None] * prm[f'gain_{g}'][cols]
   return standardise(total / count) + boost.astype(np.float32)
 
 
-def hemi_signal(chan, z, lat, labels, maps, hemi, rng) -> np.ndarray:
-  """Noiseless signal of one hemisphere: [n, v] f32, per vertex mean 0 sd 1."""
-  sig = _higher_signal(z, labels, maps, rng, lat['category'])
-  prf = labels['prf-visualrois']
+def hemi_signal(feats: dict, prm: dict, cols: slice) -> np.ndarray:
+  """Noiseless signal of vertices `cols` of one hemisphere.
+
+  Args:
+    feats: h (from `latent_features`), category ([n] int) and chan ([n, 15,
+      POOL_RES**2] f32 from `filter_channels`).
+    prm: from `hemi_params`.
+    cols: the vertices, a slice.
+
+  Returns:
+    [n, c] f32, per vertex mean 0 sd 1.
+  """
+  sig = _higher_signal(feats['h'], feats['category'], prm, cols)
+  prf = prm['prf'][cols]
   early = prf > 0
-  e = _early_signal(chan, prf[early], hemi, rng)
-  # hV4 also carries some of the latent (object) drive.
-  mix = np.where(prf[early] == 7, 0.6, 0.0).astype(np.float32)
-  sig[:, early] = e + mix * standardise(sig[:, early])
+  if early.any():
+    idx = np.arange(prm['prf'].size)[cols][early]
+    e = _early_signal(feats['chan'], prm, idx)
+    # hV4 also carries some of the latent (object) drive.
+    mix = np.where(prf[early] == 7, 0.6, 0.0).astype(np.float32)
+    sig[:, early] = e + mix * standardise(sig[:, early])
   return standardise(sig)
 
 
@@ -214,32 +291,41 @@ def ncsnr(labels, rng) -> np.ndarray:
   return rng.uniform(lo, hi)
 
 
-def measure(signal, ncsnr, n_reps, n_repeats, rng):
+def measure(signal, ncsnr, n_reps, noise, shared):
   """NSD-style trials: z-score each vertex over all kept trials, average.
 
   Args:
     signal: [n, v] f32 (mean 0, sd 1 per vertex); ncsnr: [v];
-    n_reps: [n] int, the trials kept per image (1..n_repeats).
+    n_reps: [n] int, the trials kept per image (1..n_repeats);
+    noise: [n, n_repeats, v] f32 standard normal, each trial's own noise
+      (overwritten: the trials are built in it);
+    shared: [n * n_repeats, v] f32, the low-rank noise shared across
+      vertices (trial factors @ unit loadings; overwritten).
 
   Returns:
     (saved [n, v] f32, noiseless [n, v] f32): the averaged z-scored trials,
     and the signal under the same affine map (their expectation).
   """
-  n, v = signal.shape
-  noise = rng.standard_normal((n, n_repeats, v), np.float32)
-  load = rng.standard_normal((NOISE_RANK, v)).astype(np.float32)
-  load /= np.linalg.norm(load, axis=0)
-  shared = rng.standard_normal((n * n_repeats, NOISE_RANK), np.float32) @ load
-  noise = np.sqrt(1 - SHARED_NOISE) * noise + np.sqrt(
-    SHARED_NOISE
-  ) * shared.reshape(n, n_repeats, v)
-  trials = signal[:, None] + (noise / ncsnr).astype(np.float32)
+  n, n_repeats, v = noise.shape
+  f32 = np.float32
+  trials = noise
+  trials *= f32(np.sqrt(1 - SHARED_NOISE))
+  shared *= f32(np.sqrt(SHARED_NOISE))
+  trials += shared.reshape(n, n_repeats, v)
+  trials /= ncsnr.astype(f32)
+  trials += signal[:, None]
   kept = (np.arange(n_repeats)[None] < n_reps[:, None])[..., None]
   n_kept = kept.sum()
-  mean = (trials * kept).sum((0, 1)) / n_kept
-  sd = np.sqrt((((trials - mean) * kept) ** 2).sum((0, 1)) / n_kept)
-  saved = (((trials - mean) / sd) * kept).sum(1) / n_reps[:, None]
-  return saved.astype(np.float32), ((signal - mean) / sd).astype(np.float32)
+  trials *= kept  # the dropped trials are never seen
+  mean = trials.sum((0, 1), dtype=np.float64) / n_kept
+  trials -= mean.astype(f32)
+  trials *= kept
+  var = sum(
+    np.square(trials[:, r]).sum(0, dtype=np.float64) for r in range(n_repeats)
+  )
+  sd = np.sqrt(var / n_kept)
+  saved = trials.sum(1) / sd.astype(f32) / n_reps[:, None].astype(f32)
+  return saved.astype(f32), ((signal - mean) / sd).astype(f32)
 
 
 def synthetic_embeddings(lat, rng, dim: int = EMBED_DIM) -> np.ndarray:
