@@ -2,6 +2,11 @@
 
   rdmjax --workdir=/tmp/rdmjax
   rdmjax --config=configs/default.py:tiny --workdir=/tmp/rdmjax_tiny
+  rdmjax --config=configs/default.py:nsd --workdir=/tmp/rdmjax_nsd
+
+ARG keys: tiny (CI size, seconds on CPU), nsd (a synthetic subject of
+subj01's size: 9841 + 159 images of 425 px, 19004 + 20544 vertices; with
+tiny, these data sizes win), emb (data.embeddings).
 
 Real data is one flag away:
   rdmjax --workdir=DIR \
@@ -15,7 +20,7 @@ from rdmjax import config_lib
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, tiny=False, emb='synthetic')
+  arg = config_lib.parse_arg(arg, tiny=False, nsd=False, emb='synthetic')
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -160,4 +165,12 @@ def get_config(arg=None):
     c.ckpt.every = 10
     c.bench.n = 256
     c.bench.d = 512
+  if arg.nsd:  # NSD subj01's sizes
+    c.data.synthetic.update(
+      n_train=9841,
+      n_test=159,
+      n_vertices_lh=19004,
+      n_vertices_rh=20544,
+      image_size=425,
+    )
   return c

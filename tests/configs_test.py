@@ -50,3 +50,21 @@ def test_siamese_config_matches_the_study():
 def test_unknown_arg_fails():
   with pytest.raises(ValueError, match='unknown'):
     config_lib.load_sibling(HERE, 'default', 'tinny')
+
+
+@pytest.mark.parametrize('arg', ['nsd', 'tiny,nsd'])
+def test_nsd_arg_is_subj01_size_and_valid(arg):
+  from rdmjax.data import synthetic
+
+  c = config_lib.load_sibling(HERE, 'default', arg)
+  s = c.data.synthetic
+  assert (s.n_train + s.n_test, s.n_vertices_lh + s.n_vertices_rh) == (
+    10000,
+    39548,
+  )
+  assert s.image_size == 425
+  synthetic._check(synthetic._params(c.data.subject, **dict(s)))
+  if arg == 'nsd':  # the rest as the default
+    default = config_lib.load_sibling(HERE, 'default')
+    default.data.synthetic.update(dict(s))
+    assert c.to_dict() == default.to_dict()
