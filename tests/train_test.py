@@ -315,7 +315,10 @@ def test_siamese_cnn_beats_chance_on_v1(tmp_path):
   c = _learn_config('siamese_cnn')
   r = train_stage.run(c, tmp_path)
   assert r['roi'] == 'V1' and r['zero_shot_rsa'] is None
-  assert r['test']['spearman'] > 0.12
+  # Chance on these 60 test images (the target RDM against itself with the
+  # images permuted, 500 permutations): sd 0.023, 99th percentile 0.058,
+  # max 0.076. Measured over data seeds 0-3: 0.103 to 0.284.
+  assert r['test']['spearman'] > 0.08
   assert r['test']['n_pairs'] == 60 * 59 // 2
 
 
