@@ -265,38 +265,81 @@ def _constrain(x: jax.Array, sharding: NamedSharding) -> jax.Array:
   return lax.with_sharding_constraint(x, sharding)
 
 
+def mesh_tiles(n: int, n_dev: int) -> tuple[int, np.ndarray, np.ndarray]:
+  """The upper-triangle tiles of an n x n RDM, dealt evenly to n_dev devices.
+
+  Rows are cut into 2 * n_dev blocks of b rows (zero-padded), so the
+  triangle holds n_dev * (2 * n_dev + 1) tiles on or above the diagonal:
+  exactly 2 * n_dev + 1 for each device. Device k takes block row k and
+  block row 2 n_dev - 1 - k (a long and a short one: the classic pairing).
+
+  Returns:
+    (b, bi, bj): tile side, [n_dev, 2 n_dev + 1] block row and column.
+  """
+  nb = 2 * n_dev
+  b = -(-n // nb)
+  bi, bj = [], []
+  for k in range(n_dev):
+    rows = [(k, c) for c in range(k, nb)]
+    rows += [(nb - 1 - k, c) for c in range(nb - 1 - k, nb)]
+    bi.append([r for r, _ in rows])
+    bj.append([c for _, c in rows])
+  return b, np.asarray(bi, np.int32), np.asarray(bj, np.int32)
+
+
 def _rdm_mesh(z, sq, mesh: Mesh, metric: str, precision: str):
-  """Row blocks of the RDM on the devices of mesh axis 'data'."""
+  """The RDM on the devices of mesh axis 'data': one triangle, balanced.
+
+  Each device computes its 2 * n_dev + 1 tiles (`mesh_tiles`) of the upper
+  triangle from the replicated rows (a scan over one tile shape), half the
+  arithmetic of full row blocks; the tiles are gathered and mirrored.
+  Rows of the result stay sharded when n divides over the devices.
+  """
   if 'data' not in mesh.axis_names:
     raise InputError(f'mesh axes {mesh.axis_names}: add a "data" axis')
   n, nd = z.shape[0], mesh.shape['data']
-  npad = -(-n // nd) * nd
-  z = jnp.pad(z, ((0, npad - n), (0, 0)))
-  sq = jnp.pad(sq, (0, npad - n))
+  b, bi, bj = mesh_tiles(n, nd)
+  npad = 2 * nd * b
   row, rep = NamedSharding(mesh, P('data')), NamedSharding(mesh, P())
 
-  def local(z_rows, sq_rows, z_all, sq_all):
-    g = gram(cast_for(z_rows, precision), cast_for(z_all, precision), precision)
-    return values_from_gram(g, sq_rows[:, None], sq_all[None, :], metric)
+  def local(zp, sp, ti, tj):  # ti, tj: [1, 2 nd + 1] this device's tiles
+    zc = cast_for(zp, precision)
+
+    def tile(_, ij):
+      r, c = ij[0] * b, ij[1] * b
+      g = gram(
+        lax.dynamic_slice_in_dim(zc, r, b),
+        lax.dynamic_slice_in_dim(zc, c, b),
+        precision,
+      )
+      sa = lax.dynamic_slice_in_dim(sp, r, b)
+      sb = lax.dynamic_slice_in_dim(sp, c, b)
+      return None, values_from_gram(g, sa[:, None], sb[None, :], metric)
+
+    _, out = lax.scan(tile, None, jnp.stack([ti[0], tj[0]], 1))
+    return out[None]  # [1, 2 nd + 1, b, b]
 
   f = jax.shard_map(
     local,
     mesh=mesh,
-    in_specs=(P('data'), P('data'), P(), P()),
+    in_specs=(P(), P(), P('data'), P('data')),
     out_specs=P('data'),
   )
 
   @jax.jit
-  def run(zr, sr, za, sa):
-    u = jnp.triu(f(zr, sr, za, sa), 1)
-    # Exact symmetry: the mirror is a transpose across devices.
-    full = u + _constrain(u.T, row)
-    # Rows stay sharded when n divides over the devices, else replicated.
-    return full if npad == n else _constrain(full, rep)[:n, :n]
+  def run(zp, sp, ti, tj):
+    tiles = _constrain(f(zp, sp, ti, tj), rep).reshape(-1, b, b)  # gather
+    blocks = jnp.zeros((2 * nd, 2 * nd, b, b), jnp.float32)
+    blocks = blocks.at[bi.reshape(-1), bj.reshape(-1)].set(tiles)
+    upper = blocks.transpose(0, 2, 1, 3).reshape(npad, npad)[:n, :n]
+    full = _symmetrise(upper)
+    return _constrain(full, row if n % nd == 0 else rep)
 
-  zr, sr = jax.device_put((z, sq), row)
-  za, sa = jax.device_put((z, sq), rep)
-  return run(zr, sr, za, sa)
+  zp = jnp.pad(z, ((0, npad - n), (0, 0)))
+  sp = jnp.pad(sq, (0, npad - n))
+  zp, sp = jax.device_put((zp, sp), rep)
+  ti, tj = jax.device_put((bi, bj), row)
+  return run(zp, sp, ti, tj)
 
 
 def rdm(

@@ -96,6 +96,19 @@ def test_mesh_equals_single_device():
     np.testing.assert_array_equal(np.asarray(many), np.asarray(many).T)
 
 
+@pytest.mark.parametrize('n_dev', [1, 2, 3, 8])
+def test_mesh_tiles_cover_one_triangle_evenly(n_dev):
+  n = 203
+  b, bi, bj = kernels.mesh_tiles(n, n_dev)
+  nb = 2 * n_dev
+  assert b * nb >= n and bi.shape == bj.shape == (n_dev, nb + 1)
+  tiles = list(zip(bi.reshape(-1), bj.reshape(-1)))
+  assert sorted(tiles) == [(i, j) for i in range(nb) for j in range(i, nb)]
+  # Every device computes the same number of tile products: half of the
+  # n_dev * nb * nb a full-row split computes, plus the diagonal tiles.
+  assert len(tiles) == n_dev * (nb + 1) == (nb * nb + nb) // 2
+
+
 @pytest.mark.parametrize('metric', ['correlation', 'cosine'])
 def test_degenerate_row_names_index(metric):
   x = _x()
