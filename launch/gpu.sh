@@ -13,7 +13,10 @@
 # Required env: WORKDIR (shared by all hosts: checkpoints and metrics).
 # Optional env: CONFIG (default configs/default.py), MODE (default: all),
 #   COORDINATOR, NUM_PROCESSES, PROCESS_ID (multi-host without SLURM),
-#   PYTHON (default python3), DRY_RUN=1 (print the command, run nothing).
+#   PYTHON (default python3), DRY_RUN=1 (print the command, environment
+#   included, and run nothing).
+# Several hosts under SLURM: launch/slurm.sbatch (srun runs this script once
+# per task; tested on one machine by tests/multiprocess_test.py).
 # Resume: rerun the same command with the same WORKDIR; training continues
 # from the latest Orbax checkpoint in WORKDIR/ckpt.
 set -euo pipefail
@@ -23,23 +26,22 @@ CONFIG="${CONFIG:-configs/default.py}"
 MODE="${MODE:-all}"
 PYTHON="${PYTHON:-python3}"
 
+# Let XLA take GPU memory as it needs (big RDM tiles, pair batches).
+envs=("XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}")
 distributed=()
 if [[ -n "${COORDINATOR:-}" ]]; then
   : "${NUM_PROCESSES:?set NUM_PROCESSES with COORDINATOR}"
   : "${PROCESS_ID:?set PROCESS_ID with COORDINATOR}"
-  export JAX_COORDINATOR_ADDRESS="$COORDINATOR"
-  export JAX_NUM_PROCESSES="$NUM_PROCESSES"
-  export JAX_PROCESS_ID="$PROCESS_ID"
+  envs+=("JAX_COORDINATOR_ADDRESS=$COORDINATOR"
+    "JAX_NUM_PROCESSES=$NUM_PROCESSES" "JAX_PROCESS_ID=$PROCESS_ID")
   distributed=(--jax_distributed)
 elif [[ -n "${SLURM_JOB_ID:-}" && "${SLURM_NTASKS:-1}" -gt 1 ]]; then
-  distributed=(--jax_distributed)
+  distributed=(--jax_distributed)  # the coordinator from SLURM's variables
 fi
 
-# Let XLA take GPU memory as it needs (big RDM tiles, pair batches).
-export XLA_PYTHON_CLIENT_PREALLOCATE="${XLA_PYTHON_CLIENT_PREALLOCATE:-false}"
-
-cmd=("$PYTHON" -m rdmjax.main --config="$CONFIG" --workdir="$WORKDIR" \
-  --mode="$MODE" "${distributed[@]}" "$@")
+# What runs, environment included (DRY_RUN prints exactly this).
+cmd=(env "${envs[@]}" "$PYTHON" -m rdmjax.main --config="$CONFIG" \
+  --workdir="$WORKDIR" --mode="$MODE" "${distributed[@]}" "$@")
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
   printf '%q ' "${cmd[@]}"; echo
 else

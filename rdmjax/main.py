@@ -59,7 +59,17 @@ def main(argv: list[str]) -> None:
   from rdmjax import report
 
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    # JAX reads JAX_COORDINATOR_ADDRESS itself, the process count and id
+    # only as arguments; unset, it finds all three from SLURM, TPU or MPI.
+    kw = {
+      key: int(os.environ[env])
+      for env, key in (
+        ('JAX_NUM_PROCESSES', 'num_processes'),
+        ('JAX_PROCESS_ID', 'process_id'),
+      )
+      if os.environ.get(env)
+    }
+    jax.distributed.initialize(**kw)
   if _CACHE.value:
     jax.config.update(
       'jax_compilation_cache_dir', os.path.expanduser(_CACHE.value)

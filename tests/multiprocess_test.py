@@ -20,16 +20,19 @@ REPO = Path(__file__).resolve().parents[1]
 N_DEVICES = 8
 
 
-def _env(n_proc: int, rank: int, job: int) -> dict[str, str]:
+def _env(n_proc: int, rank: int, job: int, how: str) -> dict[str, str]:
+  """A task's environment: 'slurm' (SLURM's variables for n_proc tasks on
+  localhost; JAX derives the coordinator's port from the job id) or
+  'coordinator' (launch/gpu.sh's COORDINATOR, NUM_PROCESSES, PROCESS_ID)."""
   env = dict(os.environ)
   env.update(
     JAX_PLATFORMS='cpu',
     XLA_FLAGS=f'--xla_force_host_platform_device_count={N_DEVICES // n_proc}',
     TQDM_DISABLE='1',
   )
-  if n_proc > 1:
+  if n_proc > 1 and how == 'slurm':
     env.update(
-      SLURM_JOB_ID=str(job),  # also sets the coordinator's port
+      SLURM_JOB_ID=str(job),
       SLURM_NTASKS=str(n_proc),
       SLURM_STEP_NUM_TASKS=str(n_proc),
       SLURM_PROCID=str(rank),
@@ -41,17 +44,24 @@ def _env(n_proc: int, rank: int, job: int) -> dict[str, str]:
       SLURM_TASKS_PER_NODE=str(n_proc),
       SLURM_STEP_TASKS_PER_NODE=str(n_proc),
     )
+  elif n_proc > 1:
+    env.update(
+      COORDINATOR=f'localhost:{20000 + job}',
+      NUM_PROCESSES=str(n_proc),
+      PROCESS_ID=str(rank),
+    )
   return env
 
 
-def launch(n_proc: int, argv: list[str], timeout: int = 400) -> list[str]:
-  """Runs `python argv...` as n_proc tasks; returns their outputs (all
-  must exit 0)."""
+def launch(
+  n_proc: int, argv: list[str], how: str = 'slurm', timeout: int = 400
+) -> list[str]:
+  """Runs argv as n_proc tasks; returns their outputs (all must exit 0)."""
   job = random.randrange(1, 4000)
   procs = [
     subprocess.Popen(
-      [sys.executable, *argv],
-      env=_env(n_proc, rank, job),
+      argv,
+      env=_env(n_proc, rank, job, how),
       cwd=REPO,
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
@@ -73,18 +83,22 @@ def launch(n_proc: int, argv: list[str], timeout: int = 400) -> list[str]:
   return outs
 
 
-def _main(workdir, *flags, n_proc: int) -> list[str]:
-  argv = [
-    '-m',
-    'rdmjax.main',
-    f'--workdir={workdir}',
-    '--config=configs/default.py:tiny',
-    '--compilation_cache=',
-    *flags,
-  ]
-  if n_proc > 1:
-    argv.append('--jax_distributed')
-  return launch(n_proc, argv)
+def _main(workdir, *flags, n_proc: int, how: str = 'slurm') -> list[str]:
+  """The main job through launch/gpu.sh, as a user starts it."""
+  os.environ.update(
+    WORKDIR=str(workdir),
+    CONFIG='configs/default.py:tiny',
+    PYTHON=sys.executable,
+  )
+  try:
+    return launch(
+      n_proc,
+      ['bash', 'launch/gpu.sh', '--compilation_cache=', *flags],
+      how,
+    )
+  finally:
+    for k in ('WORKDIR', 'CONFIG', 'PYTHON'):
+      os.environ.pop(k)
 
 
 RDM_WORKER = """
@@ -106,7 +120,7 @@ def test_sharded_rdm_over_two_processes_equals_float64(tmp_path):
   from scipy.spatial.distance import pdist, squareform
 
   code = RDM_WORKER.replace('{OUT}', str(tmp_path))
-  launch(2, ['-c', code])
+  launch(2, [sys.executable, '-c', code])
   x = np.random.default_rng(0).normal(size=(203, 64)) + 3.0
   for metric in ('correlation', 'euclidean'):
     got = np.load(tmp_path / f'{metric}.npy')
@@ -175,7 +189,8 @@ def test_main_job_as_two_slurm_tasks_equals_one_process(runs):
 @pytest.mark.parametrize('n_proc', [1, 4])
 def test_checkpoint_restores_into_other_process_counts(runs, n_proc):
   w2, _ = runs[2]
-  _main(w2, '--mode=eval', n_proc=n_proc)
+  # 4 processes started as without SLURM: COORDINATOR, NUM_PROCESSES, ...
+  _main(w2, '--mode=eval', n_proc=n_proc, how='coordinator')
   got, want = _results(w2)['eval']['test'], _results(w2)['train']['test']
   for key in ('r2', 'pearson', 'spearman'):
     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
