@@ -138,6 +138,9 @@ def get_config(arg=None):
   # time is scaled to d (0 = all d; they take ~1 min at 2000 x 39548 on CPU).
   c.bench.baseline_d = 0
   c.bench.tile = 0  # rdm suite: kernels.rdm tile (0 = its default)
+  # rdm suite: also the RDM sharded over all devices (one triangle) beside
+  # full row blocks per device and one device.
+  c.bench.mesh = False
   c.bench.emb_dim = 512  # pairs suite: embedding width of the MLP input
   # pairs suite: memory for per-pair row gathers (uniform, naive), which
   # copy two response rows per pair; caps their pairs per call.

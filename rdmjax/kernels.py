@@ -208,8 +208,10 @@ def cast_for(z, precision):
 
 
 def _symmetrise(upper: jax.Array) -> jax.Array:
-  u = jnp.triu(upper, 1)  # exact zero diagonal, exact symmetry
-  return u + u.T
+  """[..., n, n]: the strict upper triangle mirrored (exact zero diagonal,
+  exact symmetry)."""
+  u = jnp.triu(upper, 1)
+  return u + u.swapaxes(-1, -2)
 
 
 def default_tile(n: int) -> int:
@@ -265,81 +267,126 @@ def _constrain(x: jax.Array, sharding: NamedSharding) -> jax.Array:
   return lax.with_sharding_constraint(x, sharding)
 
 
-def mesh_tiles(n: int, n_dev: int) -> tuple[int, np.ndarray, np.ndarray]:
-  """The upper-triangle tiles of an n x n RDM, dealt evenly to n_dev devices.
+def mesh_strips(n: int, n_dev: int) -> tuple[int, np.ndarray]:
+  """How the sharded RDM splits one triangle evenly over n_dev devices.
 
-  Rows are cut into 2 * n_dev blocks of b rows (zero-padded), so the
-  triangle holds n_dev * (2 * n_dev + 1) tiles on or above the diagonal:
-  exactly 2 * n_dev + 1 for each device. Device k takes block row k and
-  block row 2 n_dev - 1 - k (a long and a short one: the classic pairing).
+  Rows are cut into nb = 2 n_dev blocks of b rows (zero-padded) on a ring.
+  Block row r is computed against the n_dev + 1 column blocks r, r + 1,
+  ..., r + n_dev (mod nb): every pair of blocks is then computed once
+  (those n_dev apart twice), nb (n_dev + 1) blocks in all against the
+  triangle's n_dev (nb + 1). Device k takes block rows k and k + n_dev:
+  the same work everywhere, as one batched product of fixed shape.
 
   Returns:
-    (b, bi, bj): tile side, [n_dev, 2 n_dev + 1] block row and column.
+    (b, rows): block side, [n_dev, 2] the block rows of each device.
   """
-  nb = 2 * n_dev
-  b = -(-n // nb)
-  bi, bj = [], []
-  for k in range(n_dev):
-    rows = [(k, c) for c in range(k, nb)]
-    rows += [(nb - 1 - k, c) for c in range(nb - 1 - k, nb)]
-    bi.append([r for r, _ in rows])
-    bj.append([c for _, c in rows])
-  return b, np.asarray(bi, np.int32), np.asarray(bj, np.int32)
+  b = -(-n // (2 * n_dev))
+  k = np.arange(n_dev, dtype=np.int32)
+  return b, np.stack([k, k + n_dev], 1)
 
 
 def _rdm_mesh(z, sq, mesh: Mesh, metric: str, precision: str):
   """The RDM on the devices of mesh axis 'data': one triangle, balanced.
 
-  Each device computes its 2 * n_dev + 1 tiles (`mesh_tiles`) of the upper
-  triangle from the replicated rows (a scan over one tile shape), half the
-  arithmetic of full row blocks; the tiles are gathered and mirrored.
-  Rows of the result stay sharded when n divides over the devices.
+  Each device computes its two strips (`mesh_strips`) from the replicated
+  rows in one batched product, about half the arithmetic of full row
+  blocks; the strips are gathered, the rest mirrored. Rows of the result
+  stay sharded when n divides over the devices.
   """
   if 'data' not in mesh.axis_names:
     raise InputError(f'mesh axes {mesh.axis_names}: add a "data" axis')
   n, nd = z.shape[0], mesh.shape['data']
-  b, bi, bj = mesh_tiles(n, nd)
+  b, rows = mesh_strips(n, nd)
   npad = 2 * nd * b
-  row, rep = NamedSharding(mesh, P('data')), NamedSharding(mesh, P())
-
-  def local(zp, sp, ti, tj):  # ti, tj: [1, 2 nd + 1] this device's tiles
-    zc = cast_for(zp, precision)
-
-    def tile(_, ij):
-      r, c = ij[0] * b, ij[1] * b
-      g = gram(
-        lax.dynamic_slice_in_dim(zc, r, b),
-        lax.dynamic_slice_in_dim(zc, c, b),
-        precision,
-      )
-      sa = lax.dynamic_slice_in_dim(sp, r, b)
-      sb = lax.dynamic_slice_in_dim(sp, c, b)
-      return None, values_from_gram(g, sa[:, None], sb[None, :], metric)
-
-    _, out = lax.scan(tile, None, jnp.stack([ti[0], tj[0]], 1))
-    return out[None]  # [1, 2 nd + 1, b, b]
-
-  f = jax.shard_map(
-    local,
-    mesh=mesh,
-    in_specs=(P(), P(), P('data'), P('data')),
-    out_specs=P('data'),
-  )
-
-  @jax.jit
-  def run(zp, sp, ti, tj):
-    tiles = _constrain(f(zp, sp, ti, tj), rep).reshape(-1, b, b)  # gather
-    blocks = jnp.zeros((2 * nd, 2 * nd, b, b), jnp.float32)
-    blocks = blocks.at[bi.reshape(-1), bj.reshape(-1)].set(tiles)
-    upper = blocks.transpose(0, 2, 1, 3).reshape(npad, npad)[:n, :n]
-    full = _symmetrise(upper)
-    return _constrain(full, row if n % nd == 0 else rep)
-
+  rep = NamedSharding(mesh, P())
   zp = jnp.pad(z, ((0, npad - n), (0, 0)))
   sp = jnp.pad(sq, (0, npad - n))
   zp, sp = jax.device_put((zp, sp), rep)
-  ti, tj = jax.device_put((bi, bj), row)
-  return run(zp, sp, ti, tj)
+  run = _mesh_program(mesh, n, metric, precision)
+  return run(zp, sp, jax.device_put(rows, NamedSharding(mesh, P('data'))))
+
+
+@functools.lru_cache(maxsize=32)
+def _mesh_program(mesh: Mesh, n: int, metric: str, precision: str):
+  """The jitted sharded RDM of n rows (built once per mesh, n, metric)."""
+  nd = mesh.shape['data']
+  b, _ = mesh_strips(n, nd)
+  nb, w = 2 * nd, (nd + 1) * b  # blocks on the ring, strip width
+  npad = nb * b
+  row, rep = NamedSharding(mesh, P('data')), NamedSharding(mesh, P())
+
+  def local(zp, sp, r):  # r: [1, 2] this device's block rows
+    zc = cast_for(jnp.concatenate([zp, zp]), precision)  # the ring, unrolled
+    s2 = jnp.concatenate([sp, sp])
+    a = jnp.stack([lax.dynamic_slice_in_dim(zc, i * b, b) for i in r[0]])
+    c = jnp.stack([lax.dynamic_slice_in_dim(zc, i * b, w) for i in r[0]])
+    sa = jnp.stack([lax.dynamic_slice_in_dim(s2, i * b, b) for i in r[0]])
+    sc = jnp.stack([lax.dynamic_slice_in_dim(s2, i * b, w) for i in r[0]])
+    prec = {
+      'float32': lax.Precision.HIGHEST,
+      'bf16_3x': lax.DotAlgorithmPreset.BF16_BF16_F32_X3,
+    }.get(precision)
+    g = lax.dot_general(
+      a,
+      c,
+      (((2,), (2,)), ((0,), (0,))),
+      precision=prec,
+      preferred_element_type=jnp.float32,
+    )
+    v = values_from_gram(g, sa[:, :, None], sc[:, None, :], metric)
+    return v[None]  # [1, 2, b, w]
+
+  f = jax.shard_map(
+    local, mesh=mesh, in_specs=(P(), P(), P('data')), out_specs=P('data')
+  )
+  # Block (R, C) is column block (C - R) % nb of strip R, or the transpose
+  # of block (C, R) of strip C: static gathers, no scatter. Blocks computed
+  # both ways (diagonal, and nd apart) are taken from the upper one, and
+  # diagonal blocks mirrored within: exactly symmetric, zero diagonal.
+  grid_r, grid_c = np.meshgrid(np.arange(nb), np.arange(nb), indexing='ij')
+  ahead, behind = (grid_c - grid_r) % nb, (grid_r - grid_c) % nb
+  direct = (ahead <= nd) & ((behind > nd) | (grid_r <= grid_c))
+  src = np.where(
+    direct, grid_r * (nd + 1) + ahead, grid_c * (nd + 1) + behind
+  ).astype(np.int32)
+  per = npad // nd  # output rows per device
+
+  def assemble(tiles, src_rows, direct_rows):
+    """This device's rows of the matrix from the gathered tiles."""
+    t = tiles[src_rows[0]]  # [per // b, nb, b, b]
+    t = jnp.where(direct_rows[0][..., None, None], t, t.swapaxes(-1, -2))
+    return t.transpose(0, 2, 1, 3).reshape(1, per, npad)
+
+  g = jax.shard_map(
+    assemble,
+    mesh=mesh,
+    in_specs=(P(), P('data'), P('data')),
+    out_specs=P('data'),
+  )
+  src_dev = src.reshape(nd, per // b, nb)
+  direct_dev = direct.reshape(nd, per // b, nb)
+  eye = np.arange(npad)
+
+  @jax.jit
+  def run(zp, sp, r):
+    strips = _constrain(f(zp, sp, r), rep)  # [nd, 2, b, w], gathered
+    # Device k holds block rows k and k + nd: ring order, then its tiles.
+    strips = strips.transpose(1, 0, 2, 3).reshape(nb, b, nd + 1, b)
+    tiles = strips.transpose(0, 2, 1, 3).reshape(-1, b, b)
+    tiles = tiles.at[np.arange(nb) * (nd + 1)].set(
+      _symmetrise(tiles[np.arange(nb) * (nd + 1)])
+    )
+    full = g(
+      tiles,
+      jax.device_put(src_dev, row),
+      jax.device_put(direct_dev, row),
+    ).reshape(npad, npad)
+    full = jnp.where(eye[:, None] == eye[None, :], 0.0, full)
+    if npad == n:
+      return full  # rows sharded
+    return _constrain(full, rep)[:n, :n]
+
+  return run
 
 
 def rdm(

@@ -97,16 +97,20 @@ def test_mesh_equals_single_device():
 
 
 @pytest.mark.parametrize('n_dev', [1, 2, 3, 8])
-def test_mesh_tiles_cover_one_triangle_evenly(n_dev):
+def test_mesh_strips_cover_the_matrix_with_half_the_blocks(n_dev):
   n = 203
-  b, bi, bj = kernels.mesh_tiles(n, n_dev)
+  b, rows = kernels.mesh_strips(n, n_dev)
   nb = 2 * n_dev
-  assert b * nb >= n and bi.shape == bj.shape == (n_dev, nb + 1)
-  tiles = list(zip(bi.reshape(-1), bj.reshape(-1)))
-  assert sorted(tiles) == [(i, j) for i in range(nb) for j in range(i, nb)]
-  # Every device computes the same number of tile products: half of the
-  # n_dev * nb * nb a full-row split computes, plus the diagonal tiles.
-  assert len(tiles) == n_dev * (nb + 1) == (nb * nb + nb) // 2
+  assert b * nb >= n and rows.shape == (n_dev, 2)
+  assert sorted(rows.reshape(-1)) == list(range(nb))  # each row once
+  done = np.zeros((nb, nb), bool)
+  for r in range(nb):
+    for c in range(n_dev + 1):
+      done[r, (r + c) % nb] = True
+  assert np.all(done | done.T)  # every block, or its mirror
+  # nb (n_dev + 1) blocks computed: the triangle's n_dev (nb + 1) plus the
+  # n_dev antipodal ones twice; full row blocks compute nb * nb.
+  assert done.sum() == nb * (n_dev + 1) == n_dev * (nb + 1) + n_dev
 
 
 @pytest.mark.parametrize('metric', ['correlation', 'cosine'])

@@ -198,3 +198,53 @@ def run(config) -> Iterator[dict[str, Any]]:
         }.get(other, other)
         fig[f'speedup_vs_{key}'] = ts / t['median_s']
       yield fig
+  if b.get('mesh', False):
+    yield from _mesh_figures(xd, n, d, base, reps, ref)
+
+
+def full_rows_rdm(mesh):
+  """The sharded baseline: each device computes whole row blocks
+  `z[rows] @ z.T` (the full matrix, twice one triangle's arithmetic)."""
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  def local(zr, za):
+    return 1.0 - kernels.gram(zr, za, 'float32')
+
+  f = jax.shard_map(
+    local, mesh=mesh, in_specs=(P('data'), P()), out_specs=P('data')
+  )
+
+  @jax.jit
+  def run(x):
+    z, _, _ = kernels._rows(x, 'correlation')
+    return f(kernels._constrain(z, NamedSharding(mesh, P('data'))), z)
+
+  return lambda x: run(jax.device_put(x, NamedSharding(mesh, P())))
+
+
+def _mesh_figures(xd, n, d, base, reps, ref) -> Iterator[dict[str, Any]]:
+  """float32 on one device, full row blocks on all, one triangle on all."""
+  nd = jax.device_count()
+  mesh = jax.make_mesh((nd,), ('data',))
+  fns = {
+    'one_device_xla': functools.partial(
+      kernels.rdm, metric='correlation', impl='xla'
+    ),
+    f'full_rows_mesh{nd}': full_rows_rdm(mesh),
+    f'rdmjax_mesh{nd}': functools.partial(
+      kernels.rdm, metric='correlation', mesh=mesh
+    ),
+  }
+  times = {}
+  for name, fn in fns.items():
+    if name.startswith('full_rows') and n % nd:
+      continue  # rows must divide over the devices
+    t = time_fn(fn, xd, repeats=reps)
+    times[name] = t['median_s']
+    fig = dict(base, name=name, precision='float32', devices=nd, **t)
+    fig['rel_err'] = rel_err(np.asarray(fn(xd)), ref)
+    for other, ts in times.items():
+      if other != name:
+        fig[f'speedup_vs_{other}'] = ts / t['median_s']
+    yield fig
