@@ -161,12 +161,19 @@ def _check_fmri(
       f'{where}: lh fMRI has {lh.shape[0]} rows, rh {rh.shape[0]}'
     )
   for hemi, a in zip(HEMIS, (lh, rh)):
-    bad = ~np.isfinite(a)
-    if bad.any():
-      r, c = np.argwhere(bad)[0]
+    n_bad, first = 0, None
+    for s in range(0, a.shape[0], 512):  # bounded temporaries
+      bad = ~np.isfinite(a[s : s + 512])
+      if bad.any():
+        n_bad += int(bad.sum())
+        if first is None:
+          r, c = np.argwhere(bad)[0]
+          first = (s + r, c)
+    if n_bad:
       raise InputError(
-        f'{where}: {hemi} fMRI holds {int(bad.sum())} NaN/Inf values (first '
-        f'at image row {r}, vertex {c}): drop those vertices or images first'
+        f'{where}: {hemi} fMRI holds {n_bad} NaN/Inf values (first at image '
+        f'row {first[0]}, vertex {first[1]}): drop those vertices or images '
+        'first'
       )
 
 
@@ -254,8 +261,13 @@ class Subject:
     lh, rh = self.roi_mask(roi)
     return {'lh': int(lh.sum()), 'rh': int(rh.sum())}
 
-  def responses(self, roi: str = 'all', split: str = 'train') -> np.ndarray:
-    """Returns [n_images, n_roi_vertices] f32 responses, LH columns first."""
+  def responses(
+    self, roi: str = 'all', split: str = 'train', rows=None
+  ) -> np.ndarray:
+    """Returns [n_images, n_roi_vertices] f32 responses, LH columns first.
+
+    rows: image indices to read (default all), without reading the rest.
+    """
     if split not in self.fmri:
       raise InputError(
         f'{self.name} has no {split} fMRI (the challenge download withheld '
@@ -264,6 +276,8 @@ class Subject:
       )
     lh_mask, rh_mask = self.roi_mask(roi)
     lh, rh = self.fmri[split]
+    if rows is not None:
+      lh, rh = lh[np.asarray(rows)], rh[np.asarray(rows)]
     out = aligned_empty((lh.shape[0], int(lh_mask.sum() + rh_mask.sum())))
     return np.concatenate([lh[:, lh_mask], rh[:, rh_mask]], axis=1, out=out)
 

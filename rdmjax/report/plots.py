@@ -60,7 +60,7 @@ def images_and_responses(
     )
     axes[r, 0].axis('off')
     for c, roi in enumerate(rois, start=1):
-      resp = subject.responses(roi, 'train')[i]
+      resp = subject.responses(roi, 'train', rows=[i])[0]
       n_lh = subject.vertex_counts(roi)['lh']
       ax = axes[r, c]
       ax.plot(resp, lw=0.4, color='k')
