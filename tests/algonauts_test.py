@@ -246,3 +246,20 @@ def test_entry_point_exits_2_with_one_line(copy, tmp_path, case):
   assert r.returncode == 2, r.stderr[-2000:]
   err = [ln for ln in r.stderr.splitlines() if ln.startswith('rdmjax: error')]
   assert len(err) == 1 and 'Traceback' not in r.stderr
+
+
+def test_memory_mapped_reads_in_chunks_equal_full_reads(root, monkeypatch):
+  """A memory-mapped subject (what the stages open) reads the same ROI
+  arrays, chunk by chunk, aligned for a zero-copy device_put."""
+  full = algonauts.load_subject(root, 'subj01')
+  mapped = algonauts.load_subject(root, 'subj01', mmap=True)
+  monkeypatch.setattr(algonauts, 'ROW_CHUNK', 7)  # several, a partial last
+  for roi in ('all', 'V1'):
+    x = mapped.responses(roi, 'train')
+    np.testing.assert_array_equal(x, full.responses(roi, 'train'))
+    assert x.ctypes.data % 64 == 0 and x.flags.writeable
+  rows = [5, 2, 9]
+  np.testing.assert_array_equal(
+    mapped.responses('V1', 'train', rows=rows),
+    full.responses('V1', 'train')[rows],
+  )

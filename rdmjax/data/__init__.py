@@ -43,7 +43,9 @@ def subject_from_config(config, workdir: str | os.PathLike):
       from jax.experimental import multihost_utils
 
       multihost_utils.sync_global_devices('rdmjax synthetic subject')
-  return algonauts.load_subject(root, config.data.subject)
+  # Memory-mapped: stages read an ROI's columns a chunk of rows at a time
+  # instead of holding both hemispheres (1.5 GB for a full subject).
+  return algonauts.load_subject(root, config.data.subject, mmap=True)
 
 
 def embeddings_path(config, workdir: str | os.PathLike) -> Path:

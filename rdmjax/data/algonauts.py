@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import mmap
 import os
 import re
 from collections.abc import Sequence
@@ -110,6 +111,41 @@ def aligned_empty(shape, dtype=np.float32, align: int = 64) -> np.ndarray:
   return raw[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
+def _release(a: np.ndarray) -> None:
+  """Drops a memory-mapped array's pages from this process's resident set
+  (they stay in the page cache: reading them again costs no disk)."""
+  while a is not None and not isinstance(a, np.memmap):
+    a = getattr(a, 'base', None)
+  m = getattr(a, '_mmap', None)
+  if m is not None and hasattr(m, 'madvise') and hasattr(mmap, 'MADV_DONTNEED'):
+    m.madvise(mmap.MADV_DONTNEED)
+
+
+ROW_CHUNK = 512  # rows read at a time from memory-mapped fMRI
+
+
+def read_columns(parts, masks, rows=None) -> np.ndarray:
+  """[n, sum of masks] f32 aligned: the masked columns of each [n, v_k] part
+  side by side (LH then RH), read ROW_CHUNK rows at a time so that a
+  memory-mapped part never has more than a chunk resident."""
+  idx = np.arange(parts[0].shape[0]) if rows is None else np.asarray(rows)
+  width = [int(m.sum()) for m in masks]
+  out = aligned_empty((idx.size, sum(width)))
+  for s in range(0, idx.size, ROW_CHUNK):
+    r = idx[s : s + ROW_CHUNK]
+    c = 0
+    for a, m, w in zip(parts, masks, width):
+      block = a[r[0] : r[-1] + 1] if _contiguous(r) else a[r]
+      out[s : s + len(r), c : c + w] = block[:, m]
+      c += w
+      _release(a)
+  return out
+
+
+def _contiguous(r: np.ndarray) -> bool:
+  return r.size > 0 and r[-1] - r[0] + 1 == r.size
+
+
 def _load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
   if not path.is_file():
     raise InputError(
@@ -162,13 +198,14 @@ def _check_fmri(
     )
   for hemi, a in zip(HEMIS, (lh, rh)):
     n_bad, first = 0, None
-    for s in range(0, a.shape[0], 512):  # bounded temporaries
-      bad = ~np.isfinite(a[s : s + 512])
+    for s in range(0, a.shape[0], ROW_CHUNK):  # bounded temporaries
+      bad = ~np.isfinite(a[s : s + ROW_CHUNK])
       if bad.any():
         n_bad += int(bad.sum())
         if first is None:
           r, c = np.argwhere(bad)[0]
           first = (s + r, c)
+      _release(a)  # a memory map keeps no more than a chunk resident
     if n_bad:
       raise InputError(
         f'{where}: {hemi} fMRI holds {n_bad} NaN/Inf values (first at image '
@@ -274,12 +311,7 @@ class Subject:
         'test fMRI): use split=train, or the post-challenge release with '
         'test_split/test_fmri'
       )
-    lh_mask, rh_mask = self.roi_mask(roi)
-    lh, rh = self.fmri[split]
-    if rows is not None:
-      lh, rh = lh[np.asarray(rows)], rh[np.asarray(rows)]
-    out = aligned_empty((lh.shape[0], int(lh_mask.sum() + rh_mask.sum())))
-    return np.concatenate([lh[:, lh_mask], rh[:, rh_mask]], axis=1, out=out)
+    return read_columns(self.fmri[split], self.roi_mask(roi), rows)
 
 
 def _load_rois(paths: SubjectPaths, n_vertices: dict[str, int]):

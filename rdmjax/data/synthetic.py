@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from rdmjax.data import embeddings as embeddings_lib
-from rdmjax.data.algonauts import aligned_empty
+from rdmjax.data.algonauts import read_columns
 from rdmjax.data.synthetic_images import (
   LATENT_NAMES,
   POOL_RES,
@@ -96,13 +96,10 @@ def noiseless(
   folder = extras_dir(root, subject.name) / 'noiseless'
   if not all((folder / f'{h}_{split}.npy').is_file() for h in HEMIS):
     return None
-  masks = subject.roi_mask(roi)
   parts = [np.load(folder / f'{h}_{split}.npy', mmap_mode='r') for h in HEMIS]
-  # Aligned, as the reader's responses: a CPU device shares it, no copy.
-  out = aligned_empty((parts[0].shape[0], int(sum(m.sum() for m in masks))))
-  return np.concatenate(
-    [p[:, m] for p, m in zip(parts, masks)], axis=1, out=out
-  )
+  # Aligned, as the reader's responses (a CPU device shares it), and read
+  # in row chunks (never the whole file resident).
+  return read_columns(parts, subject.roi_mask(roi))
 
 
 def read_extras(
