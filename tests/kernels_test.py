@@ -273,6 +273,19 @@ def test_device_rdm_is_one_product_shape_in_a_loop():
   assert 'while' in hlo or 'scan' in hlo
 
 
+@pytest.mark.parametrize('metric', ['euclidean', 'sqeuclidean'])
+def test_host_euclidean_uses_centred_columns_uncopied(metric):
+  x = _x(offset=0.0).astype(np.float32)
+  x -= x.mean(0)  # standardised responses are column-centred
+  z, sq, _ = kernels._rows_host(x, metric)
+  assert np.shares_memory(z, x)  # no copy of a full subject's responses
+  r = np.asarray(kernels.rdm(x, metric))
+  assert _err(r, squareform(pdist(x.astype(np.float64), metric))) < 1e-6
+  offset = x + 3.0  # not centred: centred on a copy, as before
+  z, _, _ = kernels._rows_host(offset, metric)
+  assert not np.shares_memory(z, offset)
+
+
 def test_width_bucket():
   for d in (1, 7, 16, 17, 300, 2000, 19004, 39548):
     b = kernels.width_bucket(d)
