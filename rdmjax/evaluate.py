@@ -18,6 +18,7 @@ scores with it; `--mode=eval` (`rdmjax.stages.eval`) scores a checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -77,7 +78,8 @@ def pick_images(
   frac = float(pc.fractions[split_id]) if pc.leaked else 1.0
   m = len(split_idx)
   if pc.leaked:
-    n_all = _count_leaked(n_images, split_id, pc, int(config.seed))
+    counts = leaked_pair_counts(n_images, tuple(pc.fractions), int(config.seed))
+    n_all = counts[split_id]
   else:
     n_all = m * (m - 1) // 2
   if not cap or m * (m - 1) // 2 * frac <= cap:
@@ -88,30 +90,32 @@ def pick_images(
   return pick.astype(np.int32), n_all
 
 
-def _split_ids(i, j, pc, seed: int) -> np.ndarray:
-  fn = jax.jit(
-    lambda a, b: pairs.pair_split_id(a, b, tuple(pc.fractions), seed)
-  )
-  return np.asarray(fn(i, j))
+_split_ids = jax.jit(pairs.pair_split_id, static_argnums=(2, 3))
 
 
-def _count_leaked(n: int, split_id: int, pc, seed: int) -> int:
-  """Pairs of n images that pair_split_id assigns to split_id (exact)."""
+@functools.lru_cache(maxsize=8)
+def leaked_pair_counts(n: int, fractions: tuple, seed: int) -> tuple:
+  """Pairs of n images that `pairs.pair_split_id` assigns to train, val
+  and test (exact): one pass over row blocks on the device, shared by the
+  val and test sets of a run."""
   rows = 256
-  cols = jnp.arange(n, dtype=jnp.int32)
 
   @jax.jit
-  def count(a):  # a [rows] image indices (past n: padding, counted out)
-    sid = pairs.pair_split_id(
-      a[:, None], cols[None, :], tuple(pc.fractions), seed
-    )
-    hit = (sid == split_id) & (a[:, None] < cols[None, :])
-    return jnp.sum(hit, dtype=jnp.int32)
+  def counts(starts):
+    cols = jnp.arange(n, dtype=jnp.int32)
 
-  starts = range(0, n, rows)
-  return int(
-    sum(int(count(jnp.arange(r, r + rows, dtype=jnp.int32))) for r in starts)
-  )
+    def block(r):  # rows r .. r + rows; those past n pair with nothing
+      a = r + jnp.arange(rows, dtype=jnp.int32)
+      sid = pairs.pair_split_id(a[:, None], cols[None, :], fractions, seed)
+      upper = a[:, None] < cols[None, :]
+      return jnp.stack(
+        [jnp.sum((sid == k) & upper, dtype=jnp.int32) for k in range(3)]
+      )
+
+    return jax.lax.map(block, starts).sum(0)
+
+  starts = jnp.arange(0, n, rows, dtype=jnp.int32)
+  return tuple(int(c) for c in jax.device_get(counts(starts)))
 
 
 def eval_set(data, split: str, config, mesh) -> EvalSet:
@@ -134,7 +138,10 @@ def eval_set(data, split: str, config, mesh) -> EvalSet:
   )
   a, b = np.triu_indices(len(images), 1)
   if pc.leaked:
-    keep = _split_ids(images[a], images[b], pc, int(config.seed)) == sid
+    ids = _split_ids(
+      images[a], images[b], tuple(pc.fractions), int(config.seed)
+    )
+    keep = np.asarray(ids) == sid
     a, b = a[keep], b[keep]
   target = np.asarray(r)[a, b]
   del r

@@ -128,17 +128,19 @@ def raise_bad_rows(bad: jax.Array, metric: str) -> None:
 
 
 def gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
-  """a @ b.T -> f32; a, b already bf16 when precision == 'bf16'."""
+  """a @ b.T -> f32 over the last axis, batched over any leading axes; a, b
+  already bf16 when precision == 'bf16'."""
   prec = {
     'float32': lax.Precision.HIGHEST,
     # Three bf16 products (hi*hi + hi*lo + lo*hi): ~f32 accuracy on tensor
     # cores at about 3x the bf16 cost.
     'bf16_3x': lax.DotAlgorithmPreset.BF16_BF16_F32_X3,
   }.get(precision)
+  batch = tuple(range(a.ndim - 2))
   return lax.dot_general(
     a,
     b,
-    (((1,), (1,)), ((), ())),
+    (((a.ndim - 1,), (b.ndim - 1,)), (batch, batch)),
     precision=prec,
     preferred_element_type=jnp.float32,
   )
@@ -322,17 +324,7 @@ def _mesh_program(mesh: Mesh, n: int, metric: str, precision: str):
     c = jnp.stack([lax.dynamic_slice_in_dim(zc, i * b, w) for i in r[0]])
     sa = jnp.stack([lax.dynamic_slice_in_dim(s2, i * b, b) for i in r[0]])
     sc = jnp.stack([lax.dynamic_slice_in_dim(s2, i * b, w) for i in r[0]])
-    prec = {
-      'float32': lax.Precision.HIGHEST,
-      'bf16_3x': lax.DotAlgorithmPreset.BF16_BF16_F32_X3,
-    }.get(precision)
-    g = lax.dot_general(
-      a,
-      c,
-      (((2,), (2,)), ((0,), (0,))),
-      precision=prec,
-      preferred_element_type=jnp.float32,
-    )
+    g = gram(a, c, precision)  # [2, b, w]: both strips, one product
     v = values_from_gram(g, sa[:, :, None], sc[:, None, :], metric)
     return v[None]  # [1, 2, b, w]
 

@@ -338,3 +338,14 @@ def test_cpu_devices_share_aligned_responses_instead_of_copying():
   kept = sharding.put_replicated(unaligned, mesh)
   unaligned[0, 0] = 7.0
   assert float(kept[0, 0]) == 1.0  # copied: numpy's alignment is not enough
+
+
+def test_leaked_pair_counts_over_several_row_blocks():
+  from rdmjax import pairs
+
+  n = 600  # three blocks of 256 rows, the last one padded
+  a, b = np.triu_indices(n, 1)
+  sid = np.asarray(pairs.pair_split_id(a, b, (0.8, 0.1, 0.1), 3))
+  want = tuple(int(np.sum(sid == k)) for k in range(3))
+  assert evaluate.leaked_pair_counts(n, (0.8, 0.1, 0.1), 3) == want
+  assert sum(want) == n * (n - 1) // 2
