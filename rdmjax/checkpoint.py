@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging as std_logging
 import math
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from absl import logging
 
+from rdmjax import paths
 from rdmjax.errors import InputError
 from rdmjax.report import is_writer
 
@@ -71,12 +71,12 @@ def _best_metric(metrics: dict[str, Any]) -> float:
 
 def clean_tmp(directory: str | Path) -> list[Path]:
   """Deletes unfinished saves (a run killed mid-save leaves these)."""
-  directory = Path(directory)
+  directory = paths.path(directory)
   gone = []
   if is_writer() and directory.is_dir():
     for p in directory.iterdir():
       if TMP_MARK in p.name:
-        shutil.rmtree(p, ignore_errors=True)
+        p.rmtree(missing_ok=True)
         gone.append(p)
   return gone
 
@@ -121,7 +121,7 @@ def manager(
     read_only=read_only,
   )
   return ocp.CheckpointManager(
-    Path(directory).absolute(), options=options, item_names=('state', 'meta')
+    paths.path(directory), options=options, item_names=('state', 'meta')
   )
 
 

@@ -81,7 +81,10 @@ def main(argv: list[str]) -> None:
     jax.devices(),
   )
   config = _CONFIG.value
-  workdir = Path(_WORKDIR.value).expanduser()
+  from rdmjax import paths
+
+  # A local folder or gs://... (etils epath, as Orbax): rdmjax.paths.
+  workdir = paths.path(_WORKDIR.value)
   workdir.mkdir(parents=True, exist_ok=True)
   report.atomic_write(
     workdir / 'config.json', config.to_json_best_effort(indent=2)
@@ -105,7 +108,7 @@ def main(argv: list[str]) -> None:
       print('test pairs:', json.dumps(train.get('test', {})))
 
 
-def _log_time(workdir: Path, stage: str, wall_s: float) -> None:
+def _log_time(workdir, stage: str, wall_s: float) -> None:
   """One JSON line per finished stage: stdout and WORKDIR/timings.jsonl."""
   import resource
 

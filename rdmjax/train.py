@@ -28,7 +28,15 @@ import optax
 from absl import logging
 from flax import nnx
 
-from rdmjax import checkpoint, evaluate, metrics, pairs, report, sharding
+from rdmjax import (
+  checkpoint,
+  evaluate,
+  metrics,
+  pairs,
+  paths,
+  report,
+  sharding,
+)
 from rdmjax.errors import InputError
 from rdmjax.train_data import Data, check_batch, load_data, target_mean
 
@@ -364,7 +372,7 @@ def train(
   Returns:
     The TrainResult (nothing is written to results.json here).
   """
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   prep = prepare(config, workdir if data_dir is None else data_dir)
   _, state = init_state(

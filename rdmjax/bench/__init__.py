@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 
-from rdmjax import report
+from rdmjax import paths, report
 from rdmjax.errors import InputError
 
 SUITES = ('rdm', 'pairs', 'clip')
@@ -126,8 +126,7 @@ def run(config, workdir: str | Path) -> list[dict[str, Any]]:
     ) from None
   ctx = context()
   summary = config.bench.to_dict()
-  path = Path(workdir) / 'bench.jsonl'
-  path.parent.mkdir(parents=True, exist_ok=True)
+  path = paths.path(workdir) / 'bench.jsonl'
   records = []
   for figure in module.run(config):
     rec = dict(ctx, time=time.strftime('%Y-%m-%dT%H:%M:%S'), config=summary)

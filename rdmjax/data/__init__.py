@@ -2,22 +2,43 @@
 
 `subject_from_config` is what every stage calls: with `config.data.root`
 empty it writes (once, cached under WORKDIR/data) the synthetic default
-subject and reads it back through the same reader as the real data.
+subject and reads it back through the same reader as the real data. With
+a workdir on cloud storage (gs://...) the subject, which is read by memory
+mapping, goes to each host's local cache instead (`rdmjax.paths`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
+from rdmjax import paths
 from rdmjax.errors import InputError
 
 
 def data_root(config, workdir: str | os.PathLike) -> Path:
-  """The folder holding subjNN/: config.data.root, or the synthetic cache."""
+  """The folder holding subjNN/: config.data.root, or the synthetic cache
+  (WORKDIR/data, or this host's cache when the workdir is remote)."""
   if config.data.root:
     return Path(config.data.root).expanduser()
+  if paths.is_remote(workdir):
+    return Path(paths.local_cache('data'))
   return Path(workdir) / 'data'
+
+
+@contextlib.contextmanager
+def _host_lock(root: Path):
+  """Processes of one host take turns (a file lock) on root."""
+  import fcntl
+
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / '.lock', 'w') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def subject_from_config(config, workdir: str | os.PathLike):
@@ -35,7 +56,13 @@ def subject_from_config(config, workdir: str | os.PathLike):
     from rdmjax.data import synthetic
     from rdmjax.report import is_writer
 
-    if is_writer():
+    if paths.is_remote(workdir):
+      # No shared disk: every host writes (or finds) its own local copy.
+      with _host_lock(root):
+        synthetic.ensure_subject(
+          root, config.data.subject, **dict(config.data.synthetic)
+        )
+    elif is_writer():
       synthetic.ensure_subject(
         root, config.data.subject, **dict(config.data.synthetic)
       )
@@ -65,5 +92,5 @@ def embeddings_path(config, workdir: str | os.PathLike) -> Path:
       / 'embeddings.npz'
     )
   if src == 'clip':
-    return Path(workdir) / 'embeddings' / 'clip.npz'
-  return Path(src).expanduser()
+    return paths.path(workdir) / 'embeddings' / 'clip.npz'
+  return paths.path(src)

@@ -15,10 +15,10 @@ responses silently.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,11 +34,14 @@ def write(
   nsd_ids: Sequence[int] | np.ndarray,
   splits: Sequence[str] | np.ndarray,
   meta: Mapping[str, Any],
-) -> Path:
+  writer: bool | None = None,
+) -> os.PathLike:
   """Writes an embedding cache atomically (temp file, then rename).
 
-  Only the writer process writes (`rdmjax.report.is_writer`); the others
-  check the arrays and return the path.
+  Only the writer process writes (`rdmjax.report.is_writer`, or as
+  `writer` says: a host writing its own local synthetic subject); the
+  others check the arrays and return the path. Local or cloud storage
+  (`rdmjax.paths`).
 
   Args:
     path: the `.npz` file to write.
@@ -63,21 +66,24 @@ def write(
     raise InputError(f'embedding cache: meta lacks {missing}')
   if not np.all(np.isfinite(emb)):
     raise InputError('embedding cache: embeddings hold NaN or Inf')
+  from rdmjax import paths
   from rdmjax.report import is_writer
 
-  path = Path(path)
-  if not is_writer():
+  path = paths.path(path)
+  if not (is_writer() if writer is None else writer):
     return path
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp.npz')
+  buf = io.BytesIO()  # a few tens of MB even for all NSD images
   np.savez(
-    tmp,
+    buf,
     embeddings=emb,
     nsd_ids=ids,
     splits=spl,
     meta=np.asarray(json.dumps(dict(meta), sort_keys=True)),
   )
-  os.replace(tmp, path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
+  tmp.write_bytes(buf.getvalue())
+  tmp.replace(path)
   return path
 
 
@@ -97,14 +103,16 @@ def read(
   Returns:
     (embeddings [n, d] f32, meta dict with `nsd_ids` and `splits` added).
   """
-  path = Path(path)
+  from rdmjax import paths
+
+  path = paths.path(path)
   if not path.is_file():
     raise InputError(
       f'embedding cache {path} not found: make it with --mode=embed (CLIP) '
       'or --mode=synth (synthetic), or point config.data.embeddings at one'
     )
   try:
-    with np.load(path, allow_pickle=False) as f:
+    with path.open('rb') as fh, np.load(fh, allow_pickle=False) as f:
       emb, ids, spl = f['embeddings'], f['nsd_ids'], f['splits']
       meta = json.loads(str(f['meta']))
   except (KeyError, ValueError, OSError) as e:

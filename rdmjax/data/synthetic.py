@@ -338,6 +338,7 @@ def _generate(p: dict, subj: Path, extras: Path, progress: bool) -> None:
       preprocessing='none',
       subject=p['subject'],
     ),
+    writer=True,  # whoever writes the subject (each host's own, if remote)
   )
   lm = latent_matrix(lat)
   np.savez(

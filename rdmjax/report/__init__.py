@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
+
+from rdmjax import paths
 
 
-def atomic_write(path: str | os.PathLike, text: str) -> Path:
-  """Writes text through a temporary name and a rename (writer only)."""
-  path = Path(path)
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> epath.Path:
+  """Writes text or bytes through a temporary name and a rename (writer
+  only), on a local disk or cloud storage (`rdmjax.paths`)."""
+  path = paths.path(path)
   if is_writer():
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if isinstance(data, bytes):
+      tmp.write_bytes(data)
+    else:
+      tmp.write_text(data)
+    tmp.replace(path)
   return path
 
 
@@ -36,7 +42,7 @@ def _jsonable(x: Any) -> Any:
     return {str(k): _jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
     return [_jsonable(v) for v in x]
-  if isinstance(x, Path):
+  if isinstance(x, os.PathLike):
     return str(x)
   if isinstance(x, (np.generic, np.ndarray)) or hasattr(x, '__array__'):
     return _jsonable(np.asarray(x).tolist())
@@ -51,7 +57,7 @@ def is_writer() -> bool:
 
 
 def read_results(workdir: str | os.PathLike) -> dict[str, Any]:
-  path = Path(workdir) / 'results.json'
+  path = paths.path(workdir) / 'results.json'
   return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -64,17 +70,18 @@ def update_results(
   all_results = read_results(workdir)
   all_results[stage] = _jsonable(results)
   atomic_write(
-    Path(workdir) / 'results.json', json.dumps(all_results, indent=2) + '\n'
+    paths.path(workdir) / 'results.json',
+    json.dumps(all_results, indent=2) + '\n',
   )
 
 
 def write_section(
   workdir: str | os.PathLike, stage: str, markdown: str
-) -> Path:
+) -> epath.Path:
   """Writes one stage's section and rebuilds `report.md`."""
   from rdmjax.stages import STAGES
 
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   if is_writer():
     atomic_write(workdir / 'report' / f'{stage}.md', markdown.rstrip() + '\n')
     sections = sorted(
@@ -87,12 +94,21 @@ def write_section(
 
 
 def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
-  """Appends one JSON line to path (writer only)."""
-  if is_writer():
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open('a') as f:
-      f.write(json.dumps(_jsonable(row), default=str) + '\n')
+  """Appends one JSON line to path (writer only).
+
+  Locally an append; on cloud storage, whose objects cannot be appended
+  to, the (small) file is rewritten.
+  """
+  if not is_writer():
+    return
+  path = paths.path(path)
+  line = json.dumps(_jsonable(row), default=str) + '\n'
+  if paths.is_remote(path):
+    atomic_write(path, (path.read_text() if path.exists() else '') + line)
+    return
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open('a') as f:
+    f.write(line)
 
 
 def md_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -7,12 +7,14 @@ PNG through `save_figure` (the writer process only) and returns its path.
 
 from __future__ import annotations
 
+import io
 import itertools
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from rdmjax import paths
 
 
 def pyplot():
@@ -26,14 +28,13 @@ def pyplot():
 
 def save_figure(fig, path: Path) -> Path:
   """Saves (writer process only) and closes a figure; returns its path."""
-  from rdmjax.report import is_writer
+  from rdmjax.report import atomic_write, is_writer
 
-  path = Path(path)
+  path = paths.path(path)
   if is_writer():
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.png')
-    fig.savefig(tmp, dpi=110, bbox_inches='tight')
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
+    atomic_write(path, buf.getvalue())
   pyplot().close(fig)
   return path
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rdmjax import paths
 from rdmjax.report.plots import pyplot, save_figure
 
 
@@ -100,7 +101,7 @@ def test_figures(
   mats: dict, test: dict, folder: Path, prefix: str = 'train'
 ) -> dict[str, str]:
   """Both test figures; returns name -> path relative to the workdir."""
-  folder = Path(folder)
+  folder = paths.path(folder)
   a = rdm_side_by_side(
     mats['true'], mats['pred'], test, folder / f'{prefix}_test_rdms.png'
   )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from absl import logging
 
-from rdmjax import data, report
+from rdmjax import data, paths, report
 from rdmjax.report import plots
 
 
@@ -34,7 +34,7 @@ def summarize(subject, rois) -> dict:
 
 
 def run(config, workdir: str | Path) -> dict:
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   subject = data.subject_from_config(config, workdir)
   rois = ('all', *config.rdm.rois, config.data.roi)
   summary = summarize(subject, rois)

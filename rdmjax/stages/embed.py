@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from rdmjax import data as rdata
-from rdmjax import report, sharding
+from rdmjax import paths, report, sharding
 from rdmjax.data import embeddings
 from rdmjax.data.images import load_images
 from rdmjax.errors import InputError
@@ -104,8 +104,8 @@ def _write_caches(workdir, subj, per_split, splits, layers, prep, desc, ec):
   """One cache per layer (and clip.npz for the first): {layer: path}."""
   ids = np.concatenate([subj.nsd_ids(s) for s in splits])
   split_col = np.concatenate([[s] * subj.n_images(s) for s in splits])
-  out_dir = Path(workdir) / 'embeddings'
-  paths = {}
+  out_dir = paths.path(workdir) / 'embeddings'
+  written = {}
   for i, layer in enumerate(layers):
     emb = np.concatenate([per_split[s][layer] for s in splits])
     meta = dict(
@@ -119,8 +119,8 @@ def _write_caches(workdir, subj, per_split, splits, layers, prep, desc, ec):
     names = [f'clip_{layer}.npz'] + (['clip.npz'] if i == 0 else [])
     for name in names:
       embeddings.write(out_dir / name, emb, ids, split_col, meta)
-    paths[layer] = str(out_dir / names[0])
-  return paths
+    written[layer] = str(out_dir / names[0])
+  return written
 
 
 def _markdown(result: dict[str, Any], subject: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from absl import logging
 
-from rdmjax import checkpoint, evaluate, report, train
+from rdmjax import checkpoint, evaluate, paths, report, train
 from rdmjax.errors import InputError
 from rdmjax.report import train_plots
 
@@ -43,7 +43,7 @@ def _restore(config, workdir: Path, prep, which: str):
 
 def run(config, workdir: str | Path, which: str | None = None) -> dict:
   """Scores the checkpoint; returns {'step', 'val_spearman', 'test'}."""
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   prep = train.prepare(config, workdir)
   which = str(config.ckpt.get('eval_step', 'best') if which is None else which)
   state, meta, step = _restore(config, workdir, prep, which)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from absl import logging
 
-from rdmjax import analysis, data, kernels, report
+from rdmjax import analysis, data, kernels, paths, report
 from rdmjax.analysis import KINDS
 from rdmjax.data import images
 from rdmjax.errors import InputError
@@ -61,7 +61,7 @@ def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
   """Every ROI x metric: results['rois'] filled; heatmaps and figures."""
   from tqdm.auto import tqdm
 
-  c, split, figs = config.rdm, config.rdm.split, Path(workdir) / 'figures'
+  c, split, figs = config.rdm, config.rdm.split, paths.path(workdir) / 'figures'
   ids, n = subject.nsd_ids(split), results['n_images']
   heats, fig_paths = {}, {}
   rois = list(dict.fromkeys(c.rois))
@@ -128,7 +128,7 @@ def _summary_figures(results, heats, figs: Path, with_rsa: bool) -> dict:
 
 def run(config, workdir: str | Path) -> dict:
   """Runs the analysis; returns the `rdm` results entry."""
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   c = config.rdm
   subject = data.subject_from_config(config, workdir)
   split = c.split
@@ -181,7 +181,7 @@ def _flat(results: dict) -> dict[tuple[str, str], dict]:
 
 
 def _rel(p, workdir: Path) -> str | None:
-  return str(Path(p).relative_to(workdir)) if p else None
+  return str(paths.path(p).relative_to(workdir)) if p else None
 
 
 def _extremes_md(roi: str, entry: dict, figs: dict) -> list[str]:

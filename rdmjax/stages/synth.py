@@ -6,13 +6,14 @@ from pathlib import Path
 
 from absl import logging
 
+from rdmjax import paths
 from rdmjax.data import synthetic
 from rdmjax.report import is_writer
 
 
 def run(config, workdir: str | Path) -> Path:
   """Writes WORKDIR/subjNN in the Algonauts layout (process 0 only)."""
-  path = Path(workdir) / config.data.subject
+  path = paths.path(workdir) / config.data.subject
   if is_writer():
     path = synthetic.write_subject(
       workdir, config.data.subject, **dict(config.data.synthetic)

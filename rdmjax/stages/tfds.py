@@ -13,14 +13,14 @@ from pathlib import Path
 
 from absl import logging
 
-from rdmjax import report
+from rdmjax import paths, report
 
 
 def run(config, workdir: str | Path) -> dict:
   """Builds (once) and returns {'config', 'data_dir', 'splits': {name: n}}."""
   from rdmjax.data import tfds_nsd
 
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   data_dir = workdir / 'tensorflow_datasets'
   if config.data.root:
     name = config.data.subject

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rdmjax import baselines, report, train
+from rdmjax import baselines, paths, report, train
 from rdmjax.report import train_plots
 
 
@@ -38,7 +38,7 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   Returns:
     The results.json 'train' entry.
   """
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   result = train.train(config, workdir)
   base = _baselines(config, result.data)
   # The leaked run reads the responses again: free this run's copy first.
@@ -65,7 +65,7 @@ def write(
 
   base: `_baselines` of run.data, when its responses are gone already.
   """
-  workdir = Path(workdir)
+  workdir = paths.path(workdir)
   data = run.data
   res: dict[str, Any] = dict(
     model=config.model.name,
