@@ -1,12 +1,16 @@
 """Comparing RDMs: Spearman, Pearson and Kendall's tau-a on upper triangles.
 
 `compare_rdms(a, b, method)` takes square [n, n] RDMs or their condensed
-upper triangles (scipy `squareform` order). Spearman ranks on the device
-(average ranks for ties, as scipy's `rankdata`); tau-a counts concordant and
-discordant pairs exactly with an O(m log^2 m) merge sort (rsatoolbox's
-definition: no tie correction). `pearson` and `avg_ranks` (with an optional
-mask) are the package's one Pearson and one ranking, used by the pair
-metrics too. `compare_rdms` is public as `rdmjax.kernels.compare_rdms`.
+upper triangles (scipy `squareform` order). Spearman is exact at any size:
+average ranks (ties as scipy's `rankdata`) are held as integers 2 * rank,
+centred by m + 1 without rounding, and their products summed exactly in
+integer limbs on the device (or, on a CPU backend, ranked by scipy and summed
+in float64 on the host); float32 ranks would round above 2^24 entries (~5800
+images). tau-a counts concordant and discordant pairs exactly with an
+O(m log^2 m) merge sort (rsatoolbox's definition: no tie correction).
+`pearson` and `avg_ranks` (with an optional mask) are the jit-able Pearson
+and ranking of the pair metrics (float32: for batches, below 2^23 entries).
+`compare_rdms` is public as `rdmjax.kernels.compare_rdms`.
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ def avg_ranks(v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   """1-based ranks with ties given their average rank (scipy rankdata).
 
   Entries with mask == 0 rank after every other one, so they leave the
-  ranks of the others alone. v: [m]; returns [m] f32.
+  ranks of the others alone. v: [m]; returns [m] f32, exact for m < 2^23
+  (`compare_rdms` ranks exactly at any size).
   """
   v = jnp.asarray(v, jnp.float32)
   if mask is not None:
@@ -113,7 +118,11 @@ _pearson_jit = jax.jit(pearson)
 
 
 def _int_partials(v: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Non-negative int32 [m] -> block sums that never overflow int32."""
+  """int32 [m] -> block sums (lo, hi) that never overflow int32.
+
+  v = hi * 2^12 + lo per entry (arithmetic shift: signed v too), for
+  0 <= v < 2^31 or |v| < 2^30.
+  """
   v = jnp.pad(v, (0, -v.shape[0] % 4096))
   lo = (v & 0xFFF).reshape(-1, 4096).sum(1)  # < 2^12 * 2^12
   hi = (v >> 12).reshape(-1, 4096).sum(1)  # < 2^19 * 2^12
@@ -123,6 +132,87 @@ def _int_partials(v: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _host_sum(parts) -> int:
   lo, hi = (np.asarray(p, np.int64) for p in parts)
   return int(lo.sum() + (hi.sum() << 12))
+
+
+# Centred doubled ranks c = 2 * rank - (m + 1) lie in (-m, m); the exact
+# device sums split them into 14-bit limbs, which bounds m below 2^28.
+_EXACT_DEVICE_MAX = 2**28
+
+
+@jax.jit
+def _centred_rank2(v: jax.Array) -> jax.Array:
+  """[m] -> int32 2 * average rank - (m + 1): exact integers, sum 0."""
+  m = v.shape[0]
+  idx = jnp.arange(m, dtype=jnp.int32)
+  s, perm = lax.sort_key_val(v, idx)
+  new = jnp.concatenate([jnp.array([True]), s[1:] != s[:-1]])
+  first = _first_of_run(new).astype(jnp.int32)
+  last = lax.cummin(
+    jnp.where(jnp.concatenate([new[1:], jnp.array([True])]), idx, m - 1),
+    reverse=True,
+  )
+  # 2 * average rank = (first + 1) + (last + 1) for 0-based run ends.
+  c = first + last + 2 - (m + 1)
+  return jnp.zeros(m, jnp.int32).at[perm].set(c)
+
+
+@jax.jit
+def _exact_dot_parts(ca: jax.Array, cb: jax.Array):
+  """Block partial sums of sum(ca * cb) in int32 limbs (no overflow).
+
+  With c = h * 2^14 + l (0 <= l < 2^14, |h| <= 2^14 for |c| < 2^28),
+  ca * cb = hh * 2^28 + (h_a l_b + l_a h_b) * 2^14 + l_a l_b, each term
+  below 2^30 in magnitude; `_int_partials` sums those in blocks exactly.
+  """
+  ha, la = ca >> 14, ca & 0x3FFF
+  hb, lb = cb >> 14, cb & 0x3FFF
+  return (
+    _int_partials(ha * hb),
+    _int_partials(ha * lb + la * hb),
+    _int_partials(la * lb),
+  )
+
+
+def _exact_dot(ca: jax.Array, cb: jax.Array) -> int:
+  hh, mid, ll = (_host_sum(p) for p in _exact_dot_parts(ca, cb))
+  return (hh << 28) + (mid << 14) + ll
+
+
+def _host_ranking() -> bool:
+  return jax.default_backend() == 'cpu'
+
+
+def _centred_ranks(v: jax.Array):
+  """2 * average rank - (m + 1) of v [m]: exact, in the form `_rank_corr`
+  takes.
+
+  On a CPU backend (numpy's sort; XLA's CPU sort is several times slower),
+  or from 2^28 entries: float64 numpy from scipy's rankdata. Else int32 on
+  the device.
+  """
+  m = v.shape[0]
+  if _host_ranking() or m >= _EXACT_DEVICE_MAX:
+    from scipy import stats
+
+    r = stats.rankdata(np.asarray(v))  # float64 average ranks: exact
+    return 2 * r - (m + 1)
+  return _centred_rank2(v)
+
+
+def _rank_corr(ca, cb) -> float:
+  """Pearson of two centred rank vectors from `_centred_ranks`."""
+  if isinstance(ca, np.ndarray) or isinstance(cb, np.ndarray):
+    ca, cb = np.asarray(ca, np.float64), np.asarray(cb, np.float64)
+    # Exact integers; products and sums in float64: ~1e-15 relative.
+    num, da, db = (
+      float(np.dot(x, y)) for x, y in ((ca, cb), (ca, ca), (cb, cb))
+    )
+  else:
+    num, da, db = _exact_dot(ca, cb), _exact_dot(ca, ca), _exact_dot(cb, cb)
+  if da == 0 or db == 0:
+    return float('nan')  # a constant RDM, as scipy
+  # Python ints of any size: one rounding each to float64.
+  return float(np.clip(num / (np.sqrt(float(da)) * np.sqrt(float(db))), -1, 1))
 
 
 def _tied_pairs(*sorted_keys: jax.Array) -> jax.Array:
@@ -183,7 +273,8 @@ def compare_rdms(a, b, method: str = 'spearman') -> float:
   Args:
     a: [n, n] or condensed [n(n-1)/2] RDM.
     b: same shape as a.
-    method: 'spearman' (Pearson of average ranks, as scipy spearmanr),
+    method: 'spearman' (Pearson of average ranks, as scipy spearmanr;
+      exact integer ranks at any size, see the module docstring),
       'pearson', or 'kendall_tau_a' ((concordant - discordant) / (m choose 2)
       over the m entries, no tie correction, as rsatoolbox's tau-a; exact
       integer counts, O(m log^2 m) work and O(m) memory).
@@ -201,7 +292,7 @@ def compare_rdms(a, b, method: str = 'spearman') -> float:
   if method == 'pearson':
     return float(_pearson_jit(va, vb))
   if method == 'spearman':
-    return float(_pearson_jit(_ranks(va), _ranks(vb)))
+    return _rank_corr(_centred_ranks(va), _centred_ranks(vb))
   dis, xtie, ytie, ntie = (_host_sum(p) for p in _kendall_parts(va, vb))
   m = va.shape[0]
   tot = m * (m - 1) // 2
@@ -227,7 +318,7 @@ def compare_many(
   if bad:
     raise InputError(f'methods {bad} unknown: use {COMPARE_METHODS}')
   va = _as_vector(a)
-  ra = _ranks(va) if 'spearman' in methods else None
+  ra = _centred_ranks(va) if 'spearman' in methods else None
   out = {}
   for name, b in others.items():
     vb = _as_vector(b)
@@ -239,7 +330,7 @@ def compare_many(
     out[name] = {}
     for m in methods:
       if m == 'spearman':
-        out[name][m] = float(_pearson_jit(ra, _ranks(vb)))
+        out[name][m] = _rank_corr(ra, _centred_ranks(vb))
       else:
         out[name][m] = compare_rdms(va, vb, m)
   return out

@@ -25,6 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from rdmjax.compare import compare_rdms
 from rdmjax.errors import InputError
+from rdmjax.hostmem import aligned_empty
 
 __all__ = [
   'METRICS',
@@ -501,7 +502,7 @@ def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
   np.subtract(1.0, g, out=g)
   np.clip(g, 0.0, 2.0, out=g)
   np.fill_diagonal(g, 0.0)
-  return jnp.asarray(g)
+  return jax.device_put(g)
 
 
 # The euclidean metrics centre columns only against cancellation in
@@ -545,7 +546,9 @@ def _rows_host(x, metric: str):
 
 def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
   """The host path: one BLAS call for the Gram, in-place elementwise ops."""
-  g = z @ z.T  # numpy sees z and z.T share memory: ssyrk, half the flops
+  # numpy sees z and z.T share memory: ssyrk, half the flops. Into an
+  # aligned buffer that device_put shares on CPU: no second n x n copy.
+  g = np.matmul(z, z.T, out=aligned_empty((z.shape[0], z.shape[0])))
   if metric in ('correlation', 'cosine'):
     np.subtract(1.0, g, out=g)
     np.clip(g, 0.0, 2.0, out=g)
@@ -560,4 +563,4 @@ def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
       np.sqrt(g, out=g)
   # syrk fills both triangles from one: exactly symmetric already.
   np.fill_diagonal(g, 0.0)
-  return jnp.asarray(g)
+  return jax.device_put(g)

@@ -212,42 +212,86 @@ def _unsharded(a: jax.Array) -> jax.Array:
   return a
 
 
-def _upper(n: int) -> jax.Array:
-  i = lax.broadcasted_iota(jnp.int32, (n, n), 0)
-  return i < lax.broadcasted_iota(jnp.int32, (n, n), 1)
+# Rows per block of the in-memory passes: temporaries of [ROW_BLOCK, n]
+# (10 MB at n = 9841) instead of several [n, n] (387 MB each).
+ROW_BLOCK = 256
 
 
-@functools.partial(jax.jit, static_argnames='k')
-def _summary_pass(r, target, *, k: int):
-  """Extremes (row-wise top-k, then over rows) and moments of r: [n, n]."""
+def _row_block(r, b, size: int):
+  """Rows [s, s + size) of r with s = min(b * size, n - size) (no padding
+  copy of r) and the mask of their entries i < j not in an earlier block."""
+  n = r.shape[0]
+  s = jnp.minimum(b * size, n - size)
+  rows = lax.dynamic_slice_in_dim(r, s, size, 0)
+  gi = s + lax.broadcasted_iota(jnp.int32, (size, n), 0)
+  gj = lax.broadcasted_iota(jnp.int32, (size, n), 1)
+  return rows, gi, (gi < gj) & (gi >= b * size)
+
+
+def _blocks(n: int, block: int) -> tuple[int, int]:
+  size = min(n, block)
+  return size, -(-n // size)
+
+
+def _merge_top(best, cand, k: int):
+  """The k largest keys of best and cand: (key, value, i, j) tuples."""
+  cat = [jnp.concatenate([a, b]) for a, b in zip(best, cand)]
+  _, pos = lax.top_k(cat[0], k)
+  return tuple(a[pos] for a in cat)
+
+
+@functools.partial(jax.jit, static_argnames=('k', 'block'))
+def _summary_pass(r, target, *, k: int, block: int):
+  """Extremes (row-wise top-k, then over rows) and the sum of the entries
+  i < j of r: [n, n], a block of rows at a time."""
   r = _unsharded(r)
   n = r.shape[0]
-  upper = _upper(n)
+  size, nb = _blocks(n, block)
   kk = min(k, n)
 
-  def extremes(key):
-    kt, cols = lax.top_k(jnp.where(upper, key, -jnp.inf), kk)  # [n, kk]
-    _, pos = lax.top_k(kt.ravel(), k)
-    i, j = pos // kk, cols.ravel()[pos]
-    return r[i, j], i, j
+  def body(b, carry):
+    best, total = carry
+    rows, gi, ok = _row_block(r, b, size)
+    new = []
+    for keys, key in zip(best, (-rows, rows, -jnp.abs(rows - target))):
+      kt, cols = lax.top_k(jnp.where(ok, key, -jnp.inf), kk)  # [size, kk]
+      top, pos = lax.top_k(kt.ravel(), min(k, size * kk))
+      i, j = gi[:, 0][pos // kk], cols.ravel()[pos]
+      new.append(_merge_top(keys, (top, rows[i - gi[0, 0], j], i, j), k))
+    return tuple(new), total + jnp.sum(jnp.where(ok, rows, 0.0))
 
-  out = tuple(extremes(key) for key in (-r, r, -jnp.abs(r - target)))
-  m = n * (n - 1) // 2
-  mean = jnp.sum(jnp.where(upper, r, 0.0)) / m
-  var = jnp.sum(jnp.where(upper, jnp.square(r - mean), 0.0)) / m
-  return out, mean, jnp.sqrt(var)
+  empty = (
+    jnp.full(k, -jnp.inf),
+    jnp.zeros(k, r.dtype),
+    jnp.zeros(k, jnp.int32),
+    jnp.zeros(k, jnp.int32),
+  )
+  best, total = lax.fori_loop(0, nb, body, ((empty,) * 3, jnp.float32(0)))
+  return tuple(e[1:] for e in best), total / (n * (n - 1) // 2)
 
 
-@jax.jit
-def _histogram_pass(r, edges):
-  """Counts [bins] of the entries i < j of r, bins as np.histogram's."""
+@functools.partial(jax.jit, static_argnames='block')
+def _histogram_pass(r, edges, mean, *, block: int):
+  """Counts [bins] of the entries i < j of r, bins as np.histogram's, and
+  their sum of squared deviations from mean; a block of rows at a time."""
   bins = edges.shape[0] - 1
   r = _unsharded(r)
-  v = r.ravel()
-  idx = jnp.searchsorted(edges, v, side='right') - 1
-  idx = jnp.where(v == edges[-1], bins - 1, idx)  # last bin is closed
-  ok = _upper(r.shape[0]).ravel() & (idx >= 0) & (idx < bins)
-  return jnp.bincount(jnp.where(ok, idx, bins), length=bins + 1)[:-1]
+  size, nb = _blocks(r.shape[0], block)
+
+  def body(b, carry):
+    counts, ss = carry
+    rows, _, ok = _row_block(r, b, size)
+    v = rows.ravel()
+    idx = jnp.searchsorted(edges, v, side='right') - 1
+    idx = jnp.where(v == edges[-1], bins - 1, idx)  # last bin is closed
+    keep = ok.ravel() & (idx >= 0) & (idx < bins)
+    counts += jnp.bincount(jnp.where(keep, idx, bins), length=bins + 1)
+    return counts, ss + jnp.sum(jnp.where(ok, jnp.square(rows - mean), 0.0))
+
+  counts, ss = lax.fori_loop(
+    0, nb, body, (jnp.zeros(bins + 1, jnp.int32), jnp.float32(0))
+  )
+  return counts[:-1], ss
 
 
 def summarize(
@@ -257,17 +301,20 @@ def summarize(
   closest_to: float | None = None,
   bins: int = 100,
   metric: str = '',
+  block: int = ROW_BLOCK,
 ) -> Summary:
   """`rdm_stats` and the moments of an RDM already in memory.
 
-  Two passes over r (extremes and moments, then the histogram over the
-  data's range), no Gram product; equal to `rdm_stats` of the rows r came
+  Two passes over r, a block of ROW_BLOCK rows at a time (extremes and
+  the mean, then the histogram over the data's range and the variance), no
+  Gram product and no [n, n] temporary; equal to `rdm_stats` of the rows r came
   from (up to float32 near-ties).
 
   Args:
     r: [n, n] RDM (device or host; only entries i < j are read).
     k, closest_to, bins: as `rdm_stats`.
     metric: recorded in the result.
+    block: rows per block of the passes.
 
   Returns:
     Summary(stats, mean, std), host values.
@@ -276,12 +323,16 @@ def summarize(
   n = r.shape[0]
   _check_k_bins(n, k, bins)
   target = jnp.float32(0.0 if closest_to is None else closest_to)
-  ext, mean, std = jax.device_get(_summary_pass(r, target, k=k))
+  ext, mean = jax.device_get(_summary_pass(r, target, k=k, block=block))
   ext = [Extremes(*(np.asarray(a) for a in e)) for e in ext]
   edges = _histogram_edges(
     bins, (float(ext[0].values[0]), float(ext[1].values[0]))
   )
-  counts = np.asarray(_histogram_pass(r, jnp.asarray(edges)), np.int64)
+  counts, ss = jax.device_get(
+    _histogram_pass(r, jnp.asarray(edges), jnp.float32(mean), block=block)
+  )
+  counts = np.asarray(counts, np.int64)
+  std = np.sqrt(ss / (n * (n - 1) // 2))
   stats = RdmStats(
     lowest=ext[0],
     highest=ext[1],

@@ -316,16 +316,19 @@ def test_widths_of_one_bucket_share_the_device_programs(metric):
 
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
-@pytest.mark.parametrize('devices', [1, 8])
-def test_summarize_equals_rdm_stats(metric, devices):
-  """One pass over the RDM in memory = the streamed statistics."""
+@pytest.mark.parametrize('devices,block', [(1, 256), (1, 7), (8, 256)])
+def test_summarize_equals_rdm_stats(metric, devices, block):
+  """One pass over the RDM in memory = the streamed statistics (block 7:
+  several row blocks, the last one overlapping the one before)."""
   x, k = _x(), 5
   closest = 1.0 if metric == 'correlation' else None
   mesh = None
   if devices > 1:
     mesh = jax.make_mesh((devices,), ('data',))
   r = kernels.rdm(x, metric, mesh=mesh, tile=TILE if mesh is None else None)
-  got, mean, std = streaming.summarize(r, k=k, closest_to=closest, bins=40)
+  got, mean, std = streaming.summarize(
+    r, k=k, closest_to=closest, bins=40, block=block
+  )
   want = streaming.rdm_stats(
     x, metric, k=k, closest_to=closest, bins=40, tile=TILE
   )

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rdmjax.errors import InputError
+from rdmjax.hostmem import aligned_empty
 
 HEMIS = ('lh', 'rh')
 CLASSES = (
@@ -98,17 +99,6 @@ class SubjectPaths:
       f'training_split and {split}/training_split; found {found or "nothing"}):'
       ' point --config.data.root at the folder that holds subj01 ... subj08'
     )
-
-
-def aligned_empty(shape, dtype=np.float32, align: int = 64) -> np.ndarray:
-  """np.empty with its data 64-byte aligned (numpy guarantees 16): BLAS runs
-  faster on it, and XLA's CPU client shares it on device_put instead of
-  copying it (1.5 GB for a full subject)."""
-  dtype = np.dtype(dtype)
-  n = int(np.prod(shape))
-  raw = np.empty(n * dtype.itemsize + align, np.uint8)
-  start = -raw.ctypes.data % align
-  return raw[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def _release(a: np.ndarray) -> None:

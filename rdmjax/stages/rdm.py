@@ -23,8 +23,8 @@ from rdmjax.report import plots
 def _pair_figure(subject, split, res, roi, metric, path) -> Path:
   ext = res['extremes']
   idx = sorted({p[k] for ps in ext.values() for p in ps for k in 'ij'})
-  paths = subject.image_paths(split)
-  imgs = images.load_images([paths[i] for i in idx], progress=False)
+  files = subject.image_paths(split)
+  imgs = images.load_images([files[i] for i in idx], progress=False)
   rows = [
     (label, [(p['i'], p['j'], p['value']) for p in ext[kind]])
     for kind, label in KINDS
