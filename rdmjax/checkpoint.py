@@ -29,7 +29,22 @@ from rdmjax.report import is_writer
 
 TMP_MARK = '.orbax-checkpoint-tmp'
 # Meta keys that must match between a checkpoint and the run restoring it.
-COMPAT_KEYS = ('model', 'd_in', 'roi', 'metric', 'n_images', 'n_vertices')
+# What a checkpoint must match to be trained on or scored: the model, the
+# data, and the image split (a checkpoint scored under another split seed,
+# fractions or leaked setting would score its own training images).
+COMPAT_KEYS = (
+  'model',
+  'd_in',
+  'subject',
+  'roi',
+  'metric',
+  'embeddings',
+  'n_images',
+  'n_vertices',
+  'leaked',
+  'split_seed',
+  'fractions',
+)
 BEST_METRIC = 'val_spearman'
 # Orbax logs a dozen INFO lines per save; keep its warnings and errors.
 ORBAX_LOG_LEVEL = std_logging.WARNING

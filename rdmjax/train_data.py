@@ -103,6 +103,11 @@ def load_data(config, workdir: str | Path) -> Data:
     n_images=int(n),
     n_vertices=int(z.shape[1]),
     leaked=bool(config.pairs.leaked),
+    split_seed=None if config.pairs.leaked else int(config.seed),
+    fractions=[float(f) for f in config.pairs.fractions],
+    embeddings=(
+      str(config.data.embeddings) if config.model.name == 'mlp' else None
+    ),
     subject=subject.name,
     split={k: v.tolist() for k, v in split.items()},
   )
@@ -117,7 +122,11 @@ def _own_f32(x: np.ndarray) -> np.ndarray | None:
 
 
 def check_batch(config, data: Data, mesh) -> None:
-  """Start-up checks: the batch divides over devices, the split is big."""
+  """Start-up checks: the output reaches the targets, the batch divides
+  over devices, the split is big."""
+  from rdmjax.models.mlp import check_output_range
+
+  check_output_range(config.model.output, config.pairs.metric)
   n_dev = sharding.data_size(mesh)
   pc = config.pairs
   n_train = len(data.split['train'])

@@ -230,6 +230,40 @@ def test_checkpoint_of_another_model(datadir, tmp_path):
     train.train(tiny(**{'train.steps': 4, 'model.hidden': (16,)}), w)
 
 
+@pytest.mark.parametrize(
+  'change,key',
+  [
+    ({'seed': 1}, 'split_seed'),
+    ({'pairs.fractions': (0.7, 0.15, 0.15)}, 'fractions'),
+    ({'pairs.leaked': True}, 'leaked'),
+    ({'pairs.metric': 'euclidean'}, 'metric'),
+    ({'data.roi': 'V1'}, 'roi'),
+  ],
+)
+def test_scoring_a_checkpoint_under_another_split_fails(
+  datadir, tmp_path, change, key
+):
+  """--mode=eval under another split would score training images: one
+  line naming the field (main turns InputError into exit 2)."""
+  from rdmjax.stages import eval as eval_stage
+
+  w = _workdir(datadir, tmp_path)
+  train.train(tiny(**{'train.steps': 2, 'ckpt.every': 1}), w)
+  c = tiny(**{k: v for k, v in change.items() if '.' in k})
+  with c.unlocked():
+    c.seed = change.get('seed', c.seed)
+  with pytest.raises(InputError, match=f'{key}='):
+    eval_stage.run(c, w)
+
+
+def test_output_that_cannot_reach_the_targets(datadir):
+  with pytest.raises(InputError, match='sigmoid2.*euclidean'):
+    train.train(
+      tiny(**{'model.output': 'sigmoid2', 'pairs.metric': 'euclidean'}),
+      datadir,
+    )
+
+
 def test_embeddings_of_other_images(datadir, tmp_path):
   from rdmjax.data import embeddings
 

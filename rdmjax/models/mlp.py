@@ -44,6 +44,30 @@ def check_output(output: str) -> None:
     )
 
 
+# The range of each target metric, and of each output.
+METRIC_RANGE = {
+  'correlation': (0.0, 2.0),
+  'cosine': (0.0, 2.0),
+  'euclidean': (0.0, float('inf')),
+  'sqeuclidean': (0.0, float('inf')),
+}
+OUTPUT_RANGE = {'linear': (-float('inf'), float('inf')), 'sigmoid2': (0, 2)}
+
+
+def check_output_range(output: str, metric: str) -> None:
+  """Fails where the output cannot reach every target value (sigmoid2 caps
+  predictions at 2: Euclidean targets above 2 would be silently clipped)."""
+  check_output(output)
+  lo, hi = OUTPUT_RANGE[output]
+  t_lo, t_hi = METRIC_RANGE.get(metric, (-float('inf'), float('inf')))
+  if t_lo < lo or t_hi > hi:
+    raise InputError(
+      f'model.output={output!r} ranges over ({lo:g}, {hi:g}) but '
+      f'pairs.metric={metric!r} targets range over [{t_lo:g}, {t_hi:g}]: '
+      'use --config.model.output=linear'
+    )
+
+
 class SymmetricMLP(nnx.Module):
   """Predicts a pair's dissimilarity from two image embeddings.
 
