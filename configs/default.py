@@ -58,6 +58,10 @@ def get_config(arg=None):
   # Above this many images the heatmap is block-averaged (on device) to
   # ~1000 x 1000 and the RSA compares RDMs of a seeded random subset.
   c.rdm.max_images = 3000
+  # Each RSA with a 95% interval (bootstrap over the RSA images) and the
+  # p-value of a permutation test of image labels (0: skip either).
+  c.rdm.bootstrap = 1000
+  c.rdm.permutations = 1000
 
   c.pairs = ml_collections.ConfigDict()
   c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images
@@ -101,6 +105,16 @@ def get_config(arg=None):
   # subset of this many; 0 = always all.
   c.train.max_eval_pairs = 500_000
   c.train.run_leaked = True  # also train the leaked variant, for the report
+  # Test pairs scored (0: all picked). The leaked run gets the image-
+  # disjoint run's count, so both are scored on test sets of one size.
+  c.train.test_pairs = 0
+  # Every test score with a 95% interval: bootstrap over test images
+  # (resampled with replacement, pairs of one image's copies left out).
+  c.train.bootstrap = 1000
+  # Scored on the same test pairs as the model: 'zero_shot' (embedding
+  # RSA), 'ridge' (encoding model -> predicted RDM), 'reweighted'
+  # (feature-reweighted RSA); the ceiling whenever the subject has one.
+  c.train.baselines = ('zero_shot', 'ridge', 'reweighted')
 
   c.ckpt = ml_collections.ConfigDict()
   c.ckpt.every = 40

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from rdmjax import compare, data, kernels, streaming
+from rdmjax import compare, data, kernels, stats, streaming
 from rdmjax.data import algonauts, synthetic
 from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.errors import InputError
@@ -171,6 +171,34 @@ def _restrict(r: jax.Array, idx: jax.Array) -> jax.Array:
   return r[idx[:, None], idx[None, :]]
 
 
+def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
+  """Adds to each rsa[source]: the 95% interval of its Spearman (bootstrap
+  over the RSA images, `c.bootstrap` draws) and the p-value of a
+  permutation test of the images' labels (`c.permutations`; 0: none)."""
+  if not others:
+    return
+  n = fmri.shape[0]
+  if c.get('bootstrap', 0):
+    i, j = np.triu_indices(n, 1)
+    up = {k: np.asarray(compare.upper_triangle(v)) for k, v in others.items()}
+    got = stats.bootstrap_pair_scores(
+      i,
+      j,
+      up,
+      np.asarray(compare.upper_triangle(fmri)),
+      n,
+      n_boot=int(c.bootstrap),
+      seed=seed,
+    )
+    for k, v in got.items():
+      s = v['spearman']
+      rsa[k]['interval'] = [s['low'], s['high']]
+  if c.get('permutations', 0):
+    for k, v in others.items():
+      t = stats.permutation_test(fmri, v, int(c.permutations), seed)
+      rsa[k]['p'] = t['p']
+
+
 def analyse(
   x: np.ndarray,
   metric: str,
@@ -214,6 +242,7 @@ def analyse(
     others[CEILING] = kernels.rdm(nl, metric, precision=c.precision)
   # The fMRI RDM is ranked once for every comparison.
   rsa = compare.compare_many(part, others)
+  _uncertainty(rsa, part, others, c, config.seed)
   ceiling = rsa.pop(CEILING, None)
   n = x.shape[0]
   out = {

@@ -69,3 +69,87 @@ def ceiling_rsa(z_noiseless, z, idx, metric: str = 'correlation') -> float:
     metric: the target's metric.
   """
   return split_rsa(z_noiseless, z, idx, metric, metric)
+
+
+class _Rows:
+  """z[rows] read a column block at a time (what `encoding.fit_ridge`
+  reads), with no [len(rows), v] copy of the responses."""
+
+  def __init__(self, z: np.ndarray, rows: np.ndarray):
+    self.z, self.rows = z, np.asarray(rows)
+    self.shape, self.ndim = (len(self.rows), z.shape[1]), 2
+
+  def __getitem__(self, key):
+    r, c = key
+    assert r == slice(None), 'read column blocks only'
+    return self.z[self.rows, c]
+
+
+def _gather(rdm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  return np.asarray(rdm)[a, b].astype(np.float32)
+
+
+# The trained model's competitors on a run's test pairs (see test_pairs).
+BASELINES = ('ceiling', 'zero_shot', 'ridge', 'reweighted')
+
+
+def test_pairs(data, images, i, j, metric: str, seed: int = 0) -> dict:
+  """Every baseline's dissimilarities on exactly a run's scored pairs.
+
+  Each is one RDM over the scored images (a few hundred to a thousand), its
+  entries gathered at the pairs:
+  - 'ceiling' (synthetic subject): the targets from the noiseless
+    responses;
+  - 'zero_shot': 1 - Pearson of the embeddings (classic RSA, untrained);
+  - 'ridge': an encoding model, embeddings -> every vertex, fitted on the
+    run's training images (penalty by leave-one-out on them,
+    `encoding.fit_ridge`); the target metric of its predicted responses
+    (Net2Brain's veRSA, the Algonauts devkit's encoding baseline);
+  - 'reweighted': feature-reweighted RSA, one non-negative weight per
+    embedding dimension fitted on training pairs (`encoding`).
+
+  Args:
+    data: the run's `train_data.Data` (z, emb, z_noiseless, split).
+    images: [m] sorted image indices of the scored pairs.
+    i, j: [P] image indices (global) of the scored pairs.
+    metric: the target metric.
+    seed: the reweighting's training pairs.
+
+  Returns:
+    name -> [P] f32, for the baselines the run has data for.
+  """
+  from rdmjax import encoding
+
+  a, b = np.searchsorted(images, i), np.searchsorted(images, j)
+  out = {}
+  if data.z_noiseless is not None:
+    out['ceiling'] = _gather(
+      kernels.rdm(data.z_noiseless[images], metric), a, b
+    )
+  if data.emb is None:
+    return out
+  emb = np.asarray(data.emb, np.float32)
+  out['zero_shot'] = _gather(kernels.rdm(emb[images], 'correlation'), a, b)
+  train = np.asarray(data.split['train'])
+  fit = encoding.fit_ridge(emb[train], _Rows(data.z, train), dtype='float32')
+  out['ridge'] = _gather(kernels.rdm(fit.predict(emb[images]), metric), a, b)
+  rw = _fit_reweighted(emb, data.z, train, metric, seed)
+  out['reweighted'] = _gather(encoding.reweighted_rdm(emb[images], rw), a, b)
+  return out
+
+
+def _fit_reweighted(
+  emb, z, train, metric, seed, n_images=2000, n_pairs=200_000
+):
+  """Reweighting fitted on up to n_pairs pairs of up to n_images training
+  images (their targets: one RDM)."""
+  from rdmjax import encoding
+
+  rng = np.random.default_rng([seed, 0x4E77])
+  sub = np.sort(rng.choice(train, min(len(train), n_images), replace=False))
+  target = np.asarray(kernels.rdm(z[sub], metric))
+  a, b = np.triu_indices(sub.size, 1)
+  if a.size > n_pairs:
+    keep = np.sort(rng.choice(a.size, n_pairs, replace=False))
+    a, b = a[keep], b[keep]
+  return encoding.fit_reweighted(emb[sub], a, b, target[a, b])

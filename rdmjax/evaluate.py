@@ -143,6 +143,13 @@ def eval_set(data, split: str, config, mesh) -> EvalSet:
     )
     keep = np.asarray(ids) == sid
     a, b = a[keep], b[keep]
+  want = int(config.train.get('test_pairs', 0)) if split == 'test' else 0
+  if 0 < want < len(a):
+    # As many test pairs as another run's (leaked vs disjoint on equal
+    # footing): a seeded subset of them.
+    rng = np.random.default_rng([int(config.seed), sid, 0x7E57])
+    keep = np.sort(rng.choice(len(a), want, replace=False))
+    a, b = a[keep], b[keep]
   target = np.asarray(r)[a, b]
   del r
   chunk = int(pc.eval_tile)
@@ -191,24 +198,33 @@ def make_eval_fn(graphdef, config, mesh):
   )
 
 
+def predict(eval_fn, params, device_data, es: EvalSet) -> np.ndarray:
+  """[P] f32 predictions of an EvalSet's pairs (one program, on device)."""
+  pred = jax.device_get(
+    eval_fn(params, device_data['x'], es.images_dev, *es.pos)
+  )
+  return np.asarray(pred, np.float32).reshape(-1)[: len(es.i)]
+
+
 def score(
   eval_fn,
   params,
   device_data,
   es: EvalSet,
   keep_matrix: bool = False,
+  pred: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
   """Scores an EvalSet's pairs.
+
+  pred: its predictions (`predict`), if made already.
 
   Returns:
     ({r2, pearson, spearman, n_pairs, n_all}, None or {'pred', 'true'}
     [m, m] matrices over es.images and 'pred_pairs', 'true_pairs' [P]);
     the matrices only when every pair of the split is scored.
   """
-  pred = jax.device_get(
-    eval_fn(params, device_data['x'], es.images_dev, *es.pos)
-  )
-  pred = np.asarray(pred, np.float32).reshape(-1)[: len(es.i)]
+  if pred is None:
+    pred = predict(eval_fn, params, device_data, es)
   acc = metrics.PairMetricsAccumulator()
   acc.update(pred, es.target)
   out: dict[str, Any] = dict(acc.result(), n_all=es.n_all)
@@ -224,10 +240,29 @@ def score(
   return out, mats
 
 
+@dataclasses.dataclass
+class TestPairs:
+  """A run's scored test pairs: what its baselines and intervals use.
+
+  Attributes:
+    images: [m] sorted image indices the pairs use.
+    i, j: [P] image indices.
+    target, pred: [P] f32 true and predicted dissimilarities.
+  """
+
+  images: np.ndarray
+  i: np.ndarray
+  j: np.ndarray
+  target: np.ndarray
+  pred: np.ndarray
+
+
 def score_test(eval_fn, params, device_data, data, config, mesh):
-  """The test set's scores, with the test RDMs kept for figures (not if
-  leaked)."""
+  """The test set's scores, the test RDMs for figures (not if leaked) and
+  the scored pairs: (scores, mats or None, TestPairs)."""
   es = eval_set(data, 'test', config, mesh)
-  return score(
-    eval_fn, params, device_data, es, keep_matrix=not config.pairs.leaked
+  pred = predict(eval_fn, params, device_data, es)
+  out, mats = score(
+    eval_fn, params, device_data, es, not config.pairs.leaked, pred
   )
+  return out, mats, TestPairs(es.images, es.i, es.j, es.target, pred)

@@ -249,6 +249,7 @@ class TrainResult:
     rows: metrics.jsonl rows.
     mats: the test RDMs for figures (`rdmjax.evaluate.score`), or None.
     data: the run's data.
+    test_pairs: the scored test pairs (`rdmjax.evaluate.TestPairs`).
   """
 
   test: dict[str, Any]
@@ -261,6 +262,7 @@ class TrainResult:
   rows: list[dict[str, Any]]
   mats: dict[str, np.ndarray] | None
   data: Data
+  test_pairs: Any = None
 
   def summary(self) -> dict[str, Any]:
     """The JSON-able scalars (results.json)."""
@@ -400,7 +402,7 @@ def train(
     except checkpoint.UnreadableCheckpointError as e:
       logging.warning('scoring the final state instead: %s', e)
       best = steps
-  test, mats = evaluate.score_test(
+  test, mats, test_pairs = evaluate.score_test(
     eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
   )
   mngr.close()
@@ -417,4 +419,5 @@ def train(
     rows=rows,
     mats=mats,
     data=prep.data,
+    test_pairs=test_pairs,
   )

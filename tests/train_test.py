@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import r2_score
 
 from rdmjax import config_lib, evaluate, sharding, train
@@ -264,6 +264,53 @@ def test_output_that_cannot_reach_the_targets(datadir):
     )
 
 
+def test_test_scores_and_baselines_on_the_same_pairs(datadir, tmp_path):
+  """Every baseline on exactly the model's test pairs, against references:
+  scipy's distances of the noiseless responses and embeddings, and
+  scikit-learn's RidgeCV (leave-one-out on training images) predictions."""
+  from sklearn.linear_model import RidgeCV
+
+  from rdmjax import encoding
+
+  c = tiny(**{'train.steps': 2, 'ckpt.every': 1, 'train.bootstrap': 50})
+  r = train.train(c, _workdir(datadir, tmp_path))
+  got = train_stage.test_scores(c, r)
+  tp, d = r.test_pairs, r.data
+  a, b = np.searchsorted(tp.images, tp.i), np.searchsorted(tp.images, tp.j)
+  assert got['n_pairs'] == len(tp.i) == r.test['n_pairs']
+  sc = got['scores']
+
+  def rho(x):
+    return stats.spearmanr(x, tp.target).statistic
+
+  def pairs_of(rows, metric):
+    return squareform(pdist(rows[tp.images].astype(np.float64), metric))[a, b]
+
+  want = {
+    'model': rho(tp.pred),
+    'ceiling': rho(pairs_of(d.z_noiseless, 'correlation')),
+    'zero_shot': rho(pairs_of(d.emb, 'correlation')),
+  }
+  train_idx = d.split['train']
+  alphas = (
+    encoding.RELATIVE_ALPHAS
+    * np.trace(np.cov(d.emb[train_idx].astype(np.float64).T, bias=True))
+    * len(train_idx)
+    / d.emb.shape[1]
+  )
+  sk = RidgeCV(alphas=alphas).fit(d.emb[train_idx], d.z[train_idx])
+  want['ridge'] = rho(
+    squareform(pdist(sk.predict(d.emb[tp.images]), 'correlation'))[a, b]
+  )
+  for name, w in want.items():
+    assert sc[name]['spearman']['value'] == pytest.approx(w, abs=2e-3), name
+    lo, hi = sc[name]['spearman']['low'], sc[name]['spearman']['high']
+    assert lo < sc[name]['spearman']['value'] < hi
+  f = sc['model']['fraction_of_ceiling']['value']
+  assert f == pytest.approx(want['model'] / want['ceiling'], rel=1e-3)
+  assert got['_samples']['model']['spearman'].shape == (50,)
+
+
 def test_embeddings_of_other_images(datadir, tmp_path):
   from rdmjax.data import embeddings
 
@@ -324,6 +371,25 @@ def test_leaked_scores_exceed_disjoint(mlp_run):
   assert mlp_run['leaked']['test']['spearman'] > (
     mlp_run['test']['spearman'] + 0.04
   )
+
+
+@pytest.mark.slow
+def test_leaked_and_disjoint_on_equal_footing(mlp_run):
+  """As many test pairs each, each run with its own ceiling and baselines,
+  and the difference of fractions of ceiling with its interval."""
+  r, lk = mlp_run, mlp_run['leaked']
+  assert lk['n_pairs'] == r['test']['n_pairs'] == 60 * 59 // 2
+  assert lk['n_images'] > r['n_images']['test']
+  for name in ('model', 'zero_shot', 'ridge', 'reweighted', 'ceiling'):
+    assert name in r['scores'] and name in lk['scores']
+  d = r['leaked_minus_disjoint']
+  assert d['stat'] == 'fraction_of_ceiling'
+  want = (
+    lk['scores']['model']['fraction_of_ceiling']['value']
+    - r['scores']['model']['fraction_of_ceiling']['value']
+  )
+  assert d['value'] == pytest.approx(want)
+  assert d['low'] < d['value'] < d['high']
 
 
 @pytest.mark.slow

@@ -310,8 +310,15 @@ def rsa_bars(rsa: dict, path: Path) -> Path:
   fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(keys), 3.6))
   x = np.arange(len(keys))
   for s_i, s in enumerate(sources):
-    vals = [rsa[k][0].get(s, {}).get('spearman', np.nan) for k in keys]
-    ax.bar(x - 0.4 + width * (s_i + 0.5), vals, width, label=s)
+    got = [rsa[k][0].get(s, {}) for k in keys]
+    vals = np.array([g.get('spearman', np.nan) for g in got])
+    ci = np.array([g.get('interval', (np.nan, np.nan)) for g in got])
+    err = None
+    if np.isfinite(ci).any():  # 95% intervals, bootstrap over images
+      err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
+    ax.bar(
+      x - 0.4 + width * (s_i + 0.5), vals, width, yerr=err, capsize=2, label=s
+    )
   ceil = [c['spearman'] if c else np.nan for _, c in rsa.values()]
   if not np.all(np.isnan(ceil)):
     ax.scatter(x, ceil, marker='_', s=900, color='k', zorder=3, label='ceiling')

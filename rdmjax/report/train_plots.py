@@ -115,3 +115,37 @@ def test_figures(
     'test_rdms': f'{folder.name}/{a.name}',
     'test_scatter': f'{folder.name}/{b.name}',
   }
+
+
+def score_intervals(runs: dict[str, dict], labels: dict, path: Path) -> Path:
+  """Test Spearman of the model and each baseline with its 95% interval,
+  one marker colour per run (image-disjoint, leaked).
+
+  Args:
+    runs: run name -> name -> stat -> {value, low, high}
+      (`rdmjax.stages.train.test_scores`'s 'scores').
+    labels: name -> label.
+    path: the PNG to write.
+  """
+  plt = pyplot()
+  names = [k for k in labels if any(k in r for r in runs.values())]
+  fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) + 1.2))
+  step = 0.8 / max(1, len(runs))
+  for k, (run, scores) in enumerate(runs.items()):
+    ys, xs, lo, hi = [], [], [], []
+    for y, name in enumerate(names):
+      s = scores.get(name, {}).get('spearman')
+      if s is None or s.get('value') is None:
+        continue
+      ys.append(y - 0.4 + step * (k + 0.5))
+      xs.append(s['value'])
+      lo.append(s['value'] - s['low'])
+      hi.append(s['high'] - s['value'])
+    ax.errorbar(xs, ys, xerr=[lo, hi], fmt='o', capsize=3, label=run)
+  ax.set_yticks(range(len(names)), [labels[n] for n in names])
+  ax.invert_yaxis()
+  ax.axvline(0, color='grey', lw=0.8)
+  ax.set(xlabel='test Spearman (95% interval, bootstrap over test images)')
+  ax.grid(alpha=0.3, axis='x')
+  ax.legend(fontsize=8)
+  return save_figure(fig, path)

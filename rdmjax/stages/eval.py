@@ -48,7 +48,7 @@ def run(config, workdir: str | Path, which: str | None = None) -> dict:
   which = str(config.ckpt.get('eval_step', 'best') if which is None else which)
   state, meta, step = _restore(config, workdir, prep, which)
   eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
-  test, mats = evaluate.score_test(
+  test, mats, _ = evaluate.score_test(
     eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
   )
   out: dict[str, Any] = dict(

@@ -219,7 +219,15 @@ def _rsa_md(results: dict, ok: list[str], has_ceiling: bool) -> list[str]:
   head = ['ROI', 'fMRI metric', *ok] + (['ceiling'] if has_ceiling else [])
 
   def cell(d):
-    return f'{d["spearman"]:.3f} ({d["pearson"]:.3f})' if d else '-'
+    if not d:
+      return '-'
+    out = f'{d["spearman"]:.3f}'
+    if 'interval' in d:
+      out += ' [{:.3f}, {:.3f}]'.format(*d['interval'])
+    out += f' ({d["pearson"]:.3f})'
+    if 'p' in d:
+      out += f', p={d["p"]:.2g}'
+    return out
 
   rows = [
     [r, plots.metric_label(m), *(cell(v['rsa'][s]) for s in ok)]
@@ -228,10 +236,12 @@ def _rsa_md(results: dict, ok: list[str], has_ceiling: bool) -> list[str]:
   ]
   md = [
     '\n### RSA: embedding RDMs vs fMRI RDMs\n\n'
-    'Spearman (Pearson) between the upper triangles of the correlation RDM '
-    f'of each embedding and the fMRI RDM{over}. Ceiling: the same comparison '
-    'with the RDM of the noiseless synthetic responses (the best any model '
-    'can reach).\n\n',
+    'Spearman [95% interval, bootstrap over the images] (Pearson), p of a '
+    'permutation test of image labels, between the upper triangles of the '
+    f'correlation RDM of each embedding and the fMRI RDM{over}. Ceiling: '
+    'the same comparison with the RDM of the noiseless synthetic responses '
+    '(what a perfect model of the expected responses would reach; not a '
+    'strict upper bound).\n\n',
     report.md_table(head, rows),
   ]
   if results['figures']['rsa']:

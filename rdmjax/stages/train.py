@@ -1,11 +1,15 @@
 """`--mode=train`: trains, scores the test pairs, writes results and report.
 
-Beside the model's test scores it puts what they mean: the ceiling (for the
-synthetic subject: how well the noiseless responses' targets rank-correlate
-with the noisy ones on the same test pairs), the zero-shot RSA of the same
-embeddings on the same pairs, and, with `train.run_leaked`, the leaked
-variant trained on the same budget into WORKDIR/leaked (the reference
-study's mistake, measured).
+Every score is given with a 95% interval from a bootstrap over the test
+images (`rdmjax.stats`), beside what it means, all on exactly the model's
+test pairs: the ceiling (for the synthetic subject: how well the noiseless
+responses' targets rank-correlate with the noisy ones), the zero-shot RSA
+of the embeddings, a ridge encoding model's predicted RDM and the
+feature-reweighted RSA (`rdmjax.baselines.test_pairs`). With
+`train.run_leaked`, the leaked variant (the reference study's mistake) is
+trained on the same budget into WORKDIR/leaked and scored on as many test
+pairs, each run as a fraction of its own ceiling, with the difference and
+its interval.
 """
 
 from __future__ import annotations
@@ -13,23 +17,83 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rdmjax import baselines, paths, report, train
+import numpy as np
+
+from rdmjax import baselines, paths, report, stats, train
 from rdmjax.report import train_plots
 
+# Names in tables and figures.
+LABELS = {
+  'model': 'trained model',
+  'ridge': 'ridge encoding',
+  'reweighted': 'reweighted RSA',
+  'zero_shot': 'zero-shot RSA',
+  'ceiling': 'ceiling (noiseless)',
+}
 
-def _baselines(config, data) -> dict[str, Any]:
-  test = data.split['test']
+
+def test_scores(config, result: train.TrainResult) -> dict[str, Any]:
+  """The model and its baselines on the run's test pairs, bootstrapped.
+
+  Returns:
+    {'scores': name -> stat -> {value, low, high, sd}, 'n_images',
+    'n_pairs', '_samples': name -> stat -> [n_boot] draws (not saved)}.
+  """
+  tp = result.test_pairs
   metric = config.pairs.metric
-  out: dict[str, Any] = {'ceiling': None, 'zero_shot_rsa': None}
-  if data.z_noiseless is not None and not config.pairs.leaked:
-    out['ceiling'] = baselines.ceiling_rsa(
-      data.z_noiseless, data.z, test, metric
-    )
-  if data.emb is not None and not config.pairs.leaked:
-    out['zero_shot_rsa'] = baselines.zero_shot_rsa(
-      data.emb, data.z, test, metric
-    )
-  return out
+  base = baselines.test_pairs(
+    result.data, tp.images, tp.i, tp.j, metric, int(config.seed)
+  )
+  keep = set(config.train.baselines) | {'ceiling'}
+  preds = {'model': tp.pred, **{k: v for k, v in base.items() if k in keep}}
+  a, b = np.searchsorted(tp.images, tp.i), np.searchsorted(tp.images, tp.j)
+  got = stats.bootstrap_pair_scores(
+    a,
+    b,
+    preds,
+    tp.target,
+    len(tp.images),
+    n_boot=int(config.train.bootstrap),
+    seed=int(config.seed),
+    ceiling='ceiling' if 'ceiling' in preds else None,
+  )
+  scores = {
+    name: {
+      s: {k: v for k, v in d.items() if k != 'samples'} for s, d in st.items()
+    }
+    for name, st in got.items()
+  }
+  samples = {
+    name: {s: d['samples'] for s, d in st.items()} for name, st in got.items()
+  }
+  return dict(
+    scores=scores,
+    n_images=len(tp.images),
+    n_pairs=len(tp.i),
+    _samples=samples,
+  )
+
+
+def _point(scores: dict, name: str, stat: str = 'spearman') -> float | None:
+  return scores.get(name, {}).get(stat, {}).get('value')
+
+
+def leaked_minus_disjoint(disjoint: dict, leaked: dict) -> dict[str, Any]:
+  """Leaked minus image-disjoint model score, as fractions of their own
+  ceilings where both have one (else Spearman), with the interval of the
+  difference (independent bootstraps of different test images)."""
+  stat = 'fraction_of_ceiling'
+  if (
+    stat not in disjoint['_samples']['model']
+    or stat not in (leaked['_samples']['model'])
+  ):
+    stat = 'spearman'
+  a, b = leaked['_samples']['model'][stat], disjoint['_samples']['model'][stat]
+  value = _point(leaked['scores'], 'model', stat) - _point(
+    disjoint['scores'], 'model', stat
+  )
+  d = stats.difference_interval(a, b, value=value)
+  return dict(stat=stat, **{k: v for k, v in d.items() if k != 'samples'})
 
 
 def run(config, workdir: str | Path) -> dict[str, Any]:
@@ -40,33 +104,44 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   """
   workdir = paths.path(workdir)
   result = train.train(config, workdir)
-  base = _baselines(config, result.data)
+  scored = test_scores(config, result)
   # The leaked run reads the responses again: free this run's copy first.
   result.data.z = result.data.z_noiseless = None
-  leaked = None
+  leaked = leaked_scored = None
   if config.train.run_leaked and not config.pairs.leaked:
     cl = config.copy_and_resolve_references()
     with cl.unlocked():
       cl.pairs.leaked = True
       cl.train.run_leaked = False
+      # As many test pairs as the image-disjoint run: equal footing.
+      cl.train.test_pairs = int(result.test['n_pairs'])
     # The same subject and embeddings: read from this run's workdir.
     leaked = train.train(cl, workdir / 'leaked', data_dir=workdir)
-  return write(config, workdir, result, leaked, base)
+    leaked_scored = test_scores(cl, leaked)
+    leaked.data.z = leaked.data.z_noiseless = None
+  return write(config, workdir, result, scored, leaked, leaked_scored)
+
+
+def _public(scored: dict | None) -> dict | None:
+  return (
+    None
+    if scored is None
+    else {k: v for k, v in scored.items() if not k.startswith('_')}
+  )
 
 
 def write(
   config,
   workdir: Path,
   run: train.TrainResult,
-  leaked: train.TrainResult | None,
-  base: dict[str, Any] | None = None,
+  scored: dict[str, Any],
+  leaked: train.TrainResult | None = None,
+  leaked_scored: dict[str, Any] | None = None,
 ) -> dict:
-  """results.json 'train', figures/, report section 'train'.
-
-  base: `_baselines` of run.data, when its responses are gone already.
-  """
+  """results.json 'train', figures/, report section 'train'."""
   workdir = paths.path(workdir)
   data = run.data
+  sc = scored['scores']
   res: dict[str, Any] = dict(
     model=config.model.name,
     roi=config.data.roi,
@@ -75,12 +150,16 @@ def write(
     n_images={k: len(v) for k, v in data.split.items()},
     n_vertices=int(data.meta['n_vertices']),
     **run.summary(),
-    **(_baselines(config, data) if base is None else base),
+    # Point values on the test pairs (intervals under 'scores').
+    ceiling=_point(sc, 'ceiling'),
+    zero_shot_rsa=_point(sc, 'zero_shot'),
+    fraction_of_ceiling=_point(sc, 'model', 'fraction_of_ceiling'),
+    scores=sc,
+    bootstrap=int(config.train.bootstrap),
   )
-  if res['ceiling']:
-    res['fraction_of_ceiling'] = res['test']['spearman'] / res['ceiling']
   if leaked is not None:
-    res['leaked'] = leaked.summary()
+    res['leaked'] = dict(leaked.summary(), **_public(leaked_scored))
+    res['leaked_minus_disjoint'] = leaked_minus_disjoint(scored, leaked_scored)
   figs = workdir / 'figures'
   curves = {'image-disjoint': run.rows}
   if leaked is not None:
@@ -89,6 +168,13 @@ def write(
     'learning_curves': 'figures/'
     + train_plots.learning_curves(curves, figs / 'train_curves.png').name
   }
+  runs = {'image-disjoint': sc}
+  if leaked_scored is not None:
+    runs['leaked'] = leaked_scored['scores']
+  res['figures']['test_scores'] = (
+    'figures/'
+    + train_plots.score_intervals(runs, LABELS, figs / 'train_scores.png').name
+  )
   if run.mats is not None:
     res['figures'].update(
       train_plots.test_figures(run.mats, run.test, figs, 'train')
@@ -98,29 +184,38 @@ def write(
   return res
 
 
+def _ci(d: dict | None) -> str:
+  """'0.432 [0.401, 0.460]' from a {value, low, high} dict."""
+  if not d or d.get('value') is None or not np.isfinite(d['value']):
+    return '-'
+  return f'{d["value"]:.3f} [{d["low"]:.3f}, {d["high"]:.3f}]'
+
+
 def _pairs_cell(t: dict[str, Any]) -> str:
   """'n' for every pair of the split, 'n of N (seeded subset)' else."""
   n, n_all = t['n_pairs'], t.get('n_all', t['n_pairs'])
   return f'{n:,}' if n == n_all else f'{n:,} of {n_all:,} (seeded subset)'
 
 
-def _markdown(res: dict[str, Any]) -> str:
+def _score_table(scores: dict) -> str:
   rows = []
-  for name, r in (('image-disjoint', res), ('leaked', res.get('leaked'))):
-    if r is None:
+  for name in ('model', 'ridge', 'reweighted', 'zero_shot', 'ceiling'):
+    if name not in scores:
       continue
-    t = r['test']
-    frac = t['spearman'] / res['ceiling'] if res['ceiling'] else None
+    s = scores[name]
     rows.append(
       [
-        name,
-        t['r2'],
-        t['pearson'],
-        t['spearman'],
-        '-' if frac is None else frac,
-        _pairs_cell(t),
+        LABELS[name],
+        _ci(s['spearman']),
+        _ci(s['pearson']),
+        _ci(s['r2']) if name in ('model', 'reweighted') else '-',
+        _ci(s.get('fraction_of_ceiling')),
       ]
     )
+  return report.md_table(['', 'Spearman', 'Pearson', 'R^2', 'of ceiling'], rows)
+
+
+def _markdown(res: dict[str, Any]) -> str:
   lines = [
     '## Training: predicted dissimilarity of held-out pairs',
     '',
@@ -128,30 +223,42 @@ def _markdown(res: dict[str, Any]) -> str:
     f'`{res["metric"]}`, {res["steps"]} steps of '
     f'{res["pairs_per_step"]} pairs; images split '
     f'{res["n_images"]} (train/val/test). Test scores from the checkpoint '
-    f'with the best validation Spearman (step {res["best_step"]}).',
+    f'with the best validation Spearman (step {res["best_step"]}). Every '
+    f'score: value on the test pairs [95% interval, bootstrap over test '
+    f'images, {res["bootstrap"]} draws], each baseline on the same pairs.',
     '',
-    report.md_table(
-      ['split', 'R^2', 'Pearson', 'Spearman', 'of ceiling', 'test pairs'],
-      rows,
-    ),
+    f'### Image-disjoint split: {_pairs_cell(res["test"])} test pairs of '
+    f'{res["n_images"]["test"]} test images',
+    '',
+    _score_table(res['scores']),
   ]
-  if res['ceiling'] is not None:
-    lines.append(
-      f'- Ceiling (noiseless vs noisy targets, same test pairs): Spearman '
-      f'{res["ceiling"]:.4f}.'
-    )
-  if res['zero_shot_rsa'] is not None:
-    lines.append(
-      f'- Zero-shot RSA of the same embeddings (1 - Pearson of embeddings '
-      f'vs target, same test pairs): Spearman {res["zero_shot_rsa"]:.4f}.'
-    )
   if 'leaked' in res:
-    lines.append(
-      '- Leaked: pairs, not images, split (the reference study): test '
-      'images were seen in training pairs; same steps and batch size.'
+    lk, d = res['leaked'], res['leaked_minus_disjoint']
+    what = (
+      'fraction of its own ceiling' if d['stat'] != 'spearman' else ('Spearman')
     )
-  lines.append('')
+    lines += [
+      f'### Leaked split (pairs, not images, split: the reference study): '
+      f'{lk["n_pairs"]:,} test pairs of {lk["n_images"]:,} images',
+      '',
+      _score_table(lk['scores']),
+      f'Leaked minus image-disjoint ({what}, each run on its own test '
+      f'pairs, as many of each): **{_ci(d)}**. Test images of the leaked '
+      'run were seen in training pairs; same steps and batch size.',
+      '',
+    ]
+  lines += [
+    "- R^2 only where a prediction is fitted to the targets' values (the "
+    'trained model, the reweighted RSA); the others are scored by rank and '
+    'linear correlation.',
+    "- The ceiling is the noiseless targets' Spearman with the noisy "
+    'ones: what a perfect model of the expected responses would score. '
+    'It is not a strict upper bound (1 - r is nonlinear and images have '
+    '1 to 3 repeats), so a fraction above 1 is possible.',
+    '',
+  ]
   for key, title in (
+    ('test_scores', 'Test scores with 95% intervals'),
     ('learning_curves', 'Learning curves'),
     ('test_rdms', 'True vs predicted RDM of the test images'),
     ('test_scatter', 'Predicted vs true, test pairs'),
