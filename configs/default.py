@@ -74,10 +74,12 @@ def get_config(arg=None):
   c.pairs.precision = 'float32'  # target matmul: float32, tf32, bf16
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'mlp'  # 'mlp' or 'siamese_cnn'
-  # MLP hidden widths, 0 to 3 layers. Tuned on the synthetic subject (480
-  # training images): (512,) beat (256,) by 0.016 test Spearman; a second
-  # layer, a higher lr or the pearson_mse loss did not help.
+  # 'mlp' (symmetric by construction), 'concat_mlp' (the reference study's
+  # MLP on [a, b]; 0 hidden layers: its linear model) or 'siamese_cnn'.
+  c.model.name = 'mlp'
+  c.model.order_free = True  # concat_mlp: average both orders
+  # MLP hidden widths, 0 to 3 layers (chosen on validation Spearman only:
+  # `--mode=sweep`, README.md "Choosing settings").
   c.model.hidden = (512,)
   c.model.output = 'linear'  # 'linear' or 'sigmoid2' (2 * sigmoid)
   c.model.channels = (16, 32)  # Siamese CNN conv channels
@@ -115,6 +117,11 @@ def get_config(arg=None):
   # RSA), 'ridge' (encoding model -> predicted RDM), 'reweighted'
   # (feature-reweighted RSA); the ceiling whenever the subject has one.
   c.train.baselines = ('zero_shot', 'ridge', 'reweighted')
+
+  # --mode=sweep: one run per value, compared on validation pairs only.
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.param = 'model.hidden'
+  c.sweep.grid = ((256,), (512,), (512, 512))
 
   c.ckpt = ml_collections.ConfigDict()
   c.ckpt.every = 40

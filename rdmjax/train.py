@@ -360,6 +360,7 @@ def train(
   *,
   data_dir: str | Path | None = None,
   stop_after: int | None = None,
+  score_test: bool = True,
 ) -> TrainResult | None:
   """Trains (or resumes) a run in workdir and scores its test pairs.
 
@@ -370,6 +371,8 @@ def train(
       workdir): the leaked run reads the main run's.
     stop_after: stop after this step as if killed (tests of resuming);
       returns None then.
+    score_test: False for runs compared on validation only (a sweep):
+      test, mats and test_pairs are None.
 
   Returns:
     The TrainResult (nothing is written to results.json here).
@@ -402,9 +405,11 @@ def train(
     except checkpoint.UnreadableCheckpointError as e:
       logging.warning('scoring the final state instead: %s', e)
       best = steps
-  test, mats, test_pairs = evaluate.score_test(
-    eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
-  )
+  test = mats = test_pairs = None
+  if score_test:
+    test, mats, test_pairs = evaluate.score_test(
+      eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
+    )
   mngr.close()
   vals = [r['val_spearman'] for r in rows if 'val_spearman' in r]
   return TrainResult(

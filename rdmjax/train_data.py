@@ -42,8 +42,14 @@ class Data:
   z_noiseless: np.ndarray | None = None
 
 
+# Models whose inputs are embeddings (the others read pixels).
+EMBEDDING_MODELS = ('mlp', 'concat_mlp')
+
+
 def _model_meta(mc) -> dict[str, Any]:
   keys = ('name', 'hidden', 'output', 'dtype')
+  if mc.name == 'concat_mlp':
+    keys += ('order_free',)
   if mc.name == 'siamese_cnn':
     keys = ('name', 'channels', 'image_size', 'output', 'dtype')
   return json.loads(json.dumps({k: mc[k] for k in keys}))
@@ -66,7 +72,7 @@ def load_data(config, workdir: str | Path) -> Data:
   z = std(x_resp, out=_own_f32(x_resp))  # in place: one copy of [n, v]
   del x_resp
   emb = None
-  if config.model.name == 'mlp':
+  if config.model.name in EMBEDDING_MODELS:
     from rdmjax.data import embeddings
 
     emb, _ = embeddings.read(
@@ -85,7 +91,8 @@ def load_data(config, workdir: str | Path) -> Data:
     d_in = 0
   else:
     raise InputError(
-      f'model.name={config.model.name!r} unknown; use mlp or siamese_cnn'
+      f'model.name={config.model.name!r} unknown; use mlp, concat_mlp or '
+      'siamese_cnn'
     )
   z_clean = None
   if not config.data.root:
@@ -106,7 +113,9 @@ def load_data(config, workdir: str | Path) -> Data:
     split_seed=None if config.pairs.leaked else int(config.seed),
     fractions=[float(f) for f in config.pairs.fractions],
     embeddings=(
-      str(config.data.embeddings) if config.model.name == 'mlp' else None
+      str(config.data.embeddings)
+      if config.model.name in EMBEDDING_MODELS
+      else None
     ),
     subject=subject.name,
     split={k: v.tolist() for k, v in split.items()},

@@ -157,3 +157,24 @@ def test_build_model_dispatch():
   chex.assert_shape(m(_images(3), _images(3, seed=2)), (3,))
   with pytest.raises(InputError, match='model.name'):
     build_model(_model_cfg(name='resnet'), D, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('hidden', [(), (16, 8)])
+def test_concat_mlp_is_the_studys_model_made_order_free(hidden):
+  """0 hidden layers: a linear map of [a, b] (numpy, float64); order-free:
+  the mean of both orders, bitwise symmetric; order_free=False: [a, b] as
+  the study ran it, not symmetric."""
+  from rdmjax.models import ConcatMLP
+
+  a, b = _xy()
+  plain = ConcatMLP(D, hidden, order_free=False, rngs=nnx.Rngs(0))
+  free = ConcatMLP(D, hidden, order_free=True, rngs=nnx.Rngs(0))
+  ab, ba = np.asarray(plain(a, b)), np.asarray(plain(b, a))
+  assert np.abs(ab - ba).max() > 1e-3
+  np.testing.assert_array_equal(free(a, b), free(b, a))
+  np.testing.assert_allclose(free(a, b), (ab + ba) / 2, rtol=1e-5, atol=1e-6)
+  if not hidden:
+    w = np.asarray(plain.layers[0].kernel[...], np.float64)
+    bias = np.asarray(plain.layers[0].bias[...], np.float64)
+    x = np.concatenate([np.asarray(a), np.asarray(b)], -1).astype(np.float64)
+    np.testing.assert_allclose(ab, (x @ w + bias)[:, 0], rtol=1e-4, atol=1e-5)

@@ -449,3 +449,41 @@ def test_leaked_pair_counts_over_several_row_blocks():
   want = tuple(int(np.sum(sid == k)) for k in range(3))
   assert evaluate.leaked_pair_counts(n, (0.8, 0.1, 0.1), 3) == want
   assert sum(want) == n * (n - 1) // 2
+
+
+def test_sweep_chooses_on_validation_and_scores_test_once(
+  datadir, tmp_path, monkeypatch
+):
+  from rdmjax.stages import sweep
+
+  calls = []
+  real = evaluate.score_test
+
+  def counted(*a, **k):
+    calls.append(1)
+    return real(*a, **k)
+
+  monkeypatch.setattr(evaluate, 'score_test', counted)
+  c = tiny(**{'train.steps': 4, 'train.eval_every': 2, 'ckpt.every': 2})
+  with c.unlocked():
+    c.sweep.param = 'model.hidden'
+    c.sweep.grid = ((8,), (16,))
+    c.train.bootstrap = 20
+  res = sweep.run(c, _workdir(datadir, tmp_path))
+  vals = {r['name']: r['val_spearman'] for r in res['runs']}
+  assert len(vals) == 2 and res['chosen'] == max(vals, key=vals.get)
+  assert len(calls) == 1, 'test pairs scored while choosing'
+  m = res['test']['scores']['model']['spearman']
+  assert m['low'] <= m['value'] <= m['high']
+  assert (
+    'chosen on validation pairs only' in (tmp_path / 'report.md').read_text()
+  )
+
+
+def test_concat_mlp_trains_through_the_same_loop(datadir, tmp_path):
+  c = tiny(**{'train.steps': 2, 'ckpt.every': 1, 'model.hidden': (8,)})
+  with c.unlocked():
+    c.model.name = 'concat_mlp'
+  r = train.train(c, _workdir(datadir, tmp_path))
+  assert np.isfinite(r.test['spearman'])
+  assert r.data.meta['model']['order_free'] is True

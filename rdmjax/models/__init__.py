@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rdmjax.errors import InputError
-from rdmjax.models.mlp import SymmetricMLP
+from rdmjax.models.mlp import ConcatMLP, SymmetricMLP
 from rdmjax.models.siamese_cnn import SiameseCNN
 
 DTYPES = {
@@ -41,11 +41,22 @@ def build_model(config_model: Any, d_in: int, *, rngs: nnx.Rngs) -> nnx.Module:
     return SymmetricMLP(
       d_in, tuple(m.hidden), m.output, dtype=DTYPES[dtype], rngs=rngs
     )
+  if m.name == 'concat_mlp':
+    return ConcatMLP(
+      d_in,
+      tuple(m.hidden),
+      m.output,
+      order_free=bool(m.get('order_free', True)),
+      dtype=DTYPES[dtype],
+      rngs=rngs,
+    )
   if m.name == 'siamese_cnn':
     return SiameseCNN(
       tuple(m.channels), m.image_size, m.output, dtype=DTYPES[dtype], rngs=rngs
     )
-  raise InputError(f'model.name={m.name!r} unknown; use mlp or siamese_cnn')
+  raise InputError(
+    f'model.name={m.name!r} unknown; use mlp, concat_mlp or siamese_cnn'
+  )
 
 
-__all__ = ['SiameseCNN', 'SymmetricMLP', 'build_model']
+__all__ = ['ConcatMLP', 'SiameseCNN', 'SymmetricMLP', 'build_model']

@@ -152,3 +152,66 @@ class SymmetricMLP(nnx.Module):
     """[P, d], [P, d] -> [P] f32; embeds a and b in separate, equal-shape
     calls so that swapping them swaps bitwise-identical rows."""
     return self.pair_head(self.embed(a), self.embed(b))
+
+
+class ConcatMLP(nnx.Module):
+  """The reference study's pair model: an MLP on the concatenation [a, b].
+
+  0 hidden layers is its "linear" model. With `order_free` (the default)
+  the prediction is the mean over both orders, (f([a, b]) + f([b, a])) / 2,
+  symmetric by construction (the study's own suggestion, as training on
+  both orders would approximate); without it, f([a, b]) as the study ran
+  it, which depends on the order of the two images.
+
+  Attributes:
+    d_in: embedding width d.
+    hidden: hidden widths, 0 to 3 layers.
+    output: 'linear' or 'sigmoid2'.
+    order_free: average both orders.
+  """
+
+  def __init__(
+    self,
+    d_in: int,
+    hidden: Sequence[int] = (512,),
+    output: str = 'linear',
+    *,
+    order_free: bool = True,
+    dtype: jnp.dtype = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    hidden = tuple(int(h) for h in hidden)
+    if len(hidden) > 3 or any(h < 1 for h in hidden):
+      raise InputError(
+        f'model.hidden={hidden}: use 0 to 3 positive widths, e.g. (512,)'
+      )
+    check_output(output)
+    self.d_in, self.hidden, self.output = d_in, hidden, output
+    self.order_free, self.dtype = bool(order_free), dtype
+    widths = (2 * d_in, *hidden, 1)
+    self.layers = nnx.List(
+      [
+        nnx.Linear(a, b, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        for a, b in zip(widths[:-1], widths[1:])
+      ]
+    )
+
+  def embed(self, x: jax.Array) -> jax.Array:
+    """Identity (in the compute dtype): the layers see the pair."""
+    return x.astype(self.dtype)
+
+  def _f(self, ha: jax.Array, hb: jax.Array) -> jax.Array:
+    h = jnp.concatenate([ha, hb], axis=-1)
+    for layer in self.layers[:-1]:
+      h = nnx.relu(layer(h))
+    return self.layers[-1](h)
+
+  def pair_head(self, ha: jax.Array, hb: jax.Array) -> jax.Array:
+    """[P, d], [P, d] -> [P] f32 (order-free: symmetric in ha, hb)."""
+    y = self._f(ha, hb)
+    if self.order_free:
+      y = 0.5 * (y + self._f(hb, ha))
+    return apply_output(y, self.output)
+
+  def __call__(self, a: jax.Array, b: jax.Array) -> jax.Array:
+    return self.pair_head(self.embed(a), self.embed(b))

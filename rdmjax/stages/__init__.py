@@ -12,7 +12,17 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-STAGES = ('synth', 'data', 'rdm', 'embed', 'train', 'eval', 'bench', 'tfds')
+STAGES = (
+  'synth',
+  'data',
+  'rdm',
+  'embed',
+  'train',
+  'sweep',
+  'eval',
+  'bench',
+  'tfds',
+)
 PIPELINE = ('data', 'rdm', 'train')
 
 

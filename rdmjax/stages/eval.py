@@ -3,11 +3,14 @@
 Which checkpoint: `config.ckpt.eval_step` ('best', 'latest' or a step);
 'best' and 'latest' fall back to the newest readable step if the chosen one
 is damaged, a step number does not. Writes results.json's `eval` entry and
-the test figures (eval_test_*.png).
+the test figures (eval_test_*.png). Scores come with their intervals and
+baselines on the same pairs, as the train stage's
+(`rdmjax.stages.train.test_scores`).
 """
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +51,19 @@ def run(config, workdir: str | Path, which: str | None = None) -> dict:
   which = str(config.ckpt.get('eval_step', 'best') if which is None else which)
   state, meta, step = _restore(config, workdir, prep, which)
   eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
-  test, mats, _ = evaluate.score_test(
+  test, mats, tp = evaluate.score_test(
     eval_fn, state['params'], prep.device_data, prep.data, config, prep.mesh
   )
+  from rdmjax.stages import train as train_stage
+
+  scored = train_stage.test_scores(
+    config, types.SimpleNamespace(test_pairs=tp, data=prep.data)
+  )
   out: dict[str, Any] = dict(
-    step=step, val_spearman=meta.get('val_spearman'), test=test
+    step=step,
+    val_spearman=meta.get('val_spearman'),
+    test=test,
+    scores=scored['scores'],
   )
   figs = {}
   if mats is not None:

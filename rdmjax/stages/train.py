@@ -146,7 +146,9 @@ def write(
     model=config.model.name,
     roi=config.data.roi,
     metric=config.pairs.metric,
-    embeddings=config.data.embeddings if config.model.name == 'mlp' else None,
+    embeddings=(
+      None if config.model.name == 'siamese_cnn' else config.data.embeddings
+    ),
     n_images={k: len(v) for k, v in data.split.items()},
     n_vertices=int(data.meta['n_vertices']),
     **run.summary(),
