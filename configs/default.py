@@ -35,6 +35,10 @@ def get_config(arg=None):
   # 'clip' (WORKDIR/embeddings/clip.npz from --mode=embed), or a cache path.
   c.data.embeddings = arg.emb
   c.data.num_workers = 8  # threads that decode PNGs
+  # Repeats averaged per training image (rdmjax.repeats): '' = found
+  # (training_split/n_repeats.npy, or the synthetic subject's own), a .npy
+  # of counts in fMRI row order, or NSD's nsd_expdesign.mat.
+  c.data.repeats = ''
   c.data.synthetic = ml_collections.ConfigDict(
     dict(
       n_train=600,
@@ -61,6 +65,10 @@ def get_config(arg=None):
   # Each RSA with a 95% interval (bootstrap over the RSA images) and the
   # p-value of a permutation test of image labels (0: skip either).
   c.rdm.bootstrap = 1000
+  # 'all' images of the split, or 'equal_repeats': only those averaged over
+  # the most common number of repeats (an RDM that does not rank noise
+  # levels; needs repeat counts, data.repeats).
+  c.rdm.images = 'all'
   c.rdm.permutations = 1000
 
   c.pairs = ml_collections.ConfigDict()

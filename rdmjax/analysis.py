@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from rdmjax import compare, data, kernels, stats, streaming
+from rdmjax import compare, data, kernels, repeats, stats, streaming
 from rdmjax.data import algonauts, synthetic
 from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.errors import InputError
@@ -33,9 +33,12 @@ KINDS = (
 )
 
 
-def responses(subject, roi: str, split: str, standardize: bool) -> np.ndarray:
-  """[n_images, n_roi_vertices] f32, z-scored per vertex over the split."""
-  x = subject.responses(roi, split)  # a fresh array: standardised in place
+def responses(
+  subject, roi: str, split: str, standardize: bool, rows=None
+) -> np.ndarray:
+  """[n_images, n_roi_vertices] f32, z-scored per vertex over the split's
+  images (or its images `rows`)."""
+  x = subject.responses(roi, split, rows)  # fresh: standardised in place
   return algonauts.Standardizer.fit(x)(x, out=x) if standardize else x
 
 
@@ -115,12 +118,17 @@ def read_embeddings(sources, split, ids) -> tuple[dict, dict]:
   return embs, info
 
 
-def noiseless(config, workdir: Path, subject, roi: str, split: str, std: bool):
-  """The synthetic subject's noiseless responses of an ROI, or None."""
+def noiseless(
+  config, workdir: Path, subject, roi: str, split: str, std: bool, rows=None
+):
+  """The synthetic subject's noiseless responses of an ROI (its images
+  `rows`, default all), or None."""
   if config.data.root:
     return None
   root = data.data_root(config, workdir)
   x = synthetic.noiseless(root, subject, roi, split)
+  if x is not None and rows is not None:
+    x = x[rows]
   if x is None:
     logging.warning('no noiseless responses for %s: no RSA ceiling', roi)
   elif std:
@@ -207,6 +215,7 @@ def analyse(
   emb_rdms: dict[str, jax.Array],
   subset: np.ndarray | None,
   noiseless: np.ndarray | None,
+  reps: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
   """One ROI x metric: extremes, histogram, moments, heatmap, RSA.
 
@@ -219,6 +228,7 @@ def analyse(
       RSA images (m = n, or len(subset)).
     subset: [m] image indices of the RSA, or None for all.
     noiseless: [n_images, v] f32 noiseless responses, or None.
+    reps: [n_images] repeat counts (`rdmjax.repeats`), or None.
 
   Returns:
     (results dict, heatmap [s, s] f32 with s = n or ~DISPLAY_SIZE).
@@ -234,6 +244,7 @@ def analyse(
     metric=metric,
   )
   heat = display_matrix(full, c.max_images)
+  rep_bias = None if reps is None else repeats.bias(full, reps, metric)
   part = full if subset is None else _restrict(full, jnp.asarray(subset))
   del full
   others = dict(emb_rdms)
@@ -258,5 +269,6 @@ def analyse(
     'heatmap': 'full' if heat.shape[0] == n else f'block means {heat.shape}',
     'rsa': rsa,
     'ceiling': ceiling,
+    'repeats': rep_bias,
   }
   return out, heat

@@ -105,8 +105,9 @@ _ranks_jit = jax.jit(avg_ranks)
 
 
 def _ranks(v: jax.Array) -> jax.Array:
-  """Average ranks where they are cheapest: on a CPU backend scipy's
-  `rankdata` (numpy's sort; XLA's CPU sort is several times slower)."""
+  """Float32 average ranks where they are cheapest: on a CPU backend
+  scipy's `rankdata` (numpy's sort; XLA's CPU sort is several times
+  slower). Spearman itself ranks exactly (`_centred_ranks`)."""
   if jax.default_backend() == 'cpu' and not isinstance(v, jax.core.Tracer):
     from scipy import stats
 

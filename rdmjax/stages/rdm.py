@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
-from rdmjax import analysis, data, kernels, paths, report
+from rdmjax import analysis, data, kernels, paths, repeats, report
 from rdmjax.analysis import KINDS
 from rdmjax.data import images
 from rdmjax.errors import InputError
 from rdmjax.report import plots
 
 
-def _pair_figure(subject, split, res, roi, metric, path) -> Path:
+def _pair_figure(subject, split, res, roi, metric, path, keep) -> Path:
   ext = res['extremes']
   idx = sorted({p[k] for ps in ext.values() for p in ps for k in 'ij'})
   files = subject.image_paths(split)
+  if keep is not None:
+    files = [files[k] for k in keep]
   imgs = images.load_images([files[i] for i in idx], progress=False)
   rows = [
     (label, [(p['i'], p['j'], p['value']) for p in ext[kind]])
@@ -33,7 +36,7 @@ def _pair_figure(subject, split, res, roi, metric, path) -> Path:
   return plots.image_pairs(
     dict(zip(idx, imgs)),
     rows,
-    ids=subject.nsd_ids(split),
+    ids=_ids(subject, split, keep),
     title=f'{subject.name}, ROI {roi}: {plots.metric_label(metric)}',
     path=path,
   )
@@ -57,18 +60,30 @@ def _check(config, subject) -> int:
   return n
 
 
-def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
-  """Every ROI x metric: results['rois'] filled; heatmaps and figures."""
+def _ids(subject, split, keep):
+  ids = subject.nsd_ids(split)
+  return ids if keep is None else ids[keep]
+
+
+def _analyse_all(
+  config, workdir, subject, results, emb_rdms, subset, keep, reps
+):
+  """Every ROI x metric: results['rois'] filled; heatmaps and figures.
+
+  keep: the analysed images of the split (None: all); reps: their repeat
+  counts, or None."""
   from tqdm.auto import tqdm
 
   c, split, figs = config.rdm, config.rdm.split, paths.path(workdir) / 'figures'
-  ids, n = subject.nsd_ids(split), results['n_images']
+  ids, n = _ids(subject, split, keep), results['n_images']
   heats, fig_paths = {}, {}
   rois = list(dict.fromkeys(c.rois))
   bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
-  for roi, metric, x, nl in _per_roi(config, workdir, subject, rois):
+  for roi, metric, x, nl in _per_roi(config, workdir, subject, rois, keep):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
-    res, heat = analysis.analyse(x, metric, ids, config, emb_rdms, subset, nl)
+    res, heat = analysis.analyse(
+      x, metric, ids, config, emb_rdms, subset, nl, reps
+    )
     entry = results['rois'].setdefault(
       roi, {'n_vertices': x.shape[1], 'metrics': {}}
     )
@@ -84,7 +99,13 @@ def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
       path=figs / f'rdm_{roi}_{metric}.png',
     )
     fig_paths[f'pairs_{roi}_{metric}'] = _pair_figure(
-      subject, split, res, roi, metric, figs / f'pairs_{roi}_{metric}.png'
+      subject,
+      split,
+      res,
+      roi,
+      metric,
+      figs / f'pairs_{roi}_{metric}.png',
+      keep,
     )
     rsa = {k: round(v['spearman'], 4) for k, v in res['rsa'].items()}
     ceiling = res['ceiling'] and round(res['ceiling']['spearman'], 4)
@@ -97,16 +118,16 @@ def _analyse_all(config, workdir, subject, results, emb_rdms, subset):
   return heats, fig_paths
 
 
-def _per_roi(config, workdir, subject, rois):
+def _per_roi(config, workdir, subject, rois, keep):
   """(roi, metric, responses, noiseless) with each ROI's responses read,
   standardised and put on the device once for all its metrics."""
   import jax
 
   c = config.rdm
   for roi in rois:
-    x = analysis.responses(subject, roi, c.split, c.standardize)
+    x = analysis.responses(subject, roi, c.split, c.standardize, keep)
     nl = analysis.noiseless(
-      config, workdir, subject, roi, c.split, c.standardize
+      config, workdir, subject, roi, c.split, c.standardize, keep
     )
     x, nl = jax.device_put((x, nl))
     for metric in c.metrics:
@@ -133,11 +154,25 @@ def run(config, workdir: str | Path) -> dict:
   subject = data.subject_from_config(config, workdir)
   split = c.split
   n = _check(config, subject)
+  reps = repeats.counts(config, subject, workdir) if split == 'train' else None
+  keep = None
+  if c.get('images', 'all') == 'equal_repeats':
+    if reps is None:
+      raise InputError(
+        'rdm.images=equal_repeats needs repeat counts: set '
+        '--config.data.repeats to n_repeats.npy or nsd_expdesign.mat'
+      )
+    keep = repeats.equal_repeats(reps)
+    reps, n = reps[keep], len(keep)
+  elif c.get('images', 'all') != 'all':
+    raise InputError(f'rdm.images={c.images!r}: use all or equal_repeats')
   subset = analysis.rsa_subset(n, c.max_images, config.seed)
   sources = analysis.embedding_sources(config, workdir)
   embs, emb_info = analysis.read_embeddings(
     sources, split, subject.nsd_ids(split)
   )
+  if keep is not None:
+    embs = {k: e[keep] for k, e in embs.items()}
   emb_rdms = {
     name: kernels.rdm(e if subset is None else e[subset], precision=c.precision)
     for name, e in embs.items()
@@ -150,6 +185,10 @@ def run(config, workdir: str | Path) -> dict:
     'subject': subject.name,
     'split': split,
     'n_images': n,
+    'images': c.get('images', 'all'),
+    'repeat_counts': None
+    if reps is None
+    else {int(k): int(v) for k, v in zip(*np.unique(reps, return_counts=True))},
     'standardize': bool(c.standardize),
     'precision': c.precision,
     'rsa_images': n if subset is None else len(subset),
@@ -158,7 +197,7 @@ def run(config, workdir: str | Path) -> dict:
     'rois': {},
   }
   heats, fig_paths = _analyse_all(
-    config, workdir, subject, results, emb_rdms, subset
+    config, workdir, subject, results, emb_rdms, subset, keep, reps
   )
   has_ceiling = any(v['ceiling'] for v in _flat(results).values())
   figures = _summary_figures(
@@ -285,4 +324,48 @@ def markdown(results: dict) -> str:
   for s in emb:
     if 'error' in emb[s]:
       md.append(f'\nEmbedding source {s} skipped: {emb[s]["error"]}\n')
+  if results.get('repeat_counts'):
+    md += _repeats_md(results)
   return ''.join(md)
+
+
+def _repeats_md(results: dict) -> list[str]:
+  """How much each RDM follows the images' repeat counts."""
+  counts = ', '.join(
+    f'{n} images of {r}' for r, n in results['repeat_counts'].items()
+  )
+  rows = []
+  for (r, m), v in _flat(results).items():
+    b = v.get('repeats')
+    if not b:
+      continue
+    by = b['by_count']
+    rows.append(
+      [
+        r,
+        plots.metric_label(m),
+        b['spearman'],
+        b.get('spearman_corrected', '-'),
+        f'{by[min(by)]:.4g} / {by[max(by)]:.4g} ({min(by)} / {max(by)})',
+      ]
+    )
+  return [
+    '\n### Repeat-count bias\n\n'
+    f'Training responses are means over 1 to 3 repeats ({counts}); fewer '
+    "repeats, more noise, larger distances. Spearman of each image's mean "
+    'dissimilarity with its repeat count (0: no bias); for Euclidean RDMs '
+    'also after removing the fitted noise term S (1/r_i + 1/r_j) from '
+    'squared distances; and the mean dissimilarity of pairs of the fewest '
+    'and of the most repeats. `--config.rdm.images=equal_repeats` keeps only '
+    f'the images of the most common count (now: {results["images"]}).\n\n',
+    report.md_table(
+      [
+        'ROI',
+        'metric',
+        'Spearman with repeats',
+        'corrected',
+        'mean of fewest / most',
+      ],
+      rows,
+    ),
+  ]
