@@ -78,6 +78,9 @@ def get_config(arg=None):
   c.pairs.num_pairs = 32640  # pairs per uniform batch
   c.pairs.metric = 'correlation'  # target: 'correlation' or 'euclidean'
   c.pairs.leaked = False  # split pairs, not images: only to show leakage
+  # Test images: 'split' (a seeded split of the training images) or
+  # 'official' (post-challenge data: the subject's test images, test_fmri/).
+  c.pairs.test_images = 'split'
   c.pairs.eval_tile = 256  # images per side of an evaluation tile
   c.pairs.precision = 'float32'  # target matmul: float32, tf32, bf16
 

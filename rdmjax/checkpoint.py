@@ -44,6 +44,7 @@ COMPAT_KEYS = (
   'leaked',
   'split_seed',
   'fractions',
+  'test_images',
 )
 BEST_METRIC = 'val_spearman'
 # Orbax logs a dozen INFO lines per save; keep its warnings and errors.

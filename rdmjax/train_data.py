@@ -31,7 +31,8 @@ class Data:
     split: 'train'/'val'/'test' -> int32 image indices.
     meta: what a checkpoint must match (model, d_in, roi, metric, shapes).
     emb: [n_images, d] embeddings for the zero-shot baseline, or None.
-    z_noiseless: [n_images, v] standardised noiseless responses, or None.
+    z_noiseless: [n_images, v] standardised noiseless responses (the test
+      images' rows; every row when leaked; zeros elsewhere), or None.
   """
 
   z: np.ndarray
@@ -55,35 +56,79 @@ def _model_meta(mc) -> dict[str, Any]:
   return json.loads(json.dumps({k: mc[k] for k in keys}))
 
 
+TEST_IMAGES = ('split', 'official')
+
+
+def _split(config, n: int) -> dict[str, np.ndarray]:
+  pc = config.pairs
+  if pc.leaked:
+    return pairs.leaked_split(n, pc.fractions)
+  split = pairs.split_images(n, pc.fractions, config.seed)
+  if _official(config):
+    # The official test images are the test set: the split's test share
+    # trains too.
+    train = np.sort(np.concatenate([split['train'], split['test']]))
+    split = {'train': train, 'val': split['val']}
+  return split
+
+
+def _official(config) -> bool:
+  how = config.pairs.get('test_images', 'split')
+  if how not in TEST_IMAGES:
+    raise InputError(
+      f'pairs.test_images={how!r}: use split (a split of the training '
+      'images) or official (the test images, where test_fmri/ exists)'
+    )
+  if how == 'official' and config.pairs.leaked:
+    raise InputError('pairs.test_images=official has no leaked variant')
+  return how == 'official'
+
+
 def load_data(config, workdir: str | Path) -> Data:
-  """Reads responses and inputs; splits and standardises (see Data)."""
+  """Reads responses and inputs; splits and standardises (see Data).
+
+  With `pairs.test_images='official'` (post-challenge data, test_fmri/),
+  the test set is the subject's official test images (3 repeats each),
+  their rows appended after the training images'; else a seeded split of
+  the training images.
+  """
   from rdmjax import data as data_lib
-  from rdmjax.data import algonauts, images, synthetic
+  from rdmjax.data import algonauts, images
 
   subject = data_lib.subject_from_config(config, workdir)
   roi = config.data.roi
+  official = _official(config)
   x_resp = subject.responses(roi, 'train')
   n = x_resp.shape[0]
-  if config.pairs.leaked:
-    split = pairs.leaked_split(n, config.pairs.fractions)
-  else:
-    split = pairs.split_images(n, config.pairs.fractions, config.seed)
+  split = _split(config, n)
+  if official:
+    x_test = subject.responses(roi, 'test')  # InputError if not released
+    n_test = x_test.shape[0]
+    x_resp = np.concatenate([x_resp, x_test])
+    del x_test
+    split['test'] = np.arange(n, n + n_test, dtype=np.int32)
   std = algonauts.Standardizer.fit(x_resp, rows=split['train'])
   z = std(x_resp, out=_own_f32(x_resp))  # in place: one copy of [n, v]
   del x_resp
+  parts = ('train', 'test') if official else ('train',)
   emb = None
   if config.model.name in EMBEDDING_MODELS:
     from rdmjax.data import embeddings
 
-    emb, _ = embeddings.read(
-      data_lib.embeddings_path(config, workdir),
-      split='train',
-      expect_ids=subject.nsd_ids('train'),
+    emb = np.concatenate(
+      [
+        embeddings.read(
+          data_lib.embeddings_path(config, workdir),
+          split=s,
+          expect_ids=subject.nsd_ids(s),
+        )[0]
+        for s in parts
+      ]
     )
     x, d_in = emb, int(emb.shape[1])
   elif config.model.name == 'siamese_cnn':
     x = images.load_images(
-      subject.image_paths('train'),
+      [f for s in parts for f in subject.image_paths(s)],
       mode='gray',
       size=config.model.image_size,
       num_workers=config.data.num_workers,
@@ -96,22 +141,18 @@ def load_data(config, workdir: str | Path) -> Data:
     )
   z_clean = None
   if not config.data.root:
-    root = data_lib.data_root(config, workdir)
-    clean = synthetic.noiseless(root, subject, roi, 'train')
-    # Its own standardisation, fitted on the same training rows.
-    if clean is not None:
-      fit = algonauts.Standardizer.fit(clean, rows=split['train'])
-      z_clean = fit(clean, out=_own_f32(clean))
+    z_clean = _noiseless(config, workdir, subject, roi, split, n, z.shape)
   meta = dict(
     model=_model_meta(config.model),
     d_in=d_in,
     roi=roi,
     metric=config.pairs.metric,
-    n_images=int(n),
+    n_images=int(z.shape[0]),
     n_vertices=int(z.shape[1]),
     leaked=bool(config.pairs.leaked),
     split_seed=None if config.pairs.leaked else int(config.seed),
     fractions=[float(f) for f in config.pairs.fractions],
+    test_images='official' if official else 'split',
     embeddings=(
       str(config.data.embeddings)
       if config.model.name in EMBEDDING_MODELS
@@ -121,6 +162,35 @@ def load_data(config, workdir: str | Path) -> Data:
     split={k: v.tolist() for k, v in split.items()},
   )
   return Data(z, x.astype(np.float32), split, meta, emb, z_clean)
+
+
+def _noiseless(config, workdir, subject, roi, split, n_train, shape):
+  """The synthetic subject's noiseless responses, standardised with the
+  statistics of their own training rows (read a chunk at a time), kept
+  only for the test images (every image, leaked): [n, v] with the other
+  rows never written, so never resident (np.zeros maps them lazily)."""
+  from rdmjax import data as data_lib
+  from rdmjax.data import algonauts, synthetic
+
+  root = data_lib.data_root(config, workdir)
+
+  def read(rows, part='train'):
+    return synthetic.noiseless(root, subject, roi, part, rows)
+
+  if read(np.arange(1)) is None:
+    return None
+  fit = algonauts.Standardizer.fit_chunks(read, split['train'])
+  out = np.zeros(shape, np.float32)
+  test = np.asarray(split['test'])
+  if config.pairs.leaked:
+    test = np.arange(n_train)
+  own = test[test < n_train]
+  if own.size:
+    out[own] = fit(read(own))
+  extra = test[test >= n_train] - n_train  # official test images
+  if extra.size:
+    out[extra + n_train] = fit(read(extra, 'test'))
+  return out
 
 
 def _own_f32(x: np.ndarray) -> np.ndarray | None:

@@ -487,3 +487,41 @@ def test_concat_mlp_trains_through_the_same_loop(datadir, tmp_path):
   r = train.train(c, _workdir(datadir, tmp_path))
   assert np.isfinite(r.test['spearman'])
   assert r.data.meta['model']['order_free'] is True
+
+
+def test_official_test_images_are_scored_with_training_statistics(
+  datadir, tmp_path
+):
+  """pairs.test_images=official: the test pairs are those of the subject's
+  test images, their targets from test responses standardised with the
+  training images' statistics (scipy, float64)."""
+  from rdmjax import data as data_lib
+  from rdmjax.data import algonauts
+
+  c = tiny(**{'train.steps': 2, 'ckpt.every': 1, 'train.bootstrap': 20})
+  with c.unlocked():
+    c.pairs.test_images = 'official'
+  r = train.train(c, _workdir(datadir, tmp_path))
+  subject = data_lib.subject_from_config(c, datadir)
+  n, n_test = subject.n_images('train'), subject.n_images('test')
+  np.testing.assert_array_equal(r.data.split['test'], np.arange(n, n + n_test))
+  train_rows = r.data.split['train']
+  assert len(train_rows) + len(r.data.split['val']) == n
+  x = subject.responses('all', 'train').astype(np.float64)
+  std = algonauts.Standardizer.fit(x, rows=train_rows)
+  zt = (subject.responses('all', 'test') - std.mean) / std.scale
+  want = pdist(zt, 'correlation')
+  tp = r.test_pairs
+  np.testing.assert_allclose(
+    tp.target, want[_condensed(tp.i - n, tp.j - n, n_test)], atol=2e-5
+  )
+  got = train_stage.test_scores(c, r)['scores']
+  assert 'ceiling' in got and np.isfinite(got['ceiling']['spearman']['value'])
+  with c.unlocked():
+    c.pairs.leaked = True
+  with pytest.raises(InputError, match='official'):
+    train.train(c, tmp_path / 'x')
+
+
+def _condensed(i, j, n):
+  return n * i - i * (i + 1) // 2 + (j - i - 1)

@@ -411,6 +411,28 @@ class Standardizer:
     scale = np.where(tiny, 1.0, np.sqrt(var))
     return cls(mean, scale)
 
+  @classmethod
+  def fit_chunks(cls, read, rows: Sequence[int], chunk: int = ROW_CHUNK):
+    """As `fit` on the rows `read(rows)` returns ([len(rows), v] f32), a
+    chunk of rows at a time (two passes: the mean, then the variance):
+    never the whole array in memory."""
+    rows = np.asarray(rows)
+    if rows.size < 2:
+      raise InputError('standardisation needs at least 2 training images')
+    parts = [rows[s : s + chunk] for s in range(0, rows.size, chunk)]
+    total = None
+    for p in parts:
+      s = read(p).sum(0, dtype=np.float64)
+      total = s if total is None else total + s
+    mean = total / rows.size
+    ss = np.zeros_like(mean)
+    for p in parts:
+      ss += np.square(read(p) - mean).sum(0)
+    var = ss / rows.size
+    eps = 10 * np.finfo(np.float64).eps
+    tiny = var <= eps * np.maximum(mean**2, 1.0)
+    return cls(mean, np.where(tiny, 1.0, np.sqrt(var)))
+
   def __call__(self, x: np.ndarray, out: np.ndarray | None = None):
     """[n, v] f32 (computed in float64 a column block at a time).
 

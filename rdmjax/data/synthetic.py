@@ -77,7 +77,7 @@ def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
 
 
 def noiseless(
-  root: str | os.PathLike, subject, roi: str, split: str = 'train'
+  root: str | os.PathLike, subject, roi: str, split: str = 'train', rows=None
 ) -> np.ndarray | None:
   """The noiseless responses of an ROI, [n_images, v] f32 (LH then RH).
 
@@ -88,6 +88,7 @@ def noiseless(
     subject: its `rdmjax.data.algonauts.Subject` (for the ROI masks).
     roi: an ROI name, as `Subject.responses`.
     split: 'train' or 'test'.
+    rows: the image rows to read (default all).
 
   Returns:
     The array, or None when the subject has no noiseless responses (real
@@ -99,7 +100,7 @@ def noiseless(
   parts = [np.load(folder / f'{h}_{split}.npy', mmap_mode='r') for h in HEMIS]
   # Aligned, as the reader's responses (a CPU device shares it), and read
   # in row chunks (never the whole file resident).
-  return read_columns(parts, subject.roi_mask(roi))
+  return read_columns(parts, subject.roi_mask(roi), rows)
 
 
 def read_extras(
