@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from rdmjax import pairs, sharding
 from rdmjax.errors import InputError
@@ -111,11 +112,10 @@ def load_data(config, workdir: str | Path) -> Data:
   z = std(x_resp, out=_own_f32(x_resp))  # in place: one copy of [n, v]
   del x_resp
   parts = ('train', 'test') if official else ('train',)
-  emb = None
-  if config.model.name in EMBEDDING_MODELS:
-    from rdmjax.data import embeddings
+  from rdmjax.data import embeddings
 
-    emb = np.concatenate(
+  def read_emb():
+    return np.concatenate(
       [
         embeddings.read(
           data_lib.embeddings_path(config, workdir),
@@ -125,6 +125,10 @@ def load_data(config, workdir: str | Path) -> Data:
         for s in parts
       ]
     )
+
+  emb = None
+  if config.model.name in EMBEDDING_MODELS:
+    emb = read_emb()
     x, d_in = emb, int(emb.shape[1])
   elif config.model.name == 'siamese_cnn':
     x = images.load_images(
@@ -134,6 +138,10 @@ def load_data(config, workdir: str | Path) -> Data:
       num_workers=config.data.num_workers,
     )
     d_in = 0
+    try:  # the embedding baselines beside a pixel model, where they exist
+      emb = read_emb()
+    except InputError as e:
+      logging.info('no embedding baselines: %s', e)
   else:
     raise InputError(
       f'model.name={config.model.name!r} unknown; use mlp, concat_mlp or '
