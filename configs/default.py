@@ -81,6 +81,9 @@ def get_config(arg=None):
   # Test images: 'split' (a seeded split of the training images) or
   # 'official' (post-challenge data: the subject's test images, test_fmri/).
   c.pairs.test_images = 'split'
+  # Image splits the model is trained and scored on (seed, seed + 1, ...):
+  # > 1 reports the mean over splits with its interval.
+  c.pairs.folds = 1
   c.pairs.eval_tile = 256  # images per side of an evaluation tile
   c.pairs.precision = 'float32'  # target matmul: float32, tf32, bf16
 

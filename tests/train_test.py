@@ -527,3 +527,22 @@ def test_official_test_images_are_scored_with_training_statistics(
 
 def _condensed(i, j, n):
   return n * i - i * (i + 1) // 2 + (j - i - 1)
+
+
+def test_folds_repeat_the_image_split_and_average(datadir, tmp_path):
+  """pairs.folds=3: seeds 0, 1, 2; the mean over splits with a t interval
+  (scipy), the first split being this run's own."""
+  c = tiny(**{'train.steps': 2, 'ckpt.every': 1, 'train.bootstrap': 20})
+  with c.unlocked():
+    c.pairs.folds = 3
+  res = train_stage.run(c, _workdir(datadir, tmp_path))
+  fo = res['folds']
+  assert fo['seeds'] == [0, 1, 2] and fo['n'] == 3
+  m = fo['model']['spearman']
+  v = np.array(m['folds'])
+  assert v[0] == pytest.approx(res['scores']['model']['spearman']['value'])
+  assert len(set(v.round(6))) == 3
+  lo, hi = stats.t.interval(0.95, 2, loc=v.mean(), scale=stats.sem(v))
+  assert (m['value'], m['low'], m['high']) == pytest.approx((v.mean(), lo, hi))
+  assert (tmp_path / 'folds' / 'seed2' / 'metrics.jsonl').is_file()
+  assert 'image splits' in (tmp_path / 'report.md').read_text()

@@ -96,6 +96,47 @@ def leaked_minus_disjoint(disjoint: dict, leaked: dict) -> dict[str, Any]:
   return dict(stat=stat, **{k: v for k, v in d.items() if k != 'samples'})
 
 
+def across_folds(scored: list[dict], seeds: list[int]) -> dict[str, Any]:
+  """Mean over repeated image splits with a 95% t interval (the folds'
+  spread: what another split of the images would give), per prediction
+  and statistic."""
+  from scipy import stats as sps
+
+  out: dict[str, Any] = {'seeds': seeds, 'n': len(scored)}
+  for name in scored[0]['scores']:
+    out[name] = {}
+    for stat in scored[0]['scores'][name]:
+      v = np.array([s['scores'][name][stat]['value'] for s in scored], float)
+      v = v[np.isfinite(v)]
+      if v.size < 2:
+        continue
+      sem = float(np.std(v, ddof=1) / np.sqrt(v.size))
+      half = float(sps.t.ppf(0.975, v.size - 1) * sem)
+      m = float(v.mean())
+      out[name][stat] = dict(
+        value=m, low=m - half, high=m + half, sem=sem, folds=v.tolist()
+      )
+  return out
+
+
+def _folds(config, workdir, scored) -> dict[str, Any] | None:
+  """pairs.folds > 1: the run again on other image splits (seed + k),
+  each into WORKDIR/folds/seed<s>, scored the same way."""
+  k = int(config.pairs.get('folds', 1))
+  if k < 2 or config.pairs.leaked:
+    return None
+  seeds, all_scored = [int(config.seed)], [scored]
+  for s in range(int(config.seed) + 1, int(config.seed) + k):
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+      c.seed, c.train.run_leaked, c.pairs.folds = s, False, 1
+    r = train.train(c, workdir / 'folds' / f'seed{s}', data_dir=workdir)
+    all_scored.append(test_scores(c, r))
+    r.data.z = r.data.z_noiseless = None
+    seeds.append(s)
+  return across_folds(all_scored, seeds)
+
+
 def run(config, workdir: str | Path) -> dict[str, Any]:
   """Trains (and the leaked variant if configured); writes the outputs.
 
@@ -105,6 +146,7 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   workdir = paths.path(workdir)
   result = train.train(config, workdir)
   scored = test_scores(config, result)
+  folds = _folds(config, workdir, scored)
   # The leaked run reads the responses again: free this run's copy first.
   result.data.z = result.data.z_noiseless = None
   leaked = leaked_scored = None
@@ -119,7 +161,7 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
     leaked = train.train(cl, workdir / 'leaked', data_dir=workdir)
     leaked_scored = test_scores(cl, leaked)
     leaked.data.z = leaked.data.z_noiseless = None
-  return write(config, workdir, result, scored, leaked, leaked_scored)
+  return write(config, workdir, result, scored, leaked, leaked_scored, folds)
 
 
 def _public(scored: dict | None) -> dict | None:
@@ -137,6 +179,7 @@ def write(
   scored: dict[str, Any],
   leaked: train.TrainResult | None = None,
   leaked_scored: dict[str, Any] | None = None,
+  folds: dict[str, Any] | None = None,
 ) -> dict:
   """results.json 'train', figures/, report section 'train'."""
   workdir = paths.path(workdir)
@@ -159,6 +202,8 @@ def write(
     scores=sc,
     bootstrap=int(config.train.bootstrap),
   )
+  if folds is not None:
+    res['folds'] = folds
   if leaked is not None:
     res['leaked'] = dict(leaked.summary(), **_public(leaked_scored))
     res['leaked_minus_disjoint'] = leaked_minus_disjoint(scored, leaked_scored)
@@ -234,6 +279,23 @@ def _markdown(res: dict[str, Any]) -> str:
     '',
     _score_table(res['scores']),
   ]
+  if 'folds' in res:
+    fo = res['folds']
+    rows = [
+      [
+        LABELS[name],
+        _ci(fo[name].get('spearman')),
+        _ci(fo[name].get('fraction_of_ceiling')),
+      ]
+      for name in ('model', 'ridge', 'reweighted', 'zero_shot', 'ceiling')
+      if name in fo
+    ]
+    lines += [
+      f'Over {fo["n"]} image splits (seeds {fo["seeds"]}; this one is the '
+      'first): mean [95% t interval over the splits].',
+      '',
+      report.md_table(['', 'Spearman', 'of ceiling'], rows),
+    ]
   if 'leaked' in res:
     lk, d = res['leaked'], res['leaked_minus_disjoint']
     what = (
