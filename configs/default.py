@@ -63,7 +63,8 @@ def get_config(arg=None):
   # ~1000 x 1000 and the RSA compares RDMs of a seeded random subset.
   c.rdm.max_images = 3000
   # Each RSA with a 95% interval (bootstrap over the RSA images) and the
-  # p-value of a permutation test of image labels (0: skip either).
+  # p-value of a permutation test of image labels (0: skip either); at most
+  # this many, fewer on millions of pairs (analysis.BOOT_WORK, PERM_WORK).
   c.rdm.bootstrap = 1000
   # 'all' images of the split, or 'equal_repeats': only those averaged over
   # the most common number of repeats (an RDM that does not rank noise

@@ -179,14 +179,25 @@ def _restrict(r: jax.Array, idx: jax.Array) -> jax.Array:
   return r[idx[:, None], idx[None, :]]
 
 
+# Work caps of the RSA's uncertainty: bootstrap draws x pairs and
+# permutations x pairs (at 3000 images, 4.5M pairs: 111 draws and 444
+# permutations; at 600 images all 1000 of each).
+BOOT_WORK, PERM_WORK = 5e8, 2e9
+
+
 def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
   """Adds to each rsa[source]: the 95% interval of its Spearman (bootstrap
-  over the RSA images, `c.bootstrap` draws) and the p-value of a
-  permutation test of the images' labels (`c.permutations`; 0: none)."""
+  over the RSA images, at most `c.bootstrap` draws) and the p-value of a
+  permutation test of the images' labels (at most `c.permutations`; 0:
+  none); fewer (never below 100) where draws x pairs would pass the caps
+  above. The numbers used are recorded ('draws', 'n_perm')."""
   if not others:
     return
   n = fmri.shape[0]
-  if c.get('bootstrap', 0):
+  m = n * (n - 1) // 2
+  draws = min(int(c.get('bootstrap', 0)), max(100, int(BOOT_WORK // m)))
+  perms = min(int(c.get('permutations', 0)), max(100, int(PERM_WORK // m)))
+  if draws:
     i, j = np.triu_indices(n, 1)
     up = {k: np.asarray(compare.upper_triangle(v)) for k, v in others.items()}
     got = stats.bootstrap_pair_scores(
@@ -195,16 +206,16 @@ def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
       up,
       np.asarray(compare.upper_triangle(fmri)),
       n,
-      n_boot=int(c.bootstrap),
+      n_boot=draws,
       seed=seed,
     )
     for k, v in got.items():
       s = v['spearman']
-      rsa[k]['interval'] = [s['low'], s['high']]
-  if c.get('permutations', 0):
+      rsa[k].update(interval=[s['low'], s['high']], draws=draws)
+  if perms:
     for k, v in others.items():
-      t = stats.permutation_test(fmri, v, int(c.permutations), seed)
-      rsa[k]['p'] = t['p']
+      t = stats.permutation_test(fmri, v, perms, seed)
+      rsa[k].update(p=t['p'], n_perm=perms)
 
 
 def analyse(
