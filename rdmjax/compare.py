@@ -1,19 +1,26 @@
-"""Comparing RDMs: Spearman, Pearson and Kendall's tau-a on upper triangles.
+"""Comparing RDMs on their upper triangles: rank, linear and kernel measures.
 
 `compare_rdms(a, b, method)` takes square [n, n] RDMs or their condensed
-upper triangles (scipy `squareform` order). Spearman is exact at any size:
+upper triangles (scipy `squareform` order); every method sees the same
+float32 values (so the same ties). Spearman is exact at any size:
 average ranks (ties as scipy's `rankdata`) are held as integers 2 * rank,
 centred by m + 1 without rounding, and their products summed exactly in
 integer limbs on the device (or, on a CPU backend, ranked by scipy and summed
 in float64 on the host); float32 ranks would round above 2^24 entries (~5800
-images). tau-a counts concordant and discordant pairs exactly with an
-O(m log^2 m) merge sort (rsatoolbox's definition: no tie correction).
+images). rsatoolbox's rho-a uses the same ranks. tau-a and tau-b count
+concordant and discordant pairs and ties exactly with an O(m log^2 m) merge
+sort. cosine and CKA are sums in float64 on the host, a chunk at a time
+(float32 products are exact in float64); CKA of the double-centred RDMs
+needs no n x n matrix (`_cka`).
 `pearson` and `avg_ranks` (with an optional mask) are the jit-able Pearson
 and ranking of the pair metrics (float32: for batches, below 2^23 entries).
 `compare_rdms` is public as `rdmjax.kernels.compare_rdms`.
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +29,19 @@ from jax import lax
 
 from rdmjax.errors import InputError
 
-COMPARE_METHODS = ('spearman', 'pearson', 'kendall_tau_a')
+# Methods on any two [m] vectors.
+COMPARE_METHODS = (
+  'spearman',
+  'pearson',
+  'kendall_tau_a',
+  'spearman_rho_a',
+  'kendall_tau_b',
+  'cosine',
+)
+# Methods that need the square RDM: a condensed input must have n(n-1)/2
+# entries for some n.
+SQUARE_METHODS = ('cka',)
+ALL_METHODS = COMPARE_METHODS + SQUARE_METHODS
 
 
 @jax.jit
@@ -200,20 +219,34 @@ def _centred_ranks(v: jax.Array):
   return _centred_rank2(v)
 
 
-def _rank_corr(ca, cb) -> float:
-  """Pearson of two centred rank vectors from `_centred_ranks`."""
+def _rank_dot(ca, cb) -> int | float:
+  """sum(ca * cb) of two centred rank vectors from `_centred_ranks`: a
+  Python int (device limbs, exact) or a float64 sum of exact integers."""
   if isinstance(ca, np.ndarray) or isinstance(cb, np.ndarray):
     ca, cb = np.asarray(ca, np.float64), np.asarray(cb, np.float64)
     # Exact integers; products and sums in float64: ~1e-15 relative.
-    num, da, db = (
-      float(np.dot(x, y)) for x, y in ((ca, cb), (ca, ca), (cb, cb))
-    )
-  else:
-    num, da, db = _exact_dot(ca, cb), _exact_dot(ca, ca), _exact_dot(cb, cb)
+    return float(np.dot(ca, cb))
+  return _exact_dot(ca, cb)
+
+
+def _rank_corr(ca, cb) -> float:
+  """Pearson of two centred rank vectors from `_centred_ranks`."""
+  num, da, db = _rank_dot(ca, cb), _rank_dot(ca, ca), _rank_dot(cb, cb)
   if da == 0 or db == 0:
     return float('nan')  # a constant RDM, as scipy
   # Python ints of any size: one rounding each to float64.
   return float(np.clip(num / (np.sqrt(float(da)) * np.sqrt(float(db))), -1, 1))
+
+
+def _rho_a(ca, cb) -> float:
+  """rsatoolbox's rho-a from centred doubled ranks c = 2 (rank - mean).
+
+  12 sum((ra - mean)(rb - mean)) / (m^3 - m) = 3 sum(ca cb) / (m^3 - m): the
+  expected Spearman under random tie breaking; Spearman without ties.
+  """
+  m = ca.shape[0]
+  # An int numerator: Python's int / int rounds once.
+  return float(np.clip(3 * _rank_dot(ca, cb) / (m**3 - m), -1, 1))
 
 
 def _tied_pairs(*sorted_keys: jax.Array) -> jax.Array:
@@ -268,36 +301,197 @@ def _as_vector(r) -> jax.Array:
   return r
 
 
+def _kendall_counts(va: jax.Array, vb: jax.Array) -> tuple[int, ...]:
+  """Exact (pairs, discordant, tied in a, tied in b, tied in both)."""
+  dis, xtie, ytie, ntie = (_host_sum(p) for p in _kendall_parts(va, vb))
+  m = va.shape[0]
+  return m * (m - 1) // 2, dis, xtie, ytie, ntie
+
+
+def _tau(tot: int, dis: int, xtie: int, ytie: int, ntie: int, b: bool):
+  # tot = con + dis + xtie + ytie - ntie (scipy's kendalltau).
+  con_minus_dis = tot - xtie - ytie + ntie - 2 * dis
+  if not b:
+    return float(np.clip(con_minus_dis / tot, -1, 1))
+  if xtie == tot or ytie == tot:
+    return float('nan')  # a constant RDM, as scipy
+  # scipy's order of operations, from exact integers.
+  tau = con_minus_dis / math.sqrt(tot - xtie) / math.sqrt(tot - ytie)
+  return float(np.clip(tau, -1, 1))
+
+
+# Entries per host chunk of cosine and CKA (float64 temporaries of 32 MiB).
+_CHUNK = 1 << 22
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+  """Cosine of two float32 [m] vectors, summed in float64 by chunks.
+
+  As rsatoolbox's `_cosine`: 0 where either vector is all zeros.
+  """
+  ab = aa = bb = 0.0
+  for s in range(0, a.shape[0], _CHUNK):
+    x = a[s : s + _CHUNK].astype(np.float64)
+    y = b[s : s + _CHUNK].astype(np.float64)
+    ab, aa, bb = ab + x @ y, aa + x @ x, bb + y @ y
+  if aa == 0 or bb == 0:
+    return 0.0
+  return float(np.clip(ab / (np.sqrt(aa) * np.sqrt(bb)), -1, 1))
+
+
+def _n_images(m: int) -> int:
+  """n with n(n-1)/2 = m, or an InputError."""
+  n = (1 + math.isqrt(1 + 8 * m)) // 2
+  if n * (n - 1) // 2 != m:
+    raise InputError(
+      f'{m} entries are no upper triangle n(n-1)/2: cka needs the RDM of '
+      'n images, square or condensed'
+    )
+  return n
+
+
+def _row_chunks(n: int):
+  """Yields (lo, hi, i, j): condensed entries [lo, hi) of whole rows of an
+  n x n RDM, with their rows i and columns j (i < j), ~_CHUNK at a time."""
+  rows = np.arange(n + 1, dtype=np.int64)
+  starts = rows * n - rows * (rows + 1) // 2  # starts[n] = m
+  cuts = np.unique(
+    np.r_[0, np.searchsorted(starts, np.arange(_CHUNK, starts[-1], _CHUNK)), n]
+  )
+  for r0, r1 in zip(cuts[:-1], cuts[1:]):
+    lens = n - 1 - rows[r0:r1]
+    i = np.repeat(rows[r0:r1], lens)
+    j = np.arange(starts[r0], starts[r1]) - np.repeat(starts[r0:r1], lens)
+    yield starts[r0], starts[r1], i, j + i + 1
+
+
+def _row_means(v: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+  """Row means [n] and grand mean of the square RDM of condensed v (zero
+  diagonal), in float64."""
+  s = np.zeros(n)
+  for lo, hi, i, j in _row_chunks(n):
+    x = v[lo:hi].astype(np.float64)
+    s += np.bincount(i, x, n) + np.bincount(j, x, n)
+  r = s / n
+  return r, float(r.mean())
+
+
+def _cka(a: _Rdm, b: _Rdm) -> float:
+  """<G_a, G_b>_F / (|G_a|_F |G_b|_F) with G = -1/2 H D H, H = I - 11^T/n.
+
+  (H D H)_ij = D_ij - r_i - r_j + g (row means r, grand mean g): summed over
+  i < j from the condensed vectors a chunk of rows at a time (twice, by
+  symmetry) plus the diagonal, -2 r_i + g. The -1/2 cancels. O(m) work,
+  O(n + _CHUNK) memory.
+  """
+  (ra, ga), (rb, gb) = a.row_means, b.row_means
+  ab = aa = bb = 0.0
+  for lo, hi, i, j in _row_chunks(a.n_images):
+    x = a.host[lo:hi] - ra[i] - ra[j] + ga
+    y = b.host[lo:hi] - rb[i] - rb[j] + gb
+    ab, aa, bb = ab + x @ y, aa + x @ x, bb + y @ y
+  da, db = ga - 2 * ra, gb - 2 * rb
+  ab, aa, bb = 2 * ab + da @ db, 2 * aa + da @ da, 2 * bb + db @ db
+  if aa == 0 or bb == 0:
+    return float('nan')  # an all-zero RDM
+  return float(np.clip(ab / (np.sqrt(aa) * np.sqrt(bb)), -1, 1))
+
+
+class _Rdm:
+  """One RDM's upper triangle and what the methods derive from it, each
+  computed once (`compare_many` shares the reference's)."""
+
+  def __init__(self, r):
+    self.v = _as_vector(r)
+
+  @functools.cached_property
+  def ranks(self):
+    return _centred_ranks(self.v)
+
+  @functools.cached_property
+  def host(self) -> np.ndarray:
+    return np.asarray(self.v)  # float32
+
+  @functools.cached_property
+  def n_images(self) -> int:
+    return _n_images(self.v.shape[0])
+
+  @functools.cached_property
+  def row_means(self) -> tuple[np.ndarray, float]:
+    return _row_means(self.host, self.n_images)
+
+
+def _compare(a: _Rdm, b: _Rdm, methods) -> dict[str, float]:
+  """method -> coefficient; one Kendall count serves tau-a and tau-b."""
+  out, counts = {}, None
+  for method in methods:
+    if method == 'pearson':
+      out[method] = float(_pearson_jit(a.v, b.v))
+    elif method == 'spearman':
+      out[method] = _rank_corr(a.ranks, b.ranks)
+    elif method == 'spearman_rho_a':
+      out[method] = _rho_a(a.ranks, b.ranks)
+    elif method in ('kendall_tau_a', 'kendall_tau_b'):
+      counts = counts or _kendall_counts(a.v, b.v)
+      out[method] = _tau(*counts, b=method == 'kendall_tau_b')
+    elif method == 'cosine':
+      out[method] = _cosine(a.host, b.host)
+    else:
+      out[method] = _cka(a, b)
+  return out
+
+
+def _check_methods(methods) -> None:
+  bad = [m for m in methods if m not in ALL_METHODS]
+  if bad:
+    raise InputError(f'methods {bad} unknown: use {ALL_METHODS}')
+
+
 def compare_rdms(a, b, method: str = 'spearman') -> float:
   """Similarity of two RDMs on their upper triangles (k=1).
 
   Args:
     a: [n, n] or condensed [n(n-1)/2] RDM.
     b: same shape as a.
-    method: 'spearman' (Pearson of average ranks, as scipy spearmanr;
-      exact integer ranks at any size, see the module docstring),
-      'pearson', or 'kendall_tau_a' ((concordant - discordant) / (m choose 2)
-      over the m entries, no tie correction, as rsatoolbox's tau-a; exact
-      integer counts, O(m log^2 m) work and O(m) memory).
+    method: one of ALL_METHODS:
+      'spearman': Pearson of average ranks, as scipy spearmanr; exact integer
+        ranks at any size (see the module docstring).
+      'pearson': float32, centred and summed in blocks.
+      'kendall_tau_a': (concordant - discordant) / (m choose 2) over the m
+        entries, no tie correction, as rsatoolbox's `_tau_a`; exact integer
+        counts, O(m log^2 m) work and O(m) memory.
+      'spearman_rho_a': rsatoolbox's rho-a (`compare_rho_a`):
+        12 sum((ra - mean)(rb - mean)) / (m^3 - m) of average ranks, i.e.
+        Spearman's denominator without tie correction (not
+        1 - 6 sum(d^2) / (m^3 - m), which differs under ties); equals
+        'spearman' without ties. Exact ranks as 'spearman'.
+      'kendall_tau_b': (con - dis) / sqrt((pairs - ties in a)
+        (pairs - ties in b)), as scipy.stats.kendalltau (variant 'b', also
+        rsatoolbox's 'tau-b'); the exact counts of 'kendall_tau_a'.
+      'cosine': a.b / (|a| |b|) of the upper triangles, as rsatoolbox's
+        'cosine' (0 for an all-zero RDM); float64 sums.
+      'cka': centred kernel alignment of the double-centred RDMs,
+        <G_a, G_b>_F / (|G_a|_F |G_b|_F) with G = -1/2 H D H and
+        H = I - 11^T / n over the full square (zero diagonal). For squared
+        Euclidean RDMs (also correlation and cosine distances, which are
+        squared Euclidean distances of normalised patterns, up to a
+        factor) G is the Gram matrix of the centred patterns, so this is
+        linear CKA, |Y^T X|_F^2 / (|X^T X|_F |Y^T Y|_F); square a
+        'euclidean' RDM first for that. Float64, O(m) work, no n x n
+        matrix; condensed input must have n(n-1)/2 entries.
 
   Returns:
-    The coefficient as a Python float.
+    The coefficient as a Python float (nan for a constant RDM where the
+    measure is undefined, as scipy).
   """
-  if method not in COMPARE_METHODS:
-    raise InputError(f'method {method!r} unknown: use {COMPARE_METHODS}')
-  va, vb = _as_vector(a), _as_vector(b)
-  if va.shape != vb.shape or va.shape[0] < 2:
+  _check_methods([method])
+  ra, rb = _Rdm(a), _Rdm(b)
+  if ra.v.shape != rb.v.shape or ra.v.shape[0] < 2:
     raise InputError(
-      f'RDM sizes {va.shape} and {vb.shape}: pass two RDMs of the same images'
+      f'RDM sizes {ra.v.shape} and {rb.v.shape}: pass two RDMs of the same '
+      'images'
     )
-  if method == 'pearson':
-    return float(_pearson_jit(va, vb))
-  if method == 'spearman':
-    return _rank_corr(_centred_ranks(va), _centred_ranks(vb))
-  dis, xtie, ytie, ntie = (_host_sum(p) for p in _kendall_parts(va, vb))
-  m = va.shape[0]
-  tot = m * (m - 1) // 2
-  return float(np.clip((tot - xtie - ytie + ntie - 2 * dis) / tot, -1, 1))
+  return _compare(ra, rb, [method])[method]
 
 
 def compare_many(
@@ -305,33 +499,26 @@ def compare_many(
 ) -> dict[str, dict[str, float]]:
   """`compare_rdms(a, b, m)` for every b of others and m of methods.
 
-  a's upper triangle is taken and ranked once for all of them.
+  a's upper triangle is taken, ranked and centred once for all of them, and
+  each b's once for all methods.
 
   Args:
     a: [n, n] or condensed RDM.
     others: name -> RDM of the same images.
-    methods: of COMPARE_METHODS.
+    methods: of ALL_METHODS.
 
   Returns:
     name -> method -> coefficient.
   """
-  bad = [m for m in methods if m not in COMPARE_METHODS]
-  if bad:
-    raise InputError(f'methods {bad} unknown: use {COMPARE_METHODS}')
-  va = _as_vector(a)
-  ra = _centred_ranks(va) if 'spearman' in methods else None
+  _check_methods(methods)
+  ra = _Rdm(a)
   out = {}
   for name, b in others.items():
-    vb = _as_vector(b)
-    if vb.shape != va.shape or va.shape[0] < 2:
+    rb = _Rdm(b)
+    if rb.v.shape != ra.v.shape or ra.v.shape[0] < 2:
       raise InputError(
-        f'RDM sizes {va.shape} and {vb.shape} ({name}): pass RDMs of the '
+        f'RDM sizes {ra.v.shape} and {rb.v.shape} ({name}): pass RDMs of the '
         'same images'
       )
-    out[name] = {}
-    for m in methods:
-      if m == 'spearman':
-        out[name][m] = _rank_corr(ra, _centred_ranks(vb))
-      else:
-        out[name][m] = compare_rdms(va, vb, m)
+    out[name] = _compare(ra, rb, methods)
   return out
