@@ -93,7 +93,9 @@ def _gather(rdm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 BASELINES = ('ceiling', 'zero_shot', 'ridge', 'reweighted')
 
 
-def test_pairs(data, images, i, j, metric: str, seed: int = 0) -> dict:
+def test_pairs(
+  data, images, i, j, metric: str, seed: int = 0, fits: dict | None = None
+) -> dict:
   """Every baseline's dissimilarities on exactly a run's scored pairs.
 
   Each is one RDM over the scored images (a few hundred to a thousand), its
@@ -114,6 +116,8 @@ def test_pairs(data, images, i, j, metric: str, seed: int = 0) -> dict:
     i, j: [P] image indices (global) of the scored pairs.
     metric: the target metric.
     seed: the reweighting's training pairs.
+    fits: a dict to receive the fitted 'ridge' (for its per-vertex
+      accuracy, `encoding_accuracy`).
 
   Returns:
     name -> [P] f32, for the baselines the run has data for.
@@ -132,6 +136,8 @@ def test_pairs(data, images, i, j, metric: str, seed: int = 0) -> dict:
   out['zero_shot'] = _gather(kernels.rdm(emb[images], 'correlation'), a, b)
   train = np.asarray(data.split['train'])
   fit = encoding.fit_ridge(emb[train], _Rows(data.z, train), dtype='float32')
+  if fits is not None:
+    fits['ridge'] = fit
   out['ridge'] = _gather(kernels.rdm(fit.predict(emb[images]), metric), a, b)
   rw = _fit_reweighted(emb, data.z, train, metric, seed)
   out['reweighted'] = _gather(encoding.reweighted_rdm(emb[images], rw), a, b)
@@ -153,3 +159,35 @@ def _fit_reweighted(
     keep = np.sort(rng.choice(a.size, n_pairs, replace=False))
     a, b = a[keep], b[keep]
   return encoding.fit_reweighted(emb[sub], a, b, target[a, b])
+
+
+def encoding_accuracy(data, fit, rows) -> dict:
+  """The ridge encoding model's accuracy per vertex on test images, as the
+  Algonauts devkit scores it: Pearson r of predicted and measured responses
+  per vertex (median, mean), and where the data has a noise ceiling for
+  these images (official test images), 100 r^2 / NC per vertex.
+
+  Args:
+    data: the run's `train_data.Data` (z, emb, noise_ceiling).
+    fit: `encoding.fit_ridge` on the run's training images.
+    rows: the test images' rows.
+  """
+  from rdmjax import encoding
+
+  rows = np.asarray(rows)
+  pred = fit.predict(np.asarray(data.emb, np.float32)[rows])
+  r = encoding.vertex_correlation(pred, data.z[rows])
+  out = dict(
+    r_median=float(np.nanmedian(r)),
+    r_mean=float(np.nanmean(r)),
+    n_vertices=int(r.size),
+    n_images=int(rows.size),
+  )
+  nc = getattr(data, 'noise_ceiling', None)
+  if nc is not None:
+    score = encoding.noise_normalised(r, nc)
+    out.update(
+      nc_score_median=float(np.nanmedian(score)),
+      nc_score_mean=float(np.nanmean(score)),
+    )
+  return out

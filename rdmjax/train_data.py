@@ -34,6 +34,9 @@ class Data:
     emb: [n_images, d] embeddings for the zero-shot baseline, or None.
     z_noiseless: [n_images, v] standardised noiseless responses (the test
       images' rows; every row when leaked; zeros elsewhere), or None.
+    noise_ceiling: [v] the subject's noise ceiling (fraction) of the ROI's
+      vertices, for the official test images only (test_images=official
+      and test_split/noise_ceiling/ present), else None.
   """
 
   z: np.ndarray
@@ -42,6 +45,7 @@ class Data:
   meta: dict[str, Any]
   emb: np.ndarray | None = None
   z_noiseless: np.ndarray | None = None
+  noise_ceiling: np.ndarray | None = None
 
 
 # Models whose inputs are embeddings (the others read pixels).
@@ -169,7 +173,11 @@ def load_data(config, workdir: str | Path) -> Data:
     subject=subject.name,
     split={k: v.tolist() for k, v in split.items()},
   )
-  return Data(z, x.astype(np.float32), split, meta, emb, z_clean)
+  nc = None
+  if official and subject.noise_ceiling is not None:
+    mask = subject.roi_mask(roi)
+    nc = np.concatenate([c[m] for c, m in zip(subject.noise_ceiling, mask)])
+  return Data(z, x.astype(np.float32), split, meta, emb, z_clean, nc)
 
 
 def _noiseless(config, workdir, subject, roi, split, n_train, shape):

@@ -517,8 +517,36 @@ def test_official_test_images_are_scored_with_training_statistics(
   np.testing.assert_allclose(
     tp.target, want[_condensed(tp.i - n, tp.j - n, n_test)], atol=2e-5
   )
-  got = train_stage.test_scores(c, r)['scores']
+  scored = train_stage.test_scores(c, r)
+  got = scored['scores']
   assert 'ceiling' in got and np.isfinite(got['ceiling']['spearman']['value'])
+  # The ridge's per-vertex accuracy, as the Algonauts devkit: scikit-learn's
+  # RidgeCV on the training rows, Pearson r per vertex, 100 r^2 / NC.
+  from sklearn.linear_model import RidgeCV
+
+  from rdmjax import encoding
+
+  d = r.data
+  e64 = d.emb[train_rows].astype(np.float64)
+  alphas = (
+    encoding.RELATIVE_ALPHAS
+    * np.trace(np.cov(e64.T, bias=True))
+    * len(train_rows)
+    / d.emb.shape[1]
+  )
+  sk = RidgeCV(alphas=alphas).fit(e64, d.z[train_rows])
+  pred = sk.predict(d.emb[r.data.split['test']].astype(np.float64))
+  y = d.z[r.data.split['test']].astype(np.float64)
+  rv = np.array(
+    [np.corrcoef(pred[:, k], y[:, k])[0, 1] for k in range(y.shape[1])]
+  )
+  enc = scored['encoding']
+  assert enc['r_median'] == pytest.approx(np.median(rv), abs=2e-3)
+  nc = np.concatenate(
+    [c_[m] for c_, m in zip(subject.noise_ceiling, subject.roi_mask('all'))]
+  )
+  want = np.median(np.minimum(100 * np.maximum(rv, 0) ** 2 / nc, 100))
+  assert enc['nc_score_median'] == pytest.approx(want, abs=0.5)
   with c.unlocked():
     c.pairs.leaked = True
   with pytest.raises(InputError, match='official'):

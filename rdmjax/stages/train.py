@@ -41,8 +41,9 @@ def test_scores(config, result: train.TrainResult) -> dict[str, Any]:
   """
   tp = result.test_pairs
   metric = config.pairs.metric
+  fits: dict[str, Any] = {}
   base = baselines.test_pairs(
-    result.data, tp.images, tp.i, tp.j, metric, int(config.seed)
+    result.data, tp.images, tp.i, tp.j, metric, int(config.seed), fits
   )
   keep = set(config.train.baselines) | {'ceiling'}
   preds = {'model': tp.pred, **{k: v for k, v in base.items() if k in keep}}
@@ -66,12 +67,17 @@ def test_scores(config, result: train.TrainResult) -> dict[str, Any]:
   samples = {
     name: {s: d['samples'] for s, d in st.items()} for name, st in got.items()
   }
-  return dict(
+  out = dict(
     scores=scores,
     n_images=len(tp.images),
     n_pairs=len(tp.i),
     _samples=samples,
   )
+  if 'ridge' in fits and not config.pairs.leaked:
+    out['encoding'] = baselines.encoding_accuracy(
+      result.data, fits['ridge'], result.data.split['test']
+    )
+  return out
 
 
 def _point(scores: dict, name: str, stat: str = 'spearman') -> float | None:
@@ -200,6 +206,7 @@ def write(
     zero_shot_rsa=_point(sc, 'zero_shot'),
     fraction_of_ceiling=_point(sc, 'model', 'fraction_of_ceiling'),
     scores=sc,
+    encoding=scored.get('encoding'),
     bootstrap=int(config.train.bootstrap),
   )
   if folds is not None:
@@ -216,6 +223,10 @@ def write(
     + train_plots.learning_curves(curves, figs / 'train_curves.png').name
   }
   runs = {'image-disjoint': sc}
+  if folds is not None:
+    runs[f'mean over {folds["n"]} splits (t interval)'] = {
+      k: v for k, v in folds.items() if k in LABELS
+    }
   if leaked_scored is not None:
     runs['leaked'] = leaked_scored['scores']
   res['figures']['test_scores'] = (
@@ -279,6 +290,20 @@ def _markdown(res: dict[str, Any]) -> str:
     '',
     _score_table(res['scores']),
   ]
+  enc = res.get('encoding')
+  if enc:
+    nc = (
+      f'; 100 r^2 / noise ceiling: median {enc["nc_score_median"]:.1f}, '
+      f"mean {enc['nc_score_mean']:.1f} (the Algonauts devkit's score)"
+      if 'nc_score_median' in enc
+      else ''
+    )
+    lines += [
+      f'Ridge encoding per vertex on the {enc["n_images"]} test images: '
+      f'Pearson r median {enc["r_median"]:.3f}, mean {enc["r_mean"]:.3f} '
+      f'over {enc["n_vertices"]} vertices{nc}.',
+      '',
+    ]
   if 'folds' in res:
     fo = res['folds']
     rows = [
