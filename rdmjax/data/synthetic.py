@@ -68,6 +68,7 @@ IMAGE_BLOCK, IMAGE_CHUNK = 32, 128
 VERTEX_BLOCK, VERTEX_CHUNK = 256, 1024
 # The streams' keys (SeedSequence spawn keys, after the seed).
 _IDS, _LATENTS, _RENDER, _MAPS, _REPS, _HEMI, _NOISE, _ROIS, _EMBED = range(9)
+_POP = 9  # a population's shared image pool
 
 
 def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
@@ -191,8 +192,11 @@ def _chunks(stop: int, block: int, chunk: int, start: int = 0):
     yield slice(i, min(i + step, stop))
 
 
-def _images(p: dict, subj: Path, ids, lat: dict, progress: bool):
+def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
   """Renders, saves and filters the images, IMAGE_CHUNK at a time.
+
+  pre: [n, s, s, 3] uint8 images rendered already (a population's pool),
+  saved and filtered instead of rendered.
 
   PNG encoding (PIL releases the GIL) runs in threads while the next chunk
   renders: at most two chunks of images are held.
@@ -226,6 +230,9 @@ def _images(p: dict, subj: Path, ids, lat: dict, progress: bool):
     for sl in _chunks(n, IMAGE_BLOCK, IMAGE_CHUNK):
       images = np.empty((sl.stop - sl.start, size, size, 3), np.uint8)
       for b in _chunks(sl.stop, IMAGE_BLOCK, IMAGE_BLOCK, sl.start):
+        if pre is not None:
+          images[b.start - sl.start : b.stop - sl.start] = pre[b]
+          continue
         rng = _rng(p['seed'], _RENDER, b.start // IMAGE_BLOCK)
         part = {k: x[b] for k, x in lat.items()}
         images[b.start - sl.start : b.stop - sl.start] = render(part, size, rng)
@@ -298,17 +305,31 @@ def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
       _write_cols(test, cols, out[key][n_train:])
 
 
-def _generate(p: dict, subj: Path, extras: Path, progress: bool) -> None:
-  """Writes a subject into subj/ and its extras into extras/ (not params)."""
+def _generate(
+  p: dict, subj: Path, extras: Path, progress: bool, pool=None
+) -> None:
+  """Writes a subject into subj/ and its extras into extras/ (not params).
+
+  pool: a population's images (`population_pool`) and this subject's rows
+  of it ('rows', train then test): the images, their latents, latent
+  features' model and embeddings come from the pool (the same image, the
+  same everything, in every subject); ROIs, vertices, repeats and noise
+  from the subject's own seed."""
   n_train, n_test = p['n_train'], p['n_test']
   n_rep, seed = p['n_repeats'], p['seed']
   n = n_train + n_test
-  ids = _rng(seed, _IDS).choice(N_NSD, n, replace=False)
-  ids = np.concatenate([np.sort(ids[:n_train]), np.sort(ids[n_train:])])
-  lat = draw_latents(_rng(seed, _LATENTS), n)
-  chan = _images(p, subj, ids, lat, progress)
-  z = standardise(latent_matrix(lat))
-  maps = random_maps(_rng(seed, _MAPS), z.shape[1])
+  if pool is None:
+    ids = _rng(seed, _IDS).choice(N_NSD, n, replace=False)
+    ids = np.concatenate([np.sort(ids[:n_train]), np.sort(ids[n_train:])])
+    lat = draw_latents(_rng(seed, _LATENTS), n)
+    chan = _images(p, subj, ids, lat, progress)
+    z = standardise(latent_matrix(lat))
+    maps = random_maps(_rng(seed, _MAPS), z.shape[1])
+  else:
+    rows = pool['rows']
+    ids, lat = pool['ids'][rows], {k: v[rows] for k, v in pool['lat'].items()}
+    chan = _images(p, subj, ids, lat, progress, pool['images'][rows])
+    z, maps = pool['z'][rows], pool['maps']
   feats = dict(h=latent_features(z, maps), category=lat['category'], chan=chan)
   n_reps = np.concatenate(
     [_rng(seed, _REPS).integers(1, n_rep + 1, n_train), np.full(n_test, n_rep)]
@@ -327,7 +348,10 @@ def _generate(p: dict, subj: Path, extras: Path, progress: bool) -> None:
     _responses(p, k, prm, feats, n_reps, subj, extras)
     del prm
   _write_rois(subj / 'roi_masks', labels, _rng(seed, _ROIS))
-  emb = synthetic_embeddings(lat, _rng(seed, _EMBED))
+  if pool is None:
+    emb = synthetic_embeddings(lat, _rng(seed, _EMBED))
+  else:
+    emb = pool['emb'][pool['rows']]
   embeddings_lib.write(
     extras / 'embeddings.npz',
     emb,
@@ -363,8 +387,11 @@ def write_subject(
   n_repeats: int = 3,
   seed: int = 0,
   progress: bool = True,
+  _pool: dict | None = None,
 ) -> Path:
   """Writes a synthetic subject in the Algonauts layout (see module doc).
+
+  (`_pool`: used by `write_population`.)
 
   Written into a temporary folder and renamed into place; `params.json` in
   `extras_dir` is written last, so a subject without it is incomplete.
@@ -395,7 +422,7 @@ def write_subject(
   tmp = root / f'.{subject}.synthetic-tmp-{os.getpid()}'
   shutil.rmtree(tmp, ignore_errors=True)
   try:
-    _generate(p, tmp / 'subject', tmp / 'extras', progress)
+    _generate(p, tmp / 'subject', tmp / 'extras', progress, _pool)
     (extras / 'params.json').unlink(missing_ok=True)
     shutil.rmtree(extras, ignore_errors=True)
     extras.parent.mkdir(parents=True, exist_ok=True)
@@ -405,6 +432,8 @@ def write_subject(
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   marker = extras / 'params.json'
+  if _pool is not None:
+    p = dict(p, population=_pool['describe'])
   marker.with_suffix('.tmp').write_text(json.dumps(p, indent=1, sort_keys=True))
   os.replace(marker.with_suffix('.tmp'), marker)
   return target
@@ -436,3 +465,149 @@ def ensure_subject(
     except ValueError:
       pass
   return write_subject(root, subject, progress=progress, **kwargs)
+
+
+SUBJECTS = tuple(f'subj0{k}' for k in range(1, 9))
+
+
+def population_pool(
+  n_images: int, image_size: int, seed: int
+) -> dict[str, object]:
+  """A population's images: NSD ids, latents, rendered images, standardised
+  latent matrix, the latent-feature model and the embeddings, all keyed by
+  the population seed (an image is the same in every subject)."""
+  ids = np.sort(_rng(seed, _POP, 0).choice(N_NSD, n_images, replace=False))
+  lat = draw_latents(_rng(seed, _POP, 1), n_images)
+  images = np.empty((n_images, image_size, image_size, 3), np.uint8)
+  for b in _chunks(n_images, IMAGE_BLOCK, IMAGE_BLOCK):
+    part = {k: x[b] for k, x in lat.items()}
+    rng = _rng(seed, _POP, 2, b.start // IMAGE_BLOCK)
+    images[b] = render(part, image_size, rng)
+  z = standardise(latent_matrix(lat))
+  return dict(
+    ids=ids,
+    lat=lat,
+    images=images,
+    z=z,
+    maps=random_maps(_rng(seed, _POP, 3), z.shape[1]),
+    emb=synthetic_embeddings(lat, _rng(seed, _POP, 4)),
+  )
+
+
+def _population_plan(n_subjects, n_shared, n_train, n_test, nv_lh, nv_rh, seed):
+  """Per subject: pool rows (train, test) and vertex counts. The first
+  n_shared pool images are in every subject's training set (as NSD's
+  shared images); each subject's other images are its own."""
+  if not 1 <= n_subjects <= 8 or not 2 <= n_shared <= n_train - 2:
+    raise InputError(
+      f'synthetic population: n_subjects={n_subjects} must lie in [1, 8] '
+      f'and n_shared={n_shared} in [2, n_train - 2 = {n_train - 2}]'
+    )
+  own = n_train - n_shared + n_test
+  rng = _rng(seed, _POP, 5)
+  scale = rng.uniform(0.85, 1.15, (n_subjects, 2))
+  plans, start = [], n_shared
+  for k in range(n_subjects):
+    mine = np.arange(start, start + own)
+    start += own
+    train = np.sort(np.concatenate([np.arange(n_shared), mine[: own - n_test]]))
+    plans.append(
+      dict(
+        subject=SUBJECTS[k],
+        rows=np.concatenate([train, mine[own - n_test :]]),
+        n_vertices_lh=int(round(nv_lh * scale[k, 0])),
+        n_vertices_rh=int(round(nv_rh * scale[k, 1])),
+        seed=int(seed) * 1000 + k + 1,
+      )
+    )
+  return plans, start
+
+
+def write_population(
+  root: str | os.PathLike,
+  *,
+  n_subjects: int = 8,
+  n_shared: int = 100,
+  n_train: int = 240,
+  n_test: int = 40,
+  n_vertices_lh: int = 700,
+  n_vertices_rh: int = 760,
+  image_size: int = 64,
+  n_repeats: int = 3,
+  seed: int = 0,
+  progress: bool = True,
+) -> list[Path]:
+  """Writes subj01 ... subjNN under root, each in the Algonauts layout, from
+  one latent model: the first n_shared images (by NSD id) are in every
+  subject's training set, the others are each subject's own; images,
+  embeddings and the latent-to-feature model are shared, while each
+  subject has its own vertex counts (0.85 to 1.15 times the given ones),
+  ROI layout, repeats and noise. `root/synthetic_extras/population.json`
+  (written last) records the parameters.
+
+  Returns:
+    The subjects' folders.
+  """
+  desc = dict(
+    format_version=FORMAT_VERSION,
+    n_subjects=int(n_subjects),
+    n_shared=int(n_shared),
+    n_train=int(n_train),
+    n_test=int(n_test),
+    n_vertices_lh=int(n_vertices_lh),
+    n_vertices_rh=int(n_vertices_rh),
+    image_size=int(image_size),
+    n_repeats=int(n_repeats),
+    seed=int(seed),
+  )
+  plans, n_pool = _population_plan(
+    n_subjects, n_shared, n_train, n_test, n_vertices_lh, n_vertices_rh, seed
+  )
+  pool = population_pool(n_pool, image_size, seed)
+  root = Path(root)
+  marker = root / 'synthetic_extras' / 'population.json'
+  marker.unlink(missing_ok=True)
+  out = []
+  for plan in plans:
+    out.append(
+      write_subject(
+        root,
+        plan['subject'],
+        n_train=n_train,
+        n_test=n_test,
+        n_vertices_lh=plan['n_vertices_lh'],
+        n_vertices_rh=plan['n_vertices_rh'],
+        image_size=image_size,
+        n_repeats=n_repeats,
+        seed=plan['seed'],
+        progress=progress,
+        _pool=dict(pool, rows=plan['rows'], describe=desc),
+      )
+    )
+  marker.parent.mkdir(parents=True, exist_ok=True)
+  tmp = marker.with_suffix('.tmp')
+  tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
+  os.replace(tmp, marker)
+  return out
+
+
+def ensure_population(root: str | os.PathLike, **kwargs) -> list[Path]:
+  """The population under root, written only if absent, incomplete or made
+  with other parameters (keyword arguments as `write_population`)."""
+  root = Path(root)
+  marker = root / 'synthetic_extras' / 'population.json'
+  n = int(kwargs.get('n_subjects', 8))
+  if marker.is_file():
+    want = inspect.signature(write_population).parameters
+    desc = {
+      k: int(kwargs.get(k, v.default))
+      for k, v in want.items()
+      if v.kind == v.KEYWORD_ONLY and k != 'progress'
+    }
+    try:
+      have = json.loads(marker.read_text())
+    except ValueError:
+      have = None
+    if have == dict(desc, format_version=FORMAT_VERSION):
+      return [root / s for s in SUBJECTS[:n]]
+  return write_population(root, **kwargs)
