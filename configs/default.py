@@ -39,6 +39,24 @@ def get_config(arg=None):
   # (training_split/n_repeats.npy, or the synthetic subject's own), a .npy
   # of counts in fMRI row order, or NSD's nsd_expdesign.mat.
   c.data.repeats = ''
+  # A group run: '' (one subject, data.subject), 'all' or 'subj01,subj02':
+  # the pipeline per subject into WORKDIR/subjNN, then --mode=group.
+  c.data.subjects = ''
+  c.data.synthetic_root = ''  # set by a group run: its shared data copy
+  # The synthetic population of a group run (synthetic.write_population).
+  c.data.population = ml_collections.ConfigDict(
+    dict(
+      n_subjects=8,
+      n_shared=100,
+      n_train=240,
+      n_test=40,
+      n_vertices_lh=700,
+      n_vertices_rh=760,
+      image_size=64,
+      n_repeats=3,
+      seed=0,
+    )
+  )
   c.data.synthetic = ml_collections.ConfigDict(
     dict(
       n_train=600,

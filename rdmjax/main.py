@@ -1,7 +1,7 @@
 """The rdmjax entry point: `rdmjax` = `python -m rdmjax.main`.
 
   rdmjax --workdir=/tmp/rdmjax                      # the whole pipeline
-  rdmjax --workdir=DIR --mode=synth                 # DIR/subj01/... only
+  rdmjax --workdir=DIR --mode=synth                 # DIR/data/subj01/... only
   rdmjax --config=configs/default.py:tiny --workdir=DIR --mode=train \
     --config.train.steps=100
 
@@ -91,7 +91,12 @@ def main(argv: list[str]) -> None:
   )
   mode = _MODE.value
   todo = stages.PIPELINE if mode == 'all' else (mode,)
+  from rdmjax import data
+
   try:
+    if data.population(config) and mode not in ('synth', 'group', 'bench'):
+      _run_group(config, workdir, todo)
+      todo = ()
     for stage in todo:
       logging.info('stage %s', stage)
       t0 = time.perf_counter()
@@ -106,6 +111,35 @@ def main(argv: list[str]) -> None:
     if 'train' in todo and results.exists():
       train = json.loads(results.read_text()).get('train', {})
       print('test pairs:', json.dumps(train.get('test', {})))
+
+
+def _run_group(config, workdir, todo) -> None:
+  """`data.subjects`: the stages for each subject into WORKDIR/subjNN (a
+  failed subject is reported and the others go on), then the group
+  section (`rdmjax.stages.group`)."""
+  from rdmjax import data, report
+  from rdmjax.stages import group
+
+  names = data.subjects(config)
+  if not config.data.root:
+    stages.run('synth', config, workdir)  # the population, written once
+  failed = {}
+  for name in names:
+    c = group._subject_config(config, workdir, name)
+    try:
+      for stage in todo:
+        logging.info('%s: stage %s', name, stage)
+        t0 = time.perf_counter()
+        stages.run(stage, c, workdir / name)
+        _log_time(workdir, f'{name}/{stage}', time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001 (reported; the others go on)
+      failed[name] = f'{type(e).__name__}: {str(e).splitlines()[0][:300]}'
+      print(f'rdmjax: {name} failed: {failed[name]}', file=sys.stderr)
+      logging.exception('%s failed', name)
+  report.update_results(workdir, 'group', {'failed': failed})
+  t0 = time.perf_counter()
+  stages.run('group', config, workdir)
+  _log_time(workdir, 'group', time.perf_counter() - t0)
 
 
 def _log_time(workdir, stage: str, wall_s: float) -> None:

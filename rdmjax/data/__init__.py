@@ -22,6 +22,8 @@ def data_root(config, workdir: str | os.PathLike) -> Path:
   (WORKDIR/data, or this host's cache when the workdir is remote)."""
   if config.data.root:
     return Path(config.data.root).expanduser()
+  if config.data.get('synthetic_root'):  # a group run's shared copy
+    return Path(config.data.synthetic_root).expanduser()
   if paths.is_remote(workdir):
     return Path(paths.local_cache('data'))
   return Path(workdir) / 'data'
@@ -41,6 +43,42 @@ def _host_lock(root: Path):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def population(config) -> bool:
+  """True when the run is over several subjects (`data.subjects`)."""
+  return bool(config.data.get('subjects', ''))
+
+
+def subjects(config) -> list[str]:
+  """The subjects of a group run: `data.subjects` 'all' (the population's,
+  or subj01 ... subj08 on real data) or a comma-separated list."""
+  from rdmjax.data import synthetic
+
+  want = str(config.data.get('subjects', ''))
+  if want == 'all':
+    n = 8 if config.data.root else int(config.data.population.n_subjects)
+    return list(synthetic.SUBJECTS[:n])
+  names = [s.strip() for s in want.split(',') if s.strip()]
+  bad = [s for s in names if s not in synthetic.SUBJECTS]
+  if bad or not names:
+    raise InputError(
+      f'data.subjects={want!r}: use all or names such as subj01,subj02'
+    )
+  return names
+
+
+def ensure_synthetic(config, workdir) -> None:
+  """Writes the synthetic subject, or the population of a group run."""
+  from rdmjax.data import synthetic
+
+  root = data_root(config, workdir)
+  if population(config):
+    synthetic.ensure_population(root, **dict(config.data.population))
+  else:
+    synthetic.ensure_subject(
+      root, config.data.subject, **dict(config.data.synthetic)
+    )
+
+
 def subject_from_config(config, workdir: str | os.PathLike):
   """Opens the configured subject, writing the synthetic default if needed.
 
@@ -53,19 +91,14 @@ def subject_from_config(config, workdir: str | os.PathLike):
   if not config.data.root:
     import jax
 
-    from rdmjax.data import synthetic
     from rdmjax.report import is_writer
 
     if paths.is_remote(workdir):
       # No shared disk: every host writes (or finds) its own local copy.
       with _host_lock(root):
-        synthetic.ensure_subject(
-          root, config.data.subject, **dict(config.data.synthetic)
-        )
+        ensure_synthetic(config, workdir)
     elif is_writer():
-      synthetic.ensure_subject(
-        root, config.data.subject, **dict(config.data.synthetic)
-      )
+      ensure_synthetic(config, workdir)
     if jax.process_count() > 1:  # the others read what process 0 wrote
       from jax.experimental import multihost_utils
 

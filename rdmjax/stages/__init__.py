@@ -20,6 +20,7 @@ STAGES = (
   'train',
   'sweep',
   'eval',
+  'group',
   'bench',
   'tfds',
 )

@@ -1,4 +1,6 @@
-"""`--mode=synth`: writes the synthetic subject (`config.data.subject`)."""
+"""`--mode=synth`: writes the synthetic subject (`config.data.subject`), or
+with `data.subjects` the synthetic population, where the pipeline reads it
+(WORKDIR/data, `rdmjax.data.data_root`)."""
 
 from __future__ import annotations
 
@@ -6,17 +8,14 @@ from pathlib import Path
 
 from absl import logging
 
-from rdmjax import paths
-from rdmjax.data import synthetic
+from rdmjax import data
 from rdmjax.report import is_writer
 
 
 def run(config, workdir: str | Path) -> Path:
-  """Writes WORKDIR/subjNN in the Algonauts layout (process 0 only)."""
-  path = paths.path(workdir) / config.data.subject
+  """Writes the subject(s) under the data root (process 0 only)."""
+  root = data.data_root(config, workdir)
   if is_writer():
-    path = synthetic.write_subject(
-      workdir, config.data.subject, **dict(config.data.synthetic)
-    )
-    logging.info('wrote synthetic subject %s', path)
-  return path
+    data.ensure_synthetic(config, workdir)
+    logging.info('synthetic data in %s', root)
+  return root

@@ -1,0 +1,201 @@
+"""`--mode=group`: the group-level section of a run over several subjects.
+
+  rdmjax --workdir=DIR --config.data.subjects=all    # pipeline per subject,
+                                                     # then this section
+
+Reads each subject's results (WORKDIR/subjNN/results.json) and writes
+results.json's `group` entry and report.md's group section:
+
+- every headline number per subject and its mean +- SEM across subjects
+  with a 95% t interval (`rdmjax.group.mean_sem`): RSA per ROI x metric and
+  embedding source, and the trained model's and baselines' test Spearman
+  and fraction of ceiling; a figure with subjects as points;
+- inter-subject consistency and the real-data ceiling, per ROI x metric,
+  over the training images every subject saw (by NSD id): the Spearman of
+  every pair of subjects' RDMs, and rsatoolbox's leave-one-subject-out
+  lower and upper noise-ceiling bounds (`rdmjax.group.noise_ceiling`);
+- which subjects failed, and why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from rdmjax import data, group, kernels, paths, report
+from rdmjax.analysis import responses
+from rdmjax.report import plots
+
+
+def _subject_config(config, workdir, name: str):
+  """The config of one subject's run inside a group run."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.data.subject = name
+    if not c.data.root:
+      c.data.synthetic_root = str(data.data_root(config, workdir))
+  return c
+
+
+def _headlines(res: dict) -> dict[str, float]:
+  """Flat 'kind / name' -> value of one subject's results.json."""
+  out = {}
+  for roi, e in res.get('rdm', {}).get('rois', {}).items():
+    for m, v in e['metrics'].items():
+      for src, r in v.get('rsa', {}).items():
+        out[f'RSA {roi} {m} {src}'] = r['spearman']
+      if v.get('ceiling'):
+        out[f'RSA ceiling {roi} {m}'] = v['ceiling']['spearman']
+  sc = res.get('train', {}).get('scores', {})
+  for name, st in sc.items():
+    out[f'test {name} Spearman'] = st['spearman']['value']
+    if 'fraction_of_ceiling' in st:
+      out[f'test {name} of ceiling'] = st['fraction_of_ceiling']['value']
+  return out
+
+
+def consistency(config, workdir, names: list[str]) -> dict[str, Any]:
+  """Per ROI x metric, over the training images all subjects share:
+  pairwise Spearman of the subjects' RDMs and the noise-ceiling bounds."""
+  c = config.rdm
+  subs = {
+    s: data.subject_from_config(_subject_config(config, workdir, s), workdir)
+    for s in names
+  }
+  common, rows = group.shared_images(
+    {s: x.nsd_ids('train') for s, x in subs.items()}
+  )
+  out: dict[str, Any] = {'n_shared': int(len(common))}
+  if len(common) < 3 or len(subs) < 2:
+    return out
+  for roi in dict.fromkeys(c.rois):
+    for metric in c.metrics:
+      rdms = {}
+      for s, x in subs.items():
+        try:
+          z = responses(x, roi, 'train', c.standardize, rows[s])
+        except Exception as e:  # an ROI one subject lacks
+          logging.warning('%s: %s skipped in the group ceiling: %s', s, roi, e)
+          continue
+        rdms[s] = np.asarray(kernels.rdm(z, metric))
+      if len(rdms) < 2:
+        continue
+      cons = group.intersubject_consistency(rdms)
+      nc = group.noise_ceiling(rdms, 'spearman')
+      out[f'{roi} {metric}'] = dict(
+        subjects=cons['subjects'],
+        matrix=cons['matrix'],
+        mean=cons['mean'],
+        lower=nc['lower'],
+        upper=nc['upper'],
+      )
+  return out
+
+
+def run(config, workdir: str | Path) -> dict[str, Any]:
+  """Writes the group section from the subjects' results."""
+  workdir = paths.path(workdir)
+  names = data.subjects(config)
+  per, failed = {}, {}
+  for s in names:
+    f = workdir / s / 'results.json'
+    if not f.is_file():
+      failed[s] = 'no results.json (the subject did not finish)'
+      continue
+    per[s] = _headlines(json.loads(f.read_text()))
+  prior = report.read_results(workdir).get('group', {})
+  failed |= {k: v for k, v in prior.get('failed', {}).items() if k not in per}
+  keys = list(dict.fromkeys(k for v in per.values() for k in v))
+  summary = {k: group.mean_sem({s: per[s].get(k) for s in per}) for k in keys}
+  res = dict(
+    subjects=names,
+    finished=sorted(per),
+    failed=failed,
+    summary=summary,
+    consistency=consistency(config, workdir, sorted(per)) if per else {},
+  )
+  figs = workdir / 'figures'
+  res['figures'] = {
+    'group': 'figures/' + group_figure(per, summary, figs / 'group.png').name,
+  }
+  report.update_results(workdir, 'group', res)
+  report.write_section(workdir, 'group', _markdown(res))
+  return res
+
+
+def group_figure(per: dict, summary: dict, path: Path) -> Path:
+  """Each headline number: subjects as points, the mean and its 95%
+  interval."""
+  plt = plots.pyplot()
+  keys = [k for k in summary if summary[k]['n'] >= 1]
+  fig, ax = plt.subplots(figsize=(7, 0.35 * len(keys) + 1.2))
+  for y, k in enumerate(keys):
+    vals = [per[s][k] for s in per if per[s].get(k) is not None]
+    ax.scatter(vals, [y] * len(vals), s=12, color='grey', zorder=2)
+    m = summary[k]
+    if m['n'] >= 2:
+      ax.errorbar(
+        m['mean'],
+        y,
+        xerr=[[m['mean'] - m['ci_low']], [m['ci_high'] - m['mean']]],
+        fmt='o',
+        color='C0',
+        capsize=3,
+        zorder=3,
+      )
+  ax.set_yticks(range(len(keys)), keys, fontsize=7)
+  ax.invert_yaxis()
+  ax.axvline(0, color='grey', lw=0.8)
+  ax.set(xlabel='value per subject (grey), mean with 95% t interval (blue)')
+  ax.grid(alpha=0.3, axis='x')
+  return plots.save_figure(fig, path)
+
+
+def _ci(m: dict) -> str:
+  if m['n'] < 2:
+    return f'{m["mean"]:.3f}' if m['n'] else '-'
+  return (
+    f'{m["mean"]:.3f} +- {m["sem"]:.3f} [{m["ci_low"]:.3f}, {m["ci_high"]:.3f}]'
+  )
+
+
+def _markdown(res: dict) -> str:
+  lines = [
+    f'## Group: {len(res["finished"])} of {len(res["subjects"])} subjects',
+    '',
+    'Each headline number over subjects: mean +- SEM [95% t interval], '
+    'and how many subjects have it.',
+    '',
+    report.md_table(
+      ['', 'mean +- SEM [95% interval]', 'subjects'],
+      [[k, _ci(m), m['n']] for k, m in res['summary'].items()],
+    ),
+  ]
+  cons = res['consistency']
+  rows = [
+    [k, v['mean'], v['lower'], v['upper']]
+    for k, v in cons.items()
+    if isinstance(v, dict)
+  ]
+  if rows:
+    lines += [
+      f'### Inter-subject consistency over the {cons["n_shared"]} training '
+      'images every subject saw',
+      '',
+      "Mean Spearman between two subjects' RDMs, and the leave-one-subject-"
+      "out noise ceiling (rsatoolbox's bounds, Spearman): what a model of "
+      'these images can expect to reach on real data.',
+      '',
+      report.md_table(
+        ['ROI metric', 'mean pairwise', 'ceiling lower', 'ceiling upper'],
+        rows,
+      ),
+    ]
+  for s, why in res['failed'].items():
+    lines.append(f'- {s} failed: {why}')
+  lines += ['', f'![Group]({res["figures"]["group"]})', '']
+  return '\n'.join(lines)

@@ -1,0 +1,66 @@
+"""A group run: the pipeline per subject of a synthetic population, then
+the group section; a failed subject is reported, the others kept."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rdmjax import config_lib, main, stages
+
+POP = dict(
+  n_subjects=3,
+  n_train=48,
+  n_shared=24,
+  n_test=10,
+  n_vertices_lh=150,
+  n_vertices_rh=160,
+  image_size=32,
+)
+
+
+def _config():
+  c = config_lib.load_sibling('configs/x.py', 'default', 'tiny')
+  with c.unlocked():
+    c.data.subjects = 'all'
+    c.data.population.update(POP)
+    c.rdm.rois = ('V1', 'all')
+    c.rdm.metrics = ('correlation',)
+    c.rdm.bootstrap = 20
+    c.rdm.permutations = 20
+  return c
+
+
+def test_group_run_summarises_subjects_and_survives_a_failure(
+  tmp_path, monkeypatch
+):
+  real = stages.run
+
+  def flaky(stage, config, workdir):
+    if config.data.subject == 'subj02' and stage == 'rdm':
+      raise RuntimeError('simulated failure')
+    return real(stage, config, workdir)
+
+  monkeypatch.setattr(stages, 'run', flaky)
+  main._run_group(_config(), tmp_path, ('rdm',))
+  res = json.loads((tmp_path / 'results.json').read_text())['group']
+  assert res['finished'] == ['subj01', 'subj03']
+  assert 'simulated failure' in res['failed']['subj02']
+  # The mean over subjects of each headline number, from their results.
+  per = [
+    json.loads((tmp_path / s / 'results.json').read_text())['rdm']
+    for s in res['finished']
+  ]
+  vals = [
+    p['rois']['all']['metrics']['correlation']['rsa']['synthetic']['spearman']
+    for p in per
+  ]
+  m = res['summary']['RSA all correlation synthetic']
+  assert m['n'] == 2 and m['mean'] == pytest.approx(np.mean(vals))
+  cons = res['consistency']
+  assert cons['n_shared'] == POP['n_shared']
+  v = cons['all correlation']
+  assert v['lower'] <= v['upper'] and v['mean'] > 0.1
+  text = (tmp_path / 'report.md').read_text()
+  assert 'subj02 failed' in text and 'Inter-subject consistency' in text
+  assert (tmp_path / 'figures' / 'group.png').is_file()
