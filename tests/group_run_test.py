@@ -64,3 +64,25 @@ def test_group_run_summarises_subjects_and_survives_a_failure(
   text = (tmp_path / 'report.md').read_text()
   assert 'subj02 failed' in text and 'Inter-subject consistency' in text
   assert (tmp_path / 'figures' / 'group.png').is_file()
+
+
+def test_transfer_matrix_diagonal_is_each_subjects_own_score(tmp_path):
+  """Each subject's best checkpoint on every subject's test pairs; on its
+  own subject it scores what its own run reported."""
+  c = _config()
+  with c.unlocked():
+    c.data.subjects = 'subj01,subj02'
+    c.train.steps = 4
+    c.train.eval_every = 2
+    c.ckpt.every = 2
+    c.train.run_leaked = False
+    c.train.bootstrap = 20
+  main._run_group(c, tmp_path, ('train',))
+  res = json.loads((tmp_path / 'results.json').read_text())['group']
+  tr = res['transfer']
+  m = np.asarray(tr['matrix'], float)
+  assert m.shape == (2, 2) and np.isfinite(m).all(), tr['errors']
+  for k, s in enumerate(tr['subjects']):
+    own = json.loads((tmp_path / s / 'results.json').read_text())['train']
+    assert m[k, k] == pytest.approx(own['test']['spearman'], abs=1e-6)
+  assert (tmp_path / 'figures' / 'transfer.png').is_file()

@@ -96,6 +96,62 @@ def consistency(config, workdir, names: list[str]) -> dict[str, Any]:
   return out
 
 
+def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
+  """Cross-subject transfer: each subject's trained model (its best
+  checkpoint) scored on every subject's test pairs with that subject's
+  responses: [train subject, test subject] test Spearman. Pair models
+  predict any image pair, so a model of one brain is scored on another.
+  """
+  from rdmjax import checkpoint, evaluate, train
+
+  ckpts = {s: workdir / s / 'ckpt' for s in names}
+  ckpts = {s: p for s, p in ckpts.items() if p.is_dir()}
+  if len(ckpts) < 2:
+    return None
+  ck = config.ckpt
+  m = np.full((len(names), len(names)), np.nan)
+  errors = {}
+  for b, test_name in enumerate(names):
+    cb = _subject_config(config, workdir, test_name)
+    prep = train.prepare(cb, workdir / test_name)
+    eval_fn = evaluate.make_eval_fn(prep.graphdef, cb, prep.mesh)
+    es = evaluate.eval_set(prep.data, 'test', cb, prep.mesh)
+    want = {k: prep.data.meta[k] for k in ('model', 'd_in')}
+    for a, train_name in enumerate(names):
+      if train_name not in ckpts:
+        continue
+      try:
+        mngr = checkpoint.manager(
+          ckpts[train_name], ck.every, ck.keep, ck.keep_best, read_only=True
+        )
+        step = checkpoint.pick_step(mngr, 'best')
+        state, _ = checkpoint.restore(mngr, step, prep.abstract, want)
+        mngr.close()
+        out, _ = evaluate.score(eval_fn, state['params'], prep.device_data, es)
+        m[a, b] = out['spearman']
+      except Exception as e:  # noqa: BLE001 (recorded in the matrix's place)
+        errors[f'{train_name}->{test_name}'] = f'{type(e).__name__}: {e}'[:300]
+    del prep
+  return dict(subjects=names, matrix=m, errors=errors)
+
+
+def transfer_figure(tr: dict, path: Path) -> Path:
+  plt = plots.pyplot()
+  names, m = tr['subjects'], np.asarray(tr['matrix'], float)
+  fig, ax = plt.subplots(
+    figsize=(1.2 + 0.55 * len(names), 1 + 0.5 * len(names))
+  )
+  im = ax.imshow(m, cmap='viridis')
+  ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
+  ax.set_yticks(range(len(names)), names, fontsize=7)
+  ax.set(xlabel='scored on (test pairs of)', ylabel='trained on')
+  for (i, j), v in np.ndenumerate(m):
+    if np.isfinite(v):
+      ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=6, color='w')
+  fig.colorbar(im, ax=ax, label='test Spearman')
+  return plots.save_figure(fig, path)
+
+
 def run(config, workdir: str | Path) -> dict[str, Any]:
   """Writes the group section from the subjects' results."""
   workdir = paths.path(workdir)
@@ -117,11 +173,16 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
     failed=failed,
     summary=summary,
     consistency=consistency(config, workdir, sorted(per)) if per else {},
+    transfer=transfer(config, workdir, sorted(per)) if per else None,
   )
   figs = workdir / 'figures'
   res['figures'] = {
     'group': 'figures/' + group_figure(per, summary, figs / 'group.png').name,
   }
+  if res['transfer']:
+    res['figures']['transfer'] = (
+      'figures/' + transfer_figure(res['transfer'], figs / 'transfer.png').name
+    )
   report.update_results(workdir, 'group', res)
   report.write_section(workdir, 'group', _markdown(res))
   return res
@@ -194,6 +255,21 @@ def _markdown(res: dict) -> str:
         ['ROI metric', 'mean pairwise', 'ceiling lower', 'ceiling upper'],
         rows,
       ),
+    ]
+  tr = res.get('transfer')
+  if tr:
+    m = np.asarray(tr['matrix'], float)
+    own = np.nanmean(np.diag(m))
+    other = np.nanmean(m[~np.eye(len(m), dtype=bool)])
+    lines += [
+      '### Cross-subject transfer',
+      '',
+      "Each subject's trained model on every subject's test pairs (rows: "
+      f'trained on; columns: scored on): own subject {own:.3f}, other '
+      f'subjects {other:.3f} (mean test Spearman).',
+      '',
+      f'![Transfer]({res["figures"]["transfer"]})',
+      '',
     ]
   for s, why in res['failed'].items():
     lines.append(f'- {s} failed: {why}')
