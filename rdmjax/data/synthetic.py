@@ -450,7 +450,7 @@ def ensure_subject(
   defaults = {
     k: v.default
     for k, v in inspect.signature(write_subject).parameters.items()
-    if v.kind == v.KEYWORD_ONLY and k != 'progress'
+    if v.kind == v.KEYWORD_ONLY and k != 'progress' and not k.startswith('_')
   }
   unknown = set(kwargs) - set(defaults)
   if unknown:
@@ -602,7 +602,7 @@ def ensure_population(root: str | os.PathLike, **kwargs) -> list[Path]:
     desc = {
       k: int(kwargs.get(k, v.default))
       for k, v in want.items()
-      if v.kind == v.KEYWORD_ONLY and k != 'progress'
+      if v.kind == v.KEYWORD_ONLY and k != 'progress' and not k.startswith('_')
     }
     try:
       have = json.loads(marker.read_text())
