@@ -122,7 +122,7 @@ def test_intersubject_consistency_bad_input():
     group.intersubject_consistency({'a': _sym(rng, 5)})
   with pytest.raises(InputError):
     group.intersubject_consistency(
-      {'a': _sym(rng, 5), 'b': _sym(rng, 5)}, method='cosine'
+      {'a': _sym(rng, 5), 'b': _sym(rng, 5)}, method='nope'
     )
 
 
