@@ -131,7 +131,13 @@ def get_config(arg=None):
   # Validation Spearman plateaus by step ~100 (best checkpoint kept): 200
   # steps keep the default main job under ~4 minutes on 2 CPU cores.
   c.train.steps = 200
-  c.train.loss = 'mse'  # 'mse' or 'pearson_mse'
+  # 'mse', 'pearson_mse' (the study's alpha * (1 - r) + (1 - alpha) * MSE),
+  # or a loss on the RDM's ranks within the batch: 'soft_spearman' (1 -
+  # Pearson of sigmoid soft ranks and the targets' ranks) or 'pairwise_rank'
+  # (logistic loss over pairs of pairs); rdmjax.losses.
+  c.train.loss = 'mse'
+  c.train.rank_pairs = 1024  # rank losses: reference pairs / comparisons
+  c.train.rank_temperature = 0.0  # x std(pred); 0: each loss's default
   c.train.alpha = 0.5  # pearson_mse: alpha*(1-r) + (1-alpha)*MSE
   c.train.log_every = 20
   c.train.eval_every = 40

@@ -31,6 +31,7 @@ from flax import nnx
 from rdmjax import (
   checkpoint,
   evaluate,
+  losses,
   metrics,
   pairs,
   paths,
@@ -73,14 +74,14 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, Any]:
   return optax.chain(*chain, opt), lr
 
 
-def loss_fn(config):
-  name = config.train.loss
-  if name == 'mse':
-    return metrics.mse
-  if name == 'pearson_mse':
-    alpha = float(config.train.alpha)
-    return lambda p, t, m: metrics.pearson_mse(p, t, m, alpha)
-  raise InputError(f'train.loss={name!r} unknown; use mse or pearson_mse')
+def loss_fn(config) -> losses.LossFn:
+  """The loss `train.loss` names: fn(pred, target, mask, key) (`losses`)."""
+  return losses.get(config)
+
+
+# Folded into the step's key for the loss's own draws (the rank losses'
+# comparisons), apart from the batch's (`pairs.make_batch`).
+LOSS_STREAM = 0x6C6F7373
 
 
 def predict(model, x: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
@@ -152,6 +153,9 @@ def make_train_step(graphdef, tx, lr_fn, config, mesh):
   def step_fn(state, data, split_idx):
     key = jax.random.wrap_key_data(state['key'])
     batch = pairs.make_batch(key, state['step'], data, split_idx, config)
+    loss_key = jax.random.fold_in(
+      jax.random.fold_in(key, state['step']), LOSS_STREAM
+    )
     batch = {
       k: jax.lax.with_sharding_constraint(v, bsh) if k in PAIR_KEYS else v
       for k, v in batch.items()
@@ -160,7 +164,7 @@ def make_train_step(graphdef, tx, lr_fn, config, mesh):
     def objective(params):
       model = nnx.merge(graphdef, params)
       pred = predict(model, data['x'], batch)
-      return loss(pred, batch['target'], batch['mask']), pred
+      return loss(pred, batch['target'], batch['mask'], loss_key), pred
 
     (value, pred), grads = jax.value_and_grad(objective, has_aux=True)(
       state['params']
