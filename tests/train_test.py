@@ -399,7 +399,8 @@ def test_report_and_figures_written(mlp_run):
   for f in results['figures'].values():
     assert (w / f).is_file()
   text = (w / 'report.md').read_text()
-  assert 'leaked' in text and 'Zero-shot' in text
+  assert 'Leaked split' in text and 'zero-shot RSA' in text
+  assert 'Leaked minus image-disjoint' in text and 'ridge encoding' in text
   # The leaked run reads this run's subject: no second copy written.
   assert (w / 'leaked' / 'ckpt').is_dir() and not (
     w / 'leaked' / 'data'
