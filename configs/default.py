@@ -149,6 +149,10 @@ def get_config(arg=None):
   # Test pairs scored (0: all picked). The leaked run gets the image-
   # disjoint run's count, so both are scored on test sets of one size.
   c.train.test_pairs = 0
+  # Also one model per target ROI (same images and split), with a figure
+  # of score and ceiling per ROI; e.g. ('V1', 'V2', 'V3', 'hV4', 'FFA',
+  # 'PPA', 'EBA', 'VWFA', 'all'). () = only data.roi.
+  c.train.rois = ()
   # Every test score with a 95% interval: bootstrap over test images
   # (resampled with replacement, pairs of one image's copies left out).
   c.train.bootstrap = 1000

@@ -575,3 +575,26 @@ def test_folds_repeat_the_image_split_and_average(datadir, tmp_path):
   assert (m['value'], m['low'], m['high']) == pytest.approx((v.mean(), lo, hi))
   assert (tmp_path / 'folds' / 'seed2' / 'metrics.jsonl').is_file()
   assert 'image splits' in (tmp_path / 'report.md').read_text()
+
+
+def test_one_model_per_target_roi(datadir, tmp_path):
+  c = tiny(**{'train.steps': 2, 'ckpt.every': 1, 'train.bootstrap': 20})
+  with c.unlocked():
+    c.train.rois = ('V1', 'all')
+    c.train.baselines = ()
+  res = train_stage.run(c, _workdir(datadir, tmp_path))
+  assert list(res['rois']) == ['V1', 'all']
+  # The run's own ROI reuses its scores; V1 is a model of its own.
+  own = res['scores']['model']['spearman']
+  got = res['rois']['all']['scores']['model']['spearman']
+  assert got['value'] == own['value'] and got['low'] == own['low']
+  v1 = res['rois']['V1']['scores']
+  assert np.isfinite(v1['model']['spearman']['value'])
+  assert (
+    v1['ceiling']['spearman']['value']
+    != (res['scores']['ceiling']['spearman']['value'])
+  )
+  m = json.loads((tmp_path / 'rois' / 'V1' / 'metrics.jsonl').open().readline())
+  assert m['step'] >= 1
+  assert (tmp_path / 'figures' / 'train_rois.png').is_file()
+  assert 'Target ROI by ROI' in (tmp_path / 'report.md').read_text()

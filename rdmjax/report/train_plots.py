@@ -149,3 +149,32 @@ def score_intervals(runs: dict[str, dict], labels: dict, path: Path) -> Path:
   ax.grid(alpha=0.3, axis='x')
   ax.legend(fontsize=8)
   return save_figure(fig, path)
+
+
+def per_roi(rois: dict[str, dict], path: Path) -> Path:
+  """Test Spearman per target ROI with its 95% interval, and the ROI's
+  ceiling (where the subject has one) as a black tick.
+
+  Args:
+    rois: ROI -> {'scores': name -> stat -> {value, low, high}}.
+    path: the PNG to write.
+  """
+  plt = pyplot()
+  names = list(rois)
+  fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(names), 3.6))
+  x = np.arange(len(names))
+  m = [rois[r]['scores']['model']['spearman'] for r in names]
+  val = np.array([d['value'] for d in m])
+  err = np.abs(
+    np.array([[d['value'] - d['low'], d['high'] - d['value']] for d in m]).T
+  )
+  ax.bar(x, val, yerr=err, capsize=3, color='C0', label='trained model')
+  ceil = [rois[r]['scores'].get('ceiling', {}).get('spearman') for r in names]
+  if any(c is not None for c in ceil):
+    cv = [np.nan if c is None else c['value'] for c in ceil]
+    ax.scatter(x, cv, marker='_', s=600, color='k', zorder=3, label='ceiling')
+  ax.set_xticks(x, names, fontsize=8)
+  ax.axhline(0, color='k', lw=0.6)
+  ax.set_ylabel('test Spearman (95% interval)')
+  ax.legend(fontsize=7, frameon=False)
+  return save_figure(fig, path)

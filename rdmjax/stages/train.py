@@ -143,6 +143,35 @@ def _folds(config, workdir, scored) -> dict[str, Any] | None:
   return across_folds(all_scored, seeds)
 
 
+def _per_roi(config, workdir, scored) -> dict[str, Any] | None:
+  """train.rois: one model per target ROI (WORKDIR/rois/<roi>/), each
+  scored on its test pairs with its ceiling and baselines (the same images
+  and split; the run's own ROI reuses its scores)."""
+  rois = [str(r) for r in config.train.get('rois', ())]
+  if not rois or config.pairs.leaked:
+    return None
+  out = {}
+  for roi in dict.fromkeys(rois):
+    if roi == config.data.roi:
+      sc = scored
+    else:
+      c = config.copy_and_resolve_references()
+      with c.unlocked():
+        c.data.roi, c.train.run_leaked, c.pairs.folds = roi, False, 1
+      r = train.train(c, workdir / 'rois' / roi, data_dir=workdir)
+      sc = test_scores(c, r)
+      r.data.z = r.data.z_noiseless = None
+    out[roi] = dict(
+      scores={
+        k: {
+          s: {q: v[q] for q in ('value', 'low', 'high')} for s, v in st.items()
+        }
+        for k, st in sc['scores'].items()
+      },
+    )
+  return out
+
+
 def run(config, workdir: str | Path) -> dict[str, Any]:
   """Trains (and the leaked variant if configured); writes the outputs.
 
@@ -153,6 +182,7 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   result = train.train(config, workdir)
   scored = test_scores(config, result)
   folds = _folds(config, workdir, scored)
+  per_roi = _per_roi(config, workdir, scored)
   # The leaked run reads the responses again: free this run's copy first.
   result.data.z = result.data.z_noiseless = None
   leaked = leaked_scored = None
@@ -167,7 +197,9 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
     leaked = train.train(cl, workdir / 'leaked', data_dir=workdir)
     leaked_scored = test_scores(cl, leaked)
     leaked.data.z = leaked.data.z_noiseless = None
-  return write(config, workdir, result, scored, leaked, leaked_scored, folds)
+  return write(
+    config, workdir, result, scored, leaked, leaked_scored, folds, per_roi
+  )
 
 
 def _public(scored: dict | None) -> dict | None:
@@ -186,6 +218,7 @@ def write(
   leaked: train.TrainResult | None = None,
   leaked_scored: dict[str, Any] | None = None,
   folds: dict[str, Any] | None = None,
+  per_roi: dict[str, Any] | None = None,
 ) -> dict:
   """results.json 'train', figures/, report section 'train'."""
   workdir = paths.path(workdir)
@@ -211,6 +244,8 @@ def write(
   )
   if folds is not None:
     res['folds'] = folds
+  if per_roi is not None:
+    res['rois'] = per_roi
   if leaked is not None:
     res['leaked'] = dict(leaked.summary(), **_public(leaked_scored))
     res['leaked_minus_disjoint'] = leaked_minus_disjoint(scored, leaked_scored)
@@ -233,6 +268,10 @@ def write(
     'figures/'
     + train_plots.score_intervals(runs, LABELS, figs / 'train_scores.png').name
   )
+  if per_roi is not None:
+    res['figures']['rois'] = (
+      'figures/' + train_plots.per_roi(per_roi, figs / 'train_rois.png').name
+    )
   if run.mats is not None:
     res['figures'].update(
       train_plots.test_figures(run.mats, run.test, figs, 'train')
@@ -321,6 +360,21 @@ def _markdown(res: dict[str, Any]) -> str:
       '',
       report.md_table(['', 'Spearman', 'of ceiling'], rows),
     ]
+  if 'rois' in res:
+    rows = [
+      [
+        roi,
+        _ci(v['scores']['model']['spearman']),
+        _ci(v['scores'].get('ceiling', {}).get('spearman')),
+        _ci(v['scores']['model'].get('fraction_of_ceiling')),
+      ]
+      for roi, v in res['rois'].items()
+    ]
+    lines += [
+      '### Target ROI by ROI (one model each, same split)',
+      '',
+      report.md_table(['ROI', 'Spearman', 'ceiling', 'of ceiling'], rows),
+    ]
   if 'leaked' in res:
     lk, d = res['leaked'], res['leaked_minus_disjoint']
     what = (
@@ -348,6 +402,7 @@ def _markdown(res: dict[str, Any]) -> str:
   ]
   for key, title in (
     ('test_scores', 'Test scores with 95% intervals'),
+    ('rois', 'Test Spearman and ceiling per target ROI'),
     ('learning_curves', 'Learning curves'),
     ('test_rdms', 'True vs predicted RDM of the test images'),
     ('test_scatter', 'Predicted vs true, test pairs'),
