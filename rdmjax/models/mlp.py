@@ -44,6 +44,16 @@ def check_output(output: str) -> None:
     )
 
 
+def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
+  """0 to 3 positive hidden widths, as a tuple of ints."""
+  hidden = tuple(int(h) for h in hidden)
+  if len(hidden) > 3 or any(h < 1 for h in hidden):
+    raise InputError(
+      f'model.hidden={hidden}: use 0 to 3 positive widths, e.g. (512,)'
+    )
+  return hidden
+
+
 # The range of each target metric, and of each output.
 METRIC_RANGE = {
   'correlation': (0.0, 2.0),
@@ -86,11 +96,7 @@ class SymmetricMLP(nnx.Module):
     dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
-    hidden = tuple(int(h) for h in hidden)
-    if len(hidden) > 3 or any(h < 1 for h in hidden):
-      raise InputError(
-        f'model.hidden={hidden}: use 0 to 3 positive widths, e.g. (512,)'
-      )
+    hidden = check_hidden(hidden)
     check_output(output)
     self.d_in, self.hidden, self.output, self.dtype = (
       d_in,
@@ -180,11 +186,7 @@ class ConcatMLP(nnx.Module):
     dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs,
   ):
-    hidden = tuple(int(h) for h in hidden)
-    if len(hidden) > 3 or any(h < 1 for h in hidden):
-      raise InputError(
-        f'model.hidden={hidden}: use 0 to 3 positive widths, e.g. (512,)'
-      )
+    hidden = check_hidden(hidden)
     check_output(output)
     self.d_in, self.hidden, self.output = d_in, hidden, output
     self.order_free, self.dtype = bool(order_free), dtype
