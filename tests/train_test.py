@@ -407,6 +407,13 @@ def test_report_and_figures_written(mlp_run):
   ).exists()
   rows = [json.loads(x) for x in (w / 'metrics.jsonl').open()]
   assert rows[-1]['step'] == 100 and 'val_spearman' in rows[-1]
+  # The reference study's figures beside this run's own.
+  assert 'The reference study side by side' in text
+  study = results['study']
+  assert study[-2][1].startswith('-0.0039')
+  assert study[-2][2].startswith(
+    f'{results["scores"]["model"]["r2"]["value"]:.3f}'
+  )
 
 
 # Measured (CPU, seed 0): Siamese CNN on V1, 32 px, 100 steps: test

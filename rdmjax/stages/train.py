@@ -202,6 +202,63 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   )
 
 
+# The reference study's figures (../shared/reference/study-report.md):
+# NSD subj01, CLIP ViT-B/32 (THINGSvision) embeddings, all visual cortex.
+STUDY = {
+  'rsa_correlation': 0.288,  # embedding RDM vs 1 - Pearson fMRI RDM
+  'rsa_euclidean': 0.162,  # embedding RDM vs Euclidean fMRI RDM
+  'cnn_spearman': 0.0065,  # Siamese CNN, V1, linear output
+  'cnn_r2': -0.0039,
+}
+
+
+def study_rows(res: dict, rdm: dict | None) -> list[list[Any]]:
+  """The study's figures beside this run's: (what, study, rdmjax, note)."""
+  rows = []
+  roi = res['roi']
+  metrics = ((rdm or {}).get('rois', {}).get(roi) or {}).get('metrics', {})
+  for m, key in (
+    ('correlation', 'rsa_correlation'),
+    ('euclidean', 'rsa_euclidean'),
+  ):
+    rsa = metrics.get(m, {}).get('rsa', {})
+    if rsa:
+      src, v = next(iter(rsa.items()))
+      ci = v.get('interval')
+      got = f'{v["spearman"]:.3f}' + (
+        f' [{ci[0]:.3f}, {ci[1]:.3f}]' if ci else ''
+      )
+      rows.append(
+        [f'embedding RSA, ROI {roi}, fMRI {m}', STUDY[key], f'{got} ({src})']
+      )
+  sc = res['scores']['model']
+  what = 'Siamese CNN' if res['model'] == 'siamese_cnn' else res['model']
+  rows.append(
+    [
+      f'{what}, image-disjoint test pairs: Spearman',
+      f'{STUDY["cnn_spearman"]} (Siamese CNN, V1)',
+      _ci(sc['spearman']),
+    ]
+  )
+  rows.append(
+    [
+      f'{what}, image-disjoint test pairs: R^2',
+      f'{STUDY["cnn_r2"]} (Siamese CNN); below 0 (MLP)',
+      _ci(sc['r2']),
+    ]
+  )
+  if 'leaked' in res:
+    lk = res['leaked']['scores']['model']
+    rows.append(
+      [
+        f'{what}, leaked test pairs: R^2',
+        'above 0 (MLP, Figures 6-9)',
+        _ci(lk['r2']),
+      ]
+    )
+  return rows
+
+
 def _public(scored: dict | None) -> dict | None:
   return (
     None
@@ -276,6 +333,7 @@ def write(
     res['figures'].update(
       train_plots.test_figures(run.mats, run.test, figs, 'train')
     )
+  res['study'] = study_rows(res, report.read_results(workdir).get('rdm'))
   report.update_results(workdir, 'train', res)
   report.write_section(workdir, 'train', _markdown(res))
   return res
@@ -388,6 +446,21 @@ def _markdown(res: dict[str, Any]) -> str:
       f'Leaked minus image-disjoint ({what}, each run on its own test '
       f'pairs, as many of each): **{_ci(d)}**. Test images of the leaked '
       'run were seen in training pairs; same steps and batch size.',
+      '',
+    ]
+  if res.get('study'):
+    lines += [
+      '### The reference study side by side',
+      '',
+      report.md_table(
+        ['', 'study (NSD subj01, CLIP)', 'this run'], res['study']
+      ),
+      'What differs: the study used real NSD data (subj01) and CLIP '
+      'ViT-B/32 embeddings, split pairs rather than images for its MLP '
+      'results (leaked), and reported single numbers without intervals; '
+      'this run uses the data and embeddings configured here (the default: '
+      'the synthetic subject and its embeddings), images split before '
+      'pairing, and intervals from a bootstrap over test images.',
       '',
     ]
   lines += [
