@@ -105,22 +105,24 @@ def leaked_minus_disjoint(disjoint: dict, leaked: dict) -> dict[str, Any]:
 def across_folds(scored: list[dict], seeds: list[int]) -> dict[str, Any]:
   """Mean over repeated image splits with a 95% t interval (the folds'
   spread: what another split of the images would give), per prediction
-  and statistic."""
-  from scipy import stats as sps
+  and statistic (`rdmjax.group.mean_sem`, the splits as its units)."""
+  from rdmjax import group
 
   out: dict[str, Any] = {'seeds': seeds, 'n': len(scored)}
   for name in scored[0]['scores']:
     out[name] = {}
     for stat in scored[0]['scores'][name]:
-      v = np.array([s['scores'][name][stat]['value'] for s in scored], float)
-      v = v[np.isfinite(v)]
-      if v.size < 2:
+      m = group.mean_sem(
+        {k: s['scores'][name][stat]['value'] for k, s in enumerate(scored)}
+      )
+      if m['n'] < 2:
         continue
-      sem = float(np.std(v, ddof=1) / np.sqrt(v.size))
-      half = float(sps.t.ppf(0.975, v.size - 1) * sem)
-      m = float(v.mean())
       out[name][stat] = dict(
-        value=m, low=m - half, high=m + half, sem=sem, folds=v.tolist()
+        value=m['mean'],
+        low=m['ci_low'],
+        high=m['ci_high'],
+        sem=m['sem'],
+        folds=list(m['values'].values()),
       )
   return out
 
