@@ -20,3 +20,15 @@ def pytest_collection_modifyitems(config, items):
     for hw in ('gpu', 'tpu'):
       if hw in item.keywords and hw not in platforms:
         item.add_marker(pytest.mark.skip(reason=f'needs a {hw.upper()}'))
+
+
+@pytest.fixture(scope='module')
+def datadir(tmp_path_factory):
+  """A workdir holding the tiny synthetic subject (written once a module)."""
+  from tiny_run import tiny
+
+  from rdmjax import train
+
+  d = tmp_path_factory.mktemp('data')
+  train.load_data(tiny(), d)
+  return d

@@ -8,36 +8,14 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import r2_score
+from tiny_run import tiny, workdir
 
 from rdmjax import config_lib, evaluate, sharding, train
 from rdmjax.errors import InputError
 from rdmjax.stages import train as train_stage
 
 HERE = 'configs/x.py'
-
-
-def tiny(**over):
-  c = config_lib.load_sibling(HERE, 'default', 'tiny')
-  with c.unlocked():
-    c.train.run_leaked = False
-    for k, v in over.items():
-      sec, field = k.split('.')
-      c[sec][field] = v
-  return c
-
-
-@pytest.fixture(scope='module')
-def datadir(tmp_path_factory):
-  """A workdir holding the tiny synthetic subject (written once)."""
-  d = tmp_path_factory.mktemp('data')
-  train.load_data(tiny(), d)
-  return d
-
-
-def _workdir(datadir, tmp_path):
-  tmp_path.mkdir(parents=True, exist_ok=True)
-  (tmp_path / 'data').symlink_to(datadir / 'data')
-  return tmp_path
+_workdir = workdir
 
 
 def _setup(config, datadir, devices):
