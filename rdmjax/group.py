@@ -38,6 +38,9 @@ Everything here is a pure function of numpy/JAX arrays keyed by subject name.
 
   Computed in float64 on the host (S x n(n-1)/2 values: cheap), not with
   `compare_rdms`, which takes float32 input.
+- `consistency_bootstrap`: the same images resampled with replacement (as
+  `rdmjax.stats`): 95% intervals of the mean pairwise Spearman and of
+  both Spearman noise-ceiling bounds.
 - `mean_sem`: mean, SEM (ddof=1 std / sqrt(n)) and a Student-t interval of
   per-subject values; None and NaN values are left out and counted.
 - `transfer_matrix`: score_fn(train, test) for every ordered pair of
@@ -58,6 +61,7 @@ from rdmjax.errors import InputError
 
 __all__ = [
   'NOISE_CEILING_METHODS',
+  'consistency_bootstrap',
   'intersubject_consistency',
   'mean_sem',
   'noise_ceiling',
@@ -344,6 +348,75 @@ def noise_ceiling(
     'per_subject_upper': upper,
     'method': method,
   }
+
+
+def consistency_bootstrap(
+  rdms: Mapping[str, np.ndarray],
+  n_boot: int = 1000,
+  seed: int = 0,
+  level: float = 0.95,
+) -> dict:
+  """Intervals of the mean pairwise Spearman and the noise-ceiling bounds.
+
+  A draw resamples the shared images with replacement (`rdmjax.stats`:
+  pair (i, j) weighted c_i * c_j, pairs of one image's copies left out) and
+  scores every Spearman of `intersubject_consistency` and of
+  `noise_ceiling(.., 'spearman')` on it, with the same draws for all (so
+  the means' draws are draws of the means). The pooled RDMs are pooled
+  once on the original images and resampled with the subjects' RDMs;
+  rsatoolbox's `boot_noise_ceiling` pools each resampled set again, which
+  re-ranks the pooled ranks within the draw (the ranks' order, which the
+  Spearman sees, is the same but for the copies' ties).
+
+  Args:
+    rdms: subject -> [n, n] RDM or condensed triangle, same images/order.
+    n_boot: draws.
+    seed: `rdmjax.stats.bootstrap_counts` seed.
+    level: interval coverage.
+
+  Returns:
+    {'mean', 'lower', 'upper'}: each `rdmjax.stats.summarize` without
+    'samples' ({'value', 'low', 'high', 'sd'}), 'value' equal to
+    `intersubject_consistency`'s 'mean' and `noise_ceiling`'s bounds;
+    'n_boot'.
+  """
+  from rdmjax import stats
+
+  names = list(rdms)
+  if len(names) < 2:
+    raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')
+  v = np.stack([_triangle(rdms[s]) for s in names])
+  m = v.shape[1]
+  n = int(round((1 + math.sqrt(1 + 8 * m)) / 2))
+  if n * (n - 1) // 2 != m or n < 3:
+    raise InputError(f'{m} dissimilarities are no RDM of at least 3 images')
+  i, j = np.triu_indices(n, 1)
+  ranks = np.stack([sps.rankdata(x) for x in v])
+  total = ranks.sum(0)
+  k = len(names)
+  pair_draws, low_draws, up_draws = [], [], []
+  for a in range(k):
+    preds = {f'p{b}': v[b] for b in range(a + 1, k)}
+    preds['lower'] = sps.rankdata(total - ranks[a])
+    preds['upper'] = sps.rankdata(total)
+    got = stats.bootstrap_pair_scores(i, j, preds, v[a], n, n_boot, seed)
+    draws = {
+      name: np.concatenate([[g['spearman']['value']], g['spearman']['samples']])
+      for name, g in got.items()
+    }
+    pair_draws += [draws[f'p{b}'] for b in range(a + 1, k)]
+    low_draws.append(draws['lower'])
+    up_draws.append(draws['upper'])
+  out = {'n_boot': int(n_boot)}
+  for name, d in (
+    ('mean', pair_draws),
+    ('lower', low_draws),
+    ('upper', up_draws),
+  ):
+    d = np.mean(d, axis=0)  # row 0: the original images
+    got = stats.summarize(d[0], d[1:], level)
+    out[name] = {key: x for key, x in got.items() if key != 'samples'}
+  return out
 
 
 def _missing(x) -> bool:

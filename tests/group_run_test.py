@@ -61,6 +61,10 @@ def test_group_run_summarises_subjects_and_survives_a_failure(
   assert cons['n_shared'] == POP['n_shared']
   v = cons['all correlation']
   assert v['lower'] <= v['upper'] and v['mean'] > 0.1
+  for key in ('mean', 'lower', 'upper'):  # bootstrap over the shared images
+    iv = v['intervals'][key]
+    assert iv['value'] == pytest.approx(v[key], abs=1e-6)
+    assert iv['low'] <= iv['value'] <= iv['high']
   text = (tmp_path / 'report.md').read_text()
   assert 'subj02 failed' in text and 'Inter-subject consistency' in text
   assert (tmp_path / 'figures' / 'group.png').is_file()
@@ -85,4 +89,11 @@ def test_transfer_matrix_diagonal_is_each_subjects_own_score(tmp_path):
   for k, s in enumerate(tr['subjects']):
     own = json.loads((tmp_path / s / 'results.json').read_text())['train']
     assert m[k, k] == pytest.approx(own['test']['spearman'], abs=1e-6)
+  low, high = np.asarray(tr['low'], float), np.asarray(tr['high'], float)
+  assert (low <= m).all() and (m <= high).all()
+  for k, s in enumerate(tr['subjects']):  # own model minus the other's
+    d = tr['own_minus_other'][s]
+    assert d['value'] == pytest.approx(m[k, k] - m[1 - k, k], abs=1e-6)
+    assert d['low'] <= d['value'] <= d['high']
+  assert tr['own_minus_other_mean']['n'] == 2
   assert (tmp_path / 'figures' / 'transfer.png').is_file()

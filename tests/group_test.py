@@ -316,3 +316,48 @@ def test_transfer_matrix():
   assert set(errors) == {('b', 'c'), ('c', 'a')}
   with pytest.raises(InputError):
     group.transfer_matrix(score, ['a', 'a'])
+
+
+def test_consistency_bootstrap_brute_force():
+  """Each draw: every Spearman of the expanded multiset (pair (i, j) c_i
+  c_j times) by scipy, averaged as the consistency mean and both bounds."""
+  from rdmjax import stats as rstats
+
+  rng = np.random.default_rng(6)
+  n, n_boot = 9, 5
+  base = _sym(rng, n, np.float64)
+  rdms = {k: base + 0.7 * _sym(rng, n, np.float64) for k in 'abc'}
+  out = group.consistency_bootstrap(rdms, n_boot=n_boot, seed=3)
+  cons = group.intersubject_consistency(rdms)
+  nc = group.noise_ceiling(rdms)
+  assert out['mean']['value'] == pytest.approx(cons['mean'], abs=1e-6)
+  assert out['lower']['value'] == pytest.approx(nc['lower'], abs=1e-6)
+  assert out['upper']['value'] == pytest.approx(nc['upper'], abs=1e-6)
+  counts = rstats.bootstrap_counts(n, n_boot, 3)
+  i, j = np.triu_indices(n, 1)
+  v = {k: _tri(r) for k, r in rdms.items()}
+  rank_sum = sum(stats.rankdata(x) for x in v.values())
+  want = {'mean': [], 'lower': [], 'upper': []}
+  for c in counts:
+    w = c[i] * c[j]
+
+    def rho(a, b, w=w):
+      return stats.spearmanr(np.repeat(a, w), np.repeat(b, w))[0]
+
+    names = list(v)
+    want['mean'].append(
+      np.mean(
+        [rho(v[s], v[t]) for a, s in enumerate(names) for t in names[a + 1 :]]
+      )
+    )
+    want['lower'].append(
+      np.mean([rho(v[s], rank_sum - stats.rankdata(v[s])) for s in names])
+    )
+    want['upper'].append(np.mean([rho(v[s], rank_sum) for s in names]))
+  for key, draws in want.items():
+    lo, hi = rstats.interval(draws)
+    assert out[key]['low'] == pytest.approx(lo, abs=1e-5), key
+    assert out[key]['high'] == pytest.approx(hi, abs=1e-5), key
+    assert out[key]['sd'] == pytest.approx(np.std(draws, ddof=1), abs=1e-5)
+  with pytest.raises(InputError, match='at least two'):
+    group.consistency_bootstrap({'a': rdms['a']})

@@ -93,7 +93,23 @@ def consistency(config, workdir, names: list[str]) -> dict[str, Any]:
         lower=nc['lower'],
         upper=nc['upper'],
       )
+      draws = _draws(c, len(common), len(rdms))
+      if draws:
+        out[f'{roi} {metric}']['intervals'] = group.consistency_bootstrap(
+          rdms, draws, int(config.seed)
+        )
   return out
+
+
+def _draws(c, n: int, k: int) -> int:
+  """Bootstrap draws for the consistency intervals: rdm.bootstrap, fewer
+  where S(S-1)/2 + 2S Spearman series of n(n-1)/2 pairs would exceed 4
+  times the RSA's work cap (`rdmjax.analysis.BOOT_WORK`)."""
+  from rdmjax.analysis import BOOT_WORK
+
+  want = int(c.get('bootstrap', 0))
+  work = n * (n - 1) // 2 * (k * (k - 1) // 2 + 2 * k)
+  return min(want, max(50, int(4 * BOOT_WORK // max(work, 1)))) if want else 0
 
 
 def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
@@ -101,23 +117,30 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
   checkpoint) scored on every subject's test pairs with that subject's
   responses: [train subject, test subject] test Spearman. Pair models
   predict any image pair, so a model of one brain is scored on another.
+
+  Per test subject, all models are scored on the same pairs with the same
+  bootstrap draws over its test images (`rdmjax.stats`): every entry gets
+  a 95% interval, and the column its own model minus the mean of the
+  other subjects' models, a paired difference with its interval.
   """
-  from rdmjax import checkpoint, evaluate, train
+  from rdmjax import checkpoint, evaluate, stats, train
 
   ckpts = {s: workdir / s / 'ckpt' for s in names}
   ckpts = {s: p for s, p in ckpts.items() if p.is_dir()}
   if len(ckpts) < 2:
     return None
   ck = config.ckpt
-  m = np.full((len(names), len(names)), np.nan)
-  errors = {}
+  k = len(names)
+  m, low, high = (np.full((k, k), np.nan) for _ in range(3))
+  errors, own_minus_other = {}, {}
   for b, test_name in enumerate(names):
     cb = _subject_config(config, workdir, test_name)
     prep = train.prepare(cb, workdir / test_name)
     eval_fn = evaluate.make_eval_fn(prep.graphdef, cb, prep.mesh)
     es = evaluate.eval_set(prep.data, 'test', cb, prep.mesh)
-    want = {k: prep.data.meta[k] for k in ('model', 'd_in')}
-    for a, train_name in enumerate(names):
+    want = {key: prep.data.meta[key] for key in ('model', 'd_in')}
+    preds = {}
+    for train_name in names:
       if train_name not in ckpts:
         continue
       try:
@@ -127,12 +150,52 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
         step = checkpoint.pick_step(mngr, 'best')
         state, _ = checkpoint.restore(mngr, step, prep.abstract, want)
         mngr.close()
-        out, _ = evaluate.score(eval_fn, state['params'], prep.device_data, es)
-        m[a, b] = out['spearman']
+        preds[train_name] = evaluate.predict(
+          eval_fn, state['params'], prep.device_data, es
+        )
       except Exception as e:  # noqa: BLE001 (recorded in the matrix's place)
         errors[f'{train_name}->{test_name}'] = f'{type(e).__name__}: {e}'[:300]
     del prep
-  return dict(subjects=names, matrix=m, errors=errors)
+    if not preds:
+      continue
+    ia, ib = np.searchsorted(es.images, es.i), np.searchsorted(es.images, es.j)
+    got = stats.bootstrap_pair_scores(
+      ia,
+      ib,
+      preds,
+      es.target,
+      len(es.images),
+      n_boot=int(config.train.bootstrap) or 1,
+      seed=int(config.seed),
+    )
+    for a, train_name in enumerate(names):
+      if train_name in got:
+        sp = got[train_name]['spearman']
+        m[a, b], low[a, b], high[a, b] = sp['value'], sp['low'], sp['high']
+    others = [o for o in got if o != test_name]
+    if test_name in got and others:
+      d = {
+        key: np.mean([got[o]['spearman'][key] for o in others], axis=0)
+        for key in ('value', 'samples')
+      }
+      own = got[test_name]['spearman']
+      diff = stats.summarize(
+        own['value'] - d['value'], own['samples'] - d['samples']
+      )
+      own_minus_other[test_name] = {
+        key: v for key, v in diff.items() if key != 'samples'
+      }
+  return dict(
+    subjects=names,
+    matrix=m,
+    low=low,
+    high=high,
+    own_minus_other=own_minus_other,
+    own_minus_other_mean=group.mean_sem(
+      {s: v['value'] for s, v in own_minus_other.items()}
+    ),
+    errors=errors,
+  )
 
 
 def transfer_figure(tr: dict, path: Path) -> Path:
@@ -224,6 +287,13 @@ def _ci(m: dict) -> str:
   )
 
 
+def _boot(v: dict, key: str) -> str:
+  iv = v.get('intervals', {}).get(key)
+  if not iv:
+    return f'{v[key]:.3f}'
+  return f'{v[key]:.3f} [{iv["low"]:.3f}, {iv["high"]:.3f}]'
+
+
 def _markdown(res: dict) -> str:
   lines = [
     f'## Group: {len(res["finished"])} of {len(res["subjects"])} subjects',
@@ -238,7 +308,7 @@ def _markdown(res: dict) -> str:
   ]
   cons = res['consistency']
   rows = [
-    [k, v['mean'], v['lower'], v['upper']]
+    [k, *(_boot(v, key) for key in ('mean', 'lower', 'upper'))]
     for k, v in cons.items()
     if isinstance(v, dict)
   ]
@@ -249,7 +319,8 @@ def _markdown(res: dict) -> str:
       '',
       "Mean Spearman between two subjects' RDMs, and the leave-one-subject-"
       "out noise ceiling (rsatoolbox's bounds, Spearman): what a model of "
-      'these images can expect to reach on real data.',
+      'these images can expect to reach on real data. [95% interval: '
+      'bootstrap over the shared images.]',
       '',
       report.md_table(
         ['ROI metric', 'mean pairwise', 'ceiling lower', 'ceiling upper'],
@@ -266,7 +337,20 @@ def _markdown(res: dict) -> str:
       '',
       "Each subject's trained model on every subject's test pairs (rows: "
       f'trained on; columns: scored on): own subject {own:.3f}, other '
-      f'subjects {other:.3f} (mean test Spearman).',
+      f'subjects {other:.3f} (mean test Spearman). Own model minus the mean '
+      'of the others, on the same test pairs (paired bootstrap over the '
+      'test images), per test subject and over subjects:',
+      '',
+      report.md_table(
+        ['scored on', 'own - others [95% interval]'],
+        [
+          [s, f'{v["value"]:.3f} [{v["low"]:.3f}, {v["high"]:.3f}]']
+          for s, v in tr['own_minus_other'].items()
+        ]
+        + [
+          ['mean over subjects (t interval)', _ci(tr['own_minus_other_mean'])]
+        ],
+      ),
       '',
       f'![Transfer]({res["figures"]["transfer"]})',
       '',
