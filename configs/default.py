@@ -166,6 +166,10 @@ def get_config(arg=None):
   c.sweep = ml_collections.ConfigDict()
   c.sweep.param = 'model.hidden'
   c.sweep.grid = ((256,), (512,), (512, 512))
+  # Also score every run on the chosen run's test pairs, each minus the
+  # first grid value (paired): to report a comparison (e.g. of losses),
+  # never to choose.
+  c.sweep.compare_on_test = False
 
   c.ckpt = ml_collections.ConfigDict()
   c.ckpt.every = 40

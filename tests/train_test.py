@@ -461,11 +461,54 @@ def test_sweep_chooses_on_validation_and_scores_test_once(
   vals = {r['name']: r['val_spearman'] for r in res['runs']}
   assert len(vals) == 2 and res['chosen'] == max(vals, key=vals.get)
   assert len(calls) == 1, 'test pairs scored while choosing'
+  val = res['val']  # every run on the same validation pairs and draws
+  for name, v in vals.items():
+    iv = val['scores'][name]['spearman']
+    assert iv['value'] == pytest.approx(v, abs=1e-5)
+    assert iv['low'] <= iv['value'] <= iv['high']
+  other = next(n for n in vals if n != res['chosen'])
+  d = val['minus_reference'][other]
+  assert d['value'] == pytest.approx(
+    vals[other] - vals[res['chosen']], abs=1e-5
+  )
+  assert 'test_comparison' not in res
   m = res['test']['scores']['model']['spearman']
   assert m['low'] <= m['value'] <= m['high']
   assert (
     'chosen on validation pairs only' in (tmp_path / 'report.md').read_text()
   )
+
+
+def test_sweep_compares_losses_on_the_same_test_pairs(datadir, tmp_path):
+  """sweep.compare_on_test: every loss on the chosen run's test pairs,
+  beside one ceiling, each minus the first (paired draws)."""
+  from rdmjax.stages import sweep
+
+  c = tiny(**{'train.steps': 4, 'train.eval_every': 2, 'ckpt.every': 2})
+  with c.unlocked():
+    c.sweep.param = 'train.loss'
+    c.sweep.grid = ('mse', 'soft_spearman')
+    c.sweep.compare_on_test = True
+    c.train.bootstrap = 20
+  res = sweep.run(c, _workdir(datadir, tmp_path))
+  tc = res['test_comparison']
+  assert tc['reference'] == 'train.loss=mse'
+  sc = tc['scores']
+  assert {'train.loss=mse', 'train.loss=soft_spearman', 'ceiling'} <= set(sc)
+  # The chosen run's own test score is the one of its row.
+  chosen = sc[res['chosen']]['spearman']['value']
+  assert chosen == pytest.approx(
+    res['test']['scores']['model']['spearman']['value'], abs=1e-6
+  )
+  d = tc['minus_reference']['train.loss=soft_spearman']
+  want = (
+    sc['train.loss=soft_spearman']['spearman']['value']
+    - sc['train.loss=mse']['spearman']['value']
+  )
+  assert d['value'] == pytest.approx(want, abs=1e-6)
+  assert d['low'] <= d['value'] <= d['high']
+  assert 'fraction_of_ceiling' in sc['train.loss=mse']
+  assert 'not used for the choice' in (tmp_path / 'report.md').read_text()
 
 
 def test_concat_mlp_trains_through_the_same_loop(datadir, tmp_path):

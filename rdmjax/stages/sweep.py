@@ -6,9 +6,18 @@
 Trains one run per value of `config.sweep.param` into
 WORKDIR/sweep/<param>=<value>/, each on the same image split, and compares
 them by their best validation Spearman; no test pair is scored while
-choosing. Then the chosen run's best checkpoint is scored once on the test
-pairs, with its interval and baselines (`rdmjax.stages.eval`). Writes
-results.json's `sweep` entry and report.md's section.
+choosing. Every run's best checkpoint is then scored on the same validation
+pairs with the same bootstrap draws over the validation images: each gets
+a 95% interval, and the chosen run minus each other run a paired one. Then
+the chosen run's best checkpoint is scored once on the test pairs, with its
+interval and baselines (`rdmjax.stages.eval`). Writes results.json's
+`sweep` entry and report.md's section.
+
+`sweep.compare_on_test=True` is for reporting a comparison of conditions
+(e.g. losses), not for choosing: after the choice, every run is scored on
+the chosen run's test pairs, beside the same ceiling and baselines, with
+each run minus the first grid value as a paired difference (same pairs,
+same draws).
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from absl import logging
 
-from rdmjax import paths, report, train
+from rdmjax import evaluate, paths, report, stats, train
 from rdmjax.errors import InputError
 
 
@@ -70,32 +80,164 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   if not scored:
     raise InputError('no sweep run reached a validation score')
   best = max(scored, key=lambda r: r['val_spearman'])
+  val = _paired(config, workdir, param, scored, 'val', best['name'])
   chosen = _with(config, param, best['value'])
   test = eval_stage.run(chosen, workdir / 'sweep' / best['name'], 'best')
-  res = dict(param=param, runs=runs, chosen=best['name'], test=test)
+  res = dict(param=param, runs=runs, chosen=best['name'], val=val, test=test)
+  if config.sweep.get('compare_on_test', False):
+    res['test_comparison'] = _paired(
+      config, workdir, param, scored, 'test', scored[0]['name']
+    )
   report.update_results(workdir, 'sweep', res)
   report.write_section(workdir, 'sweep', _markdown(res))
   return res
 
 
-def _markdown(res: dict[str, Any]) -> str:
-  rows = [
-    [
-      r['name'] + (' (chosen)' if r['name'] == res['chosen'] else ''),
-      '-' if r['val_spearman'] is None else r['val_spearman'],
-      r['best_step'],
-    ]
-    for r in res['runs']
-  ]
-  m = res['test']['scores']['model']['spearman']
-  return '\n'.join(
-    [
-      f'## Sweep of `{res["param"]}`: chosen on validation pairs only',
-      '',
-      report.md_table(['value', 'best validation Spearman', 'step'], rows),
-      f'Test pairs, scored once, for the chosen setting only: Spearman '
-      f'{m["value"]:.3f} [{m["low"]:.3f}, {m["high"]:.3f}] (95% interval, '
-      'bootstrap over test images).',
-      '',
-    ]
+def _predictions(config, workdir, param, runs, split: str):
+  """Each run's best checkpoint on the split's pairs: (EvalSet, prep of
+  the last run, name -> [P] predictions). All runs share the image split,
+  so their pairs are the same (checked)."""
+  from rdmjax.stages import eval as eval_stage
+
+  preds, es, prep = {}, None, None
+  for r in runs:
+    c = _with(config, param, r['value'])
+    d = workdir / 'sweep' / r['name']
+    prep = train.prepare(c, d)
+    state, _, _ = eval_stage._restore(c, d, prep, 'best')
+    fn = evaluate.make_eval_fn(prep.graphdef, c, prep.mesh)
+    e = evaluate.eval_set(prep.data, split, c, prep.mesh)
+    if es is not None and not (
+      np.array_equal(e.i, es.i) and np.array_equal(e.j, es.j)
+    ):
+      raise InputError(f'{r["name"]}: other {split} pairs than the others')
+    es = e
+    preds[r['name']] = evaluate.predict(
+      fn, state['params'], prep.device_data, e
+    )
+  return es, prep, preds
+
+
+def _paired(config, workdir, param, runs, split: str, ref: str) -> dict:
+  """Every run on the same pairs of `split` with the same bootstrap draws
+  over its images: Spearman with a 95% interval, and each run minus `ref`
+  (paired). On 'test', beside the ceiling and baselines of those pairs."""
+  es, prep, preds = _predictions(config, workdir, param, runs, split)
+  ia, ib = np.searchsorted(es.images, es.i), np.searchsorted(es.images, es.j)
+  extra = {}
+  if split == 'test':
+    from rdmjax import baselines
+
+    base = baselines.test_pairs(
+      prep.data,
+      es.images,
+      es.i,
+      es.j,
+      config.pairs.metric,
+      int(config.seed),
+      {},
+    )
+    keep = set(config.train.baselines) | {'ceiling'}
+    extra = {k: v for k, v in base.items() if k in keep}
+  got = stats.bootstrap_pair_scores(
+    ia,
+    ib,
+    {**preds, **extra},
+    es.target,
+    len(es.images),
+    n_boot=max(int(config.train.bootstrap), 1),
+    seed=int(config.seed),
+    ceiling='ceiling' if 'ceiling' in extra else None,
   )
+
+  def brief(d):
+    return {k: v for k, v in d.items() if k != 'samples'}
+
+  out = {
+    'split': split,
+    'n_pairs': int(len(es.i)),
+    'n_images': int(len(es.images)),
+    'reference': ref,
+    'scores': {
+      name: {st: brief(d) for st, d in g.items()} for name, g in got.items()
+    },
+    'minus_reference': {
+      name: brief(stats.paired_difference(got, name, ref))
+      for name in preds
+      if name != ref
+    },
+  }
+  return out
+
+
+def _iv(d: dict) -> str:
+  return f'{d["value"]:.3f} [{d["low"]:.3f}, {d["high"]:.3f}]'
+
+
+def _markdown(res: dict[str, Any]) -> str:
+  val = res['val']
+  rows = []
+  for r in res['runs']:
+    name = r['name']
+    v = val['scores'].get(name)
+    d = val['minus_reference'].get(name)
+    rows.append(
+      [
+        name + (' (chosen)' if name == res['chosen'] else ''),
+        '-' if v is None else _iv(v['spearman']),
+        '-' if d is None else _iv(d),
+        r['best_step'],
+      ]
+    )
+  m = res['test']['scores']['model']['spearman']
+  lines = [
+    f'## Sweep of `{res["param"]}`: chosen on validation pairs only',
+    '',
+    f'{val["n_pairs"]} validation pairs of {val["n_images"]} images; 95% '
+    'intervals from one bootstrap over those images, the same draws for '
+    'every run (so differences are paired).',
+    '',
+    report.md_table(
+      [
+        'value',
+        'validation Spearman [95%]',
+        'this minus chosen [95%, paired]',
+        'step',
+      ],
+      rows,
+    ),
+    f'Test pairs, scored once, for the chosen setting only: Spearman '
+    f'{m["value"]:.3f} [{m["low"]:.3f}, {m["high"]:.3f}] (95% interval, '
+    'bootstrap over test images).',
+    '',
+  ]
+  tc = res.get('test_comparison')
+  if tc:
+    rows = []
+    for name, st in tc['scores'].items():
+      d = tc['minus_reference'].get(name)
+      frac = st.get('fraction_of_ceiling')
+      rows.append(
+        [
+          name,
+          _iv(st['spearman']),
+          '-' if frac is None else _iv(frac),
+          '-' if d is None else _iv(d),
+        ]
+      )
+    lines += [
+      f'### Every run on the same {tc["n_pairs"]} test pairs (a comparison,'
+      ' not used for the choice)',
+      '',
+      report.md_table(
+        [
+          '',
+          'test Spearman [95%]',
+          'of ceiling [95%]',
+          f'minus {tc["reference"]} [95%, paired]',
+        ],
+        rows,
+      ),
+      '',
+    ]
+  return '\n'.join(lines)
