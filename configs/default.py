@@ -90,6 +90,9 @@ def get_config(arg=None):
   # levels; needs repeat counts, data.repeats).
   c.rdm.images = 'all'
   c.rdm.permutations = 1000
+  # A classical-MDS map of the images per ROI (first metric; at most 2000
+  # images), coloured by the synthetic category where the subject has one.
+  c.rdm.mds = True
 
   c.pairs = ml_collections.ConfigDict()
   c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images

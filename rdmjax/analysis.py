@@ -136,6 +136,27 @@ def noiseless(
   return x
 
 
+def image_labels(
+  config, workdir: Path, subject, split: str, rows=None
+) -> list[str] | None:
+  """A category per image of the split (its `rows`), or None: the
+  synthetic subject's category (the is_* latent set); real subjects have
+  none."""
+  if config.data.root:
+    return None
+  try:
+    ex = synthetic.read_extras(data.data_root(config, workdir), subject.name)
+  except OSError:
+    return None
+  lat, names = ex.get(f'latents_{split}'), list(ex.get('latent_names', []))
+  cols = [k for k, n in enumerate(names) if str(n).startswith('is_')]
+  if lat is None or not cols:
+    return None
+  cat = np.asarray(lat)[:, cols].argmax(1)
+  labels = [str(names[cols[k]])[3:] for k in cat]
+  return labels if rows is None else [labels[r] for r in rows]
+
+
 def _extremes(stats, ids: np.ndarray) -> dict[str, list[dict]]:
   out = {}
   for kind, _ in KINDS:

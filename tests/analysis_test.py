@@ -80,10 +80,31 @@ def test_figures_exist_and_are_pngs(run):
   for roi in ('V1', 'all'):
     for m in ('correlation', 'euclidean'):
       want |= {f'rdm_{roi}_{m}.png', f'pairs_{roi}_{m}.png'}
-  assert want <= names
+    want.add(f'mds_{roi}_correlation.png')  # the first metric's map only
+  assert want <= names and 'mds_V1_euclidean.png' not in names
   for p in figs.values():
     with Image.open(run['workdir'] / p) as im:
       assert im.format == 'PNG' and min(im.size) > 100
+
+
+def test_mds_labels_are_the_synthetic_categories(run):
+  """The MDS map's colours: each image's category, the one-hot is_*
+  latent the synthetic subject drew it from."""
+  from rdmjax import analysis
+  from rdmjax.data import synthetic
+  from rdmjax.data.synthetic_images import CATEGORIES
+
+  c, w, subject = run['config'], run['workdir'], run['subject']
+  labels = analysis.image_labels(c, w, subject, 'train')
+  ex = synthetic.read_extras(data.data_root(c, w), subject.name)
+  onehot = ex['latents_train'][:, : len(CATEGORIES)]
+  assert set(np.unique(onehot)) == {0.0, 1.0}
+  assert (onehot.sum(1) == 1).all()
+  assert labels == [CATEGORIES[k] for k in onehot.argmax(1)]
+  assert analysis.image_labels(c, w, subject, 'train', [3, 1]) == [
+    labels[3],
+    labels[1],
+  ]
 
 
 def test_results_json_is_the_returned_dict(run):

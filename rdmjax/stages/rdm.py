@@ -3,8 +3,9 @@
 For every ROI in `config.rdm.rois` and metric in `config.rdm.metrics`, on the
 images of `config.rdm.split`, `rdmjax.analysis.analyse` computes the
 numbers; this stage writes WORKDIR/figures/{rdms,rdm_hist,rsa}.png,
-rdm_{roi}_{metric}.png, pairs_{roi}_{metric}.png, results.json's `rdm` and
-report.md's `rdm` section.
+rdm_{roi}_{metric}.png, pairs_{roi}_{metric}.png, mds_{roi}_{metric}.png
+(the first metric; `rdm.mds`), results.json's `rdm` and report.md's `rdm`
+section.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from rdmjax import analysis, data, kernels, paths, repeats, report
+from rdmjax import analysis, data, kernels, mds, paths, repeats, report
 from rdmjax.analysis import KINDS
 from rdmjax.data import images
 from rdmjax.errors import InputError
@@ -78,6 +79,7 @@ def _analyse_all(
   ids, n = _ids(subject, split, keep), results['n_images']
   heats, fig_paths = {}, {}
   rois = list(dict.fromkeys(c.rois))
+  labels = analysis.image_labels(config, workdir, subject, split, keep)
   bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
   for roi, metric, x, nl in _per_roi(config, workdir, subject, rois, keep):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
@@ -107,6 +109,10 @@ def _analyse_all(
       figs / f'pairs_{roi}_{metric}.png',
       keep,
     )
+    if c.get('mds', True) and metric == c.metrics[0]:
+      fig_paths[f'mds_{roi}_{metric}'] = _mds_figure(
+        x, metric, labels, config, figs / f'mds_{roi}_{metric}.png', roi
+      )
     rsa = {k: round(v['spearman'], 4) for k, v in res['rsa'].items()}
     ceiling = res['ceiling'] and round(res['ceiling']['spearman'], 4)
     logging.info(
@@ -116,6 +122,25 @@ def _analyse_all(
     bar.update()
   bar.close()
   return heats, fig_paths
+
+
+MDS_IMAGES = 2000  # at most this many images in an MDS map (seeded subset)
+
+
+def _mds_figure(x, metric, labels, config, path, roi) -> Path:
+  """Classical MDS of the RDM of (a seeded subset of) the images."""
+  n = x.shape[0]
+  rows = analysis.rsa_subset(n, MDS_IMAGES, config.seed)
+  sub = x if rows is None else x[np.sort(rows)]
+  keep = range(n) if rows is None else np.sort(rows)
+  coords = mds.mds(np.asarray(kernels.rdm(sub, metric)))
+  return mds.mds_figure(
+    coords,
+    None if labels is None else [labels[k] for k in keep],
+    path,
+    title=f'{roi}, {plots.metric_label(metric)}: classical MDS of '
+    f'{len(coords)} images',
+  )
 
 
 def _per_roi(config, workdir, subject, rois, keep):
@@ -314,6 +339,14 @@ def markdown(results: dict) -> str:
     f'\nEach RDM beside its average-linkage order: {links}.\n',
     f'\n![RDM value distributions]({figs["hist"]})\n',
   ]
+  maps = [k for k in figs if k.startswith('mds_') and figs[k]]
+  if maps:
+    md.append(
+      "\nMDS maps of the images (classical MDS of the first metric's RDM; "
+      'colour: the synthetic category where the subject has one): '
+      + ', '.join(f'[{k[4:]}]({figs[k]})' for k in maps)
+      + f'.\n\n![MDS]({figs[maps[0]]})\n'
+    )
   for roi, entry in results['rois'].items():
     md += _extremes_md(roi, entry, figs)
   emb = results['embeddings']
