@@ -58,7 +58,22 @@ def main(argv: list[str]) -> None:
 
   from rdmjax import report
 
-  if _DISTRIBUTED.value:
+  config = _CONFIG.value
+  from rdmjax import data
+
+  mode = _MODE.value
+  group_run = data.population(config) and mode not in (
+    'synth',
+    'group',
+    'bench',
+  )
+  task = (0, 1)
+  if _DISTRIBUTED.value and group_run:
+    # Subjects need no collectives: each task runs its share of them as a
+    # single-process JAX run on its own devices (see _run_group).
+    task = task_identity()
+    logging.info('group run: task %d of %d', *task)
+  elif _DISTRIBUTED.value:
     # JAX reads JAX_COORDINATOR_ADDRESS itself, the process count and id
     # only as arguments; unset, it finds all three from SLURM, TPU or MPI.
     kw = {
@@ -80,7 +95,6 @@ def main(argv: list[str]) -> None:
     jax.process_count(),
     jax.devices(),
   )
-  config = _CONFIG.value
   from rdmjax import paths
 
   # A local folder or gs://... (etils epath, as Orbax): rdmjax.paths.
@@ -89,13 +103,10 @@ def main(argv: list[str]) -> None:
   report.atomic_write(
     workdir / 'config.json', config.to_json_best_effort(indent=2)
   )
-  mode = _MODE.value
   todo = stages.PIPELINE if mode == 'all' else (mode,)
-  from rdmjax import data
-
   try:
-    if data.population(config) and mode not in ('synth', 'group', 'bench'):
-      _run_group(config, workdir, todo)
+    if group_run:
+      _run_group(config, workdir, todo, task)
       todo = ()
     for stage in todo:
       logging.info('stage %s', stage)
@@ -105,7 +116,7 @@ def main(argv: list[str]) -> None:
   except InputError as e:
     print(f'rdmjax: error: {e}', file=sys.stderr)
     sys.exit(2)
-  if report.is_writer() and (workdir / 'report.md').exists():
+  if task[0] == 0 and report.is_writer() and (workdir / 'report.md').exists():
     print(f'report: {workdir / "report.md"}')
     results = workdir / 'results.json'
     if 'train' in todo and results.exists():
@@ -113,37 +124,89 @@ def main(argv: list[str]) -> None:
       print('test pairs:', json.dumps(train.get('test', {})))
 
 
-def _run_group(config, workdir, todo) -> None:
+def task_identity() -> tuple[int, int]:
+  """(index, count) of this task among those a launcher started: from
+  JAX_PROCESS_ID / JAX_NUM_PROCESSES (launch/gpu.sh), SLURM, Open MPI or a
+  TPU VM's worker variables; (0, 1) when none is set."""
+  env = os.environ
+  for rank, size in (
+    ('JAX_PROCESS_ID', 'JAX_NUM_PROCESSES'),
+    ('SLURM_PROCID', 'SLURM_NTASKS'),
+    ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE'),
+  ):
+    if env.get(rank) and env.get(size):
+      return int(env[rank]), int(env[size])
+  if env.get('TPU_WORKER_ID') and env.get('TPU_WORKER_HOSTNAMES'):
+    hosts = env['TPU_WORKER_HOSTNAMES'].split(',')
+    return int(env['TPU_WORKER_ID']), len(hosts)
+  return 0, 1
+
+
+def _wait_for(files, what: str, poll_s: float = 2.0) -> None:
+  """Waits until every file exists, saying every minute which are left."""
+  last = time.monotonic()
+  while left := [f for f in files if not f.exists()]:
+    if time.monotonic() - last > 60:
+      logging.info('waiting for %s: %s', what, [str(f) for f in left])
+      last = time.monotonic()
+    time.sleep(poll_s)
+
+
+def _run_group(config, workdir, todo, task=(0, 1)) -> None:
   """`data.subjects`: the stages for each subject into WORKDIR/subjNN (a
   failed subject is reported and the others go on), then the group
-  section (`rdmjax.stages.group`)."""
-  from rdmjax import data, report
+  section (`rdmjax.stages.group`).
+
+  task = (k, n): one of n tasks of a multi-host launch runs subjects k,
+  k + n, ... on its own devices, as an ordinary single-process JAX run
+  (subjects need no collectives); task 0 then waits for the others' done
+  files in WORKDIR/group_tasks/ and writes the group section.
+  """
+  from rdmjax import data
   from rdmjax.stages import group
 
+  me, count = task
   names = data.subjects(config)
-  if not config.data.root:
-    stages.run('synth', config, workdir)  # the population, written once
-  failed = {}
-  for name in names:
+  if not config.data.root:  # the population, written once
+    with data._host_lock(data.data_root(config, workdir)):
+      stages.run('synth', config, workdir)
+  done = workdir / 'group_tasks'
+  done.mkdir(parents=True, exist_ok=True)
+  mine = done / f'task{me}_of_{count}.done'
+  if mine.exists():
+    mine.unlink()
+  for name in names[me::count]:
     c = group._subject_config(config, workdir, name)
+    err = workdir / name / 'error.txt'
     try:
       for stage in todo:
         logging.info('%s: stage %s', name, stage)
         t0 = time.perf_counter()
         stages.run(stage, c, workdir / name)
-        _log_time(workdir, f'{name}/{stage}', time.perf_counter() - t0)
+        _log_time(workdir / name, stage, time.perf_counter() - t0, name)
+      if err.exists():
+        err.unlink()
     except Exception as e:  # noqa: BLE001 (reported; the others go on)
-      failed[name] = f'{type(e).__name__}: {str(e).splitlines()[0][:300]}'
-      print(f'rdmjax: {name} failed: {failed[name]}', file=sys.stderr)
+      why = f'{type(e).__name__}: {str(e).splitlines()[0][:300]}'
+      print(f'rdmjax: {name} failed: {why}', file=sys.stderr)
       logging.exception('%s failed', name)
-  report.update_results(workdir, 'group', {'failed': failed})
+      err.parent.mkdir(parents=True, exist_ok=True)
+      err.write_text(why + '\n')
+  mine.write_text(json.dumps(names[me::count]) + '\n')
+  if me != 0:
+    return
+  _wait_for(
+    [done / f'task{k}_of_{count}.done' for k in range(count)],
+    'the other tasks of the group run',
+  )
   t0 = time.perf_counter()
   stages.run('group', config, workdir)
   _log_time(workdir, 'group', time.perf_counter() - t0)
 
 
-def _log_time(workdir, stage: str, wall_s: float) -> None:
-  """One JSON line per finished stage: stdout and WORKDIR/timings.jsonl."""
+def _log_time(workdir, stage: str, wall_s: float, name: str = '') -> None:
+  """One JSON line per finished stage: stdout and WORKDIR/timings.jsonl
+  (a group run's subject: its own, and `name/stage` on stdout)."""
   import resource
 
   from rdmjax import report
@@ -151,7 +214,8 @@ def _log_time(workdir, stage: str, wall_s: float) -> None:
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB
   row = dict(stage=stage, wall_s=round(wall_s, 2), peak_rss_gb=round(peak, 2))
   if report.is_writer():
-    print(json.dumps(row), flush=True)
+    shown = dict(row, stage=f'{name}/{stage}') if name else row
+    print(json.dumps(shown), flush=True)
     report.append_jsonl(workdir / 'timings.jsonl', row)
 
 

@@ -194,3 +194,48 @@ def test_checkpoint_restores_into_other_process_counts(runs, n_proc):
   got, want = _results(w2)['eval']['test'], _results(w2)['train']['test']
   for key in ('r2', 'pearson', 'spearman'):
     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_group_run_deals_subjects_over_two_processes(tmp_path):
+  """A group run as 2 SLURM tasks: task 0 runs subj01 and subj03, task 1
+  subj02, each as a single-process JAX run on its own devices; task 0
+  waits for task 1, then writes the group section, restoring task 1's
+  checkpoint for the transfer matrix."""
+  pop = dict(
+    n_subjects=3,
+    n_train=48,
+    n_shared=24,
+    n_test=10,
+    n_vertices_lh=150,
+    n_vertices_rh=160,
+    image_size=32,
+  )
+  flags = [f'--config.data.population.{k}={v}' for k, v in pop.items()] + [
+    '--config.data.subjects=all',
+    "--config.rdm.metrics=('correlation',)",
+    '--config.rdm.bootstrap=20',
+    '--config.rdm.permutations=20',
+    '--config.train.run_leaked=False',
+    '--config.train.bootstrap=20',
+  ]
+  logs = _main(tmp_path, *flags, n_proc=2)
+  ran = [
+    {
+      json.loads(x)['stage']
+      for x in out.splitlines()
+      if x.startswith('{"stage')
+    }
+    for out in logs
+  ]
+  assert {'subj01/train', 'subj03/train', 'group'} <= ran[0]
+  assert 'subj02/train' in ran[1] and not any('subj01' in s for s in ran[1])
+  res = _results(tmp_path)['group']
+  assert res['finished'] == ['subj01', 'subj02', 'subj03'], res['failed']
+  tr = res['transfer']
+  m = np.asarray(tr['matrix'], float)
+  assert np.isfinite(m).all(), tr['errors']
+  for k, s in enumerate(tr['subjects']):
+    own = _results(tmp_path / s)['train']['test']['spearman']
+    assert m[k, k] == pytest.approx(own, abs=1e-5)
+    assert (tmp_path / s / 'timings.jsonl').is_file()

@@ -222,12 +222,14 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   per, failed = {}, {}
   for s in names:
     f = workdir / s / 'results.json'
+    err = workdir / s / 'error.txt'
+    if err.is_file():  # written by the process that ran the subject
+      failed[s] = err.read_text().strip()
+      continue
     if not f.is_file():
       failed[s] = 'no results.json (the subject did not finish)'
       continue
     per[s] = _headlines(json.loads(f.read_text()))
-  prior = report.read_results(workdir).get('group', {})
-  failed |= {k: v for k, v in prior.get('failed', {}).items() if k not in per}
   keys = list(dict.fromkeys(k for v in per.values() for k in v))
   summary = {k: group.mean_sem({s: per[s].get(k) for s in per}) for k in keys}
   res = dict(
