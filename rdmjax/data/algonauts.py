@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import mmap
 import os
+import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from rdmjax.errors import InputError
 from rdmjax.hostmem import aligned_empty
@@ -136,23 +139,204 @@ def _contiguous(r: np.ndarray) -> bool:
   return r.size > 0 and r[-1] - r[0] + 1 == r.size
 
 
-def _load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
+def _one_line(e: BaseException | str, limit: int = 200) -> str:
+  """e's text on one line, at most limit characters (text from a file can
+  be anything)."""
+  s = ' '.join(str(e).split()) or type(e).__name__
+  return s if len(s) <= limit else s[: limit - 3] + '...'
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+  """(shape, fortran_order, dtype, data offset) of a .npy file, from its
+  header alone (nothing else is read).
+
+  Raises InputError where the file is missing, its header is damaged, or the
+  file is shorter than the data its header promises (a truncated copy).
+  """
   if not path.is_file():
     raise InputError(
       f'missing file {path}: the subject folder is incomplete; unzip the '
       'subject again from the Algonauts 2023 download'
     )
   try:
-    return np.load(path, allow_pickle=allow_pickle)
+    with path.open('rb') as fh:
+      version = npy_format.read_magic(fh)
+      if version == (1, 0):
+        shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
+      elif version == (2, 0):
+        shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
+      else:
+        raise ValueError(f'.npy format version {version} is not supported')
+      offset = fh.tell()
   except (ValueError, OSError, EOFError) as e:
-    raise InputError(f'cannot read {path} ({e}): the file is damaged') from None
+    raise InputError(
+      f'cannot read {path} ({_one_line(e)}): the file is damaged; copy or '
+      'unzip it again'
+    ) from None
+  if not dtype.hasobject:
+    need = math.prod(shape) * dtype.itemsize
+    have = path.stat().st_size - offset
+    if have < need:
+      raise InputError(
+        f'{path} is truncated: its header promises a {shape} {dtype} array '
+        f'({need} bytes) but the file holds {have} bytes of data; copy or '
+        'unzip it again'
+      )
+  return tuple(shape), fortran, dtype, offset
+
+
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+  """A numeric .npy array (memory-mapped where mmap), header checked first;
+  never unpickles anything."""
+  shape, _, dtype, _ = _npy_header(path)
+  if dtype.hasobject or dtype.names is not None or dtype.kind not in 'biuf':
+    raise InputError(
+      f'{path} holds a {dtype} array, not numbers: replace it with the file '
+      'from the Algonauts 2023 download'
+    )
+  mode = 'r' if mmap and math.prod(shape) > 0 else None
+  try:
+    return np.load(path, mmap_mode=mode, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise InputError(
+      f'cannot read {path} ({_one_line(e)}): the file is damaged; copy or '
+      'unzip it again'
+    ) from None
+
+
+def _column_major(a: np.ndarray) -> bool:
+  return a.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous
+
+
+def _as_float32(a: np.ndarray) -> np.ndarray:
+  """a as float32, in a's memory order, converted ROW_CHUNK rows (columns of
+  a Fortran-ordered array) at a time: a memory-mapped float64 source never
+  has more than a chunk resident."""
+  f = _column_major(a)
+  out = np.empty(a.shape, np.float32, order='F' if f else 'C')
+  src, dst = (a.T, out.T) if f else (a, out)
+  for s in range(0, src.shape[0], ROW_CHUNK):
+    dst[s : s + ROW_CHUNK] = src[s : s + ROW_CHUNK]
+    _release(a)
+  return out
+
+
+def _load_fmri(path: Path, mmap: bool) -> np.ndarray:
+  """[n, v] f32 responses. float64 and integer files are converted to
+  float32 (in memory, a chunk at a time); float32 files stay memory-mapped
+  where mmap. Fortran-ordered files read the same values as C-ordered ones.
+  """
+  shape, _, dtype, _ = _npy_header(path)
+  if len(shape) != 2:
+    raise InputError(
+      f'{path}: fMRI has shape {shape}, not 2-D [images, vertices]: replace '
+      'it with the file from the Algonauts 2023 download'
+    )
+  if dtype.hasobject or dtype.names is not None or dtype.kind not in 'iuf':
+    raise InputError(
+      f'{path}: fMRI has dtype {dtype}, not a number type: save it as '
+      'float32 (np.save(f, x.astype(np.float32)))'
+    )
+  native32 = dtype == np.float32 and dtype.isnative
+  a = _load_npy(path, mmap=mmap or not native32)
+  return a if native32 else _as_float32(a)
+
+
+# What numpy's pickle of a 0-d object array holding {int: str} refers to, and
+# nothing else: a mapping file cannot name any other callable (os.system, ...).
+_RECONSTRUCT = np.ndarray.__reduce__(np.empty(()))[0]
+_SCALAR = np.int64(0).__reduce__()[0]
+_MAPPING_GLOBALS = {
+  ('numpy._core.multiarray', '_reconstruct'): _RECONSTRUCT,
+  ('numpy.core.multiarray', '_reconstruct'): _RECONSTRUCT,
+  ('numpy._core.multiarray', 'scalar'): _SCALAR,
+  ('numpy.core.multiarray', 'scalar'): _SCALAR,
+  ('numpy', 'ndarray'): np.ndarray,
+  ('numpy', 'dtype'): np.dtype,
+}
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+  pass
+
+
+class _MappingUnpickler(pickle.Unpickler):
+  """Unpickles only numpy arrays, dtypes and scalars (and plain Python
+  containers, numbers and strings, which need no global)."""
+
+  def find_class(self, module: str, name: str):
+    try:
+      return _MAPPING_GLOBALS[module, name]
+    except KeyError:
+      raise _ForbiddenGlobal(f'{module}.{name}') from None
+
+
+def _load_mapping(path: Path) -> dict[int, str]:
+  """An ROI mapping file (a pickled 0-d object array holding {code: name})
+  as {int: str}, unpickled with `_MappingUnpickler`: a file from elsewhere
+  cannot run code by being read."""
+  shape, _, dtype, offset = _npy_header(path)
+  if shape != () or dtype != np.dtype(object):
+    raise InputError(
+      f'{path} holds a {shape} {dtype} array, not a pickled label dict '
+      '{code: name}: replace it with the file from the Algonauts 2023 '
+      'download'
+    )
+  try:
+    with path.open('rb') as fh:
+      fh.seek(offset)
+      obj = _MappingUnpickler(fh, encoding='ASCII').load()
+  except _ForbiddenGlobal as e:
+    raise InputError(
+      f'{path} is not a plain label dict: its pickle calls '
+      f'{_one_line(e, 80)}, which a {{code: name}} dict never needs (reading '
+      'it could run code), so it was not loaded; replace it with the file '
+      'from the Algonauts 2023 download'
+    ) from None
+  except Exception as e:  # any failure of an untrusted pickle is bad input
+    raise InputError(
+      f'cannot read {path} ({type(e).__name__}: {_one_line(e)}): the file is '
+      'damaged; replace it with the file from the Algonauts 2023 download'
+    ) from None
+  if isinstance(obj, np.ndarray) and obj.shape == () and obj.dtype.hasobject:
+    obj = obj.item()
+  if not isinstance(obj, dict):
+    raise InputError(
+      f'{path} holds a {type(obj).__name__}, not a label dict {{code: name}}:'
+      ' replace it with the file from the Algonauts 2023 download'
+    )
+  for k, v in obj.items():
+    if isinstance(k, bool | np.bool_) or not isinstance(k, int | np.integer):
+      raise InputError(
+        f'{path}: label code {_one_line(repr(k), 60)} ({type(k).__name__}) '
+        'is not an integer: replace the file with the one from the '
+        'Algonauts 2023 download'
+      )
+    if not isinstance(v, str):
+      raise InputError(
+        f'{path}: label {k} names {_one_line(repr(v), 60)} '
+        f'({type(v).__name__}), not a string: replace the file with the one '
+        'from the Algonauts 2023 download'
+      )
+  return {int(k): str(v) for k, v in obj.items()}
 
 
 def _image_list(folder: Path, split: str) -> tuple[list[Path], np.ndarray]:
+  """The split's image files in fMRI row order, and their NSD ids.
+
+  The files must be named {split}-0001_nsd-YYYYY.png, {split}-0002_..., with
+  positions 1, 2, ... n without a gap or repeat (the sorted names are the
+  fMRI rows), and no NSD id twice.
+  """
   if not folder.is_dir():
     raise InputError(f'missing folder {folder}: the subject is incomplete')
   names = sorted(p.name for p in folder.iterdir() if p.suffix == '.png')
-  ids = []
+  if not names:
+    raise InputError(
+      f'no {split} images ({split}-XXXX_nsd-YYYYY.png) in {folder}: unzip the '
+      'subject again from the Algonauts 2023 download'
+    )
+  ids, first = [], {}
   for pos, name in enumerate(names, start=1):
     m = IMAGE_RE[split].match(name)
     if not m:
@@ -163,11 +347,19 @@ def _image_list(folder: Path, split: str) -> tuple[list[Path], np.ndarray]:
     if int(m.group(1)) != pos:
       raise InputError(
         f'image {folder / name} is at position {pos} of the sorted list but '
-        f'its name says {int(m.group(1))}: an image is missing or duplicated'
+        f'its name says {int(m.group(1))}: an image is missing or duplicated '
+        f'(the names must number {split}-0001 ... {split}-{len(names):04d} '
+        'without gaps); restore the folder from the Algonauts 2023 download'
       )
-    ids.append(int(m.group(2)))
-  if not names:
-    raise InputError(f'no {split} images in {folder}')
+    nsd = int(m.group(2))
+    if nsd in first:
+      raise InputError(
+        f'images {folder / first[nsd]} and {name} both name NSD id {nsd}: an '
+        'image is duplicated; restore the folder from the Algonauts 2023 '
+        'download'
+      )
+    first[nsd] = name
+    ids.append(nsd)
   return [folder / n for n in names], np.asarray(ids, np.int64)
 
 
@@ -188,13 +380,17 @@ def _check_fmri(
     )
   for hemi, a in zip(HEMIS, (lh, rh)):
     n_bad, first = 0, None
-    for s in range(0, a.shape[0], ROW_CHUNK):  # bounded temporaries
-      bad = ~np.isfinite(a[s : s + ROW_CHUNK])
+    # Chunks along the file's outer axis (columns of a Fortran-ordered
+    # array): each chunk is a contiguous stretch of the file.
+    f = _column_major(a)
+    src = a.T if f else a
+    for s in range(0, src.shape[0], ROW_CHUNK):  # bounded temporaries
+      bad = ~np.isfinite(src[s : s + ROW_CHUNK])
       if bad.any():
         n_bad += int(bad.sum())
         if first is None:
           r, c = np.argwhere(bad)[0]
-          first = (s + r, c)
+          first = (c, s + r) if f else (s + r, c)
       _release(a)  # a memory map keeps no more than a chunk resident
     if n_bad:
       raise InputError(
@@ -307,13 +503,7 @@ class Subject:
 def _load_rois(paths: SubjectPaths, n_vertices: dict[str, int]):
   mappings, labels = {}, {}
   for cls in CLASSES:
-    mapping = _load_npy(paths.roi / f'mapping_{cls}.npy', allow_pickle=True)
-    try:
-      mappings[cls] = {int(k): str(v) for k, v in mapping.item().items()}
-    except (AttributeError, ValueError) as e:
-      raise InputError(
-        f'{paths.roi}/mapping_{cls}.npy is not a label dict ({e})'
-      ) from None
+    mappings[cls] = _load_mapping(paths.roi / f'mapping_{cls}.npy')
     for h in HEMIS:
       f = paths.roi / f'{h}.{cls}_challenge_space.npy'
       lab = _load_npy(f)
@@ -321,6 +511,11 @@ def _load_rois(paths: SubjectPaths, n_vertices: dict[str, int]):
         raise InputError(
           f'{f}: mask has shape {lab.shape} but {h} fMRI has '
           f'{n_vertices[h]} vertices: the masks belong to another subject'
+        )
+      if lab.dtype.kind == 'f' and not np.array_equal(lab, np.round(lab)):
+        raise InputError(
+          f'{f}: mask holds fractional values, not integer label codes: '
+          'replace it with the file from the Algonauts 2023 download'
         )
       labels[h, cls] = lab.astype(np.int64, copy=False)
   return mappings, labels
@@ -335,12 +530,21 @@ def load_subject(
     root: the folder that holds subj01 ... subj08 (or train_data/test_data).
     subject: 'subj01' ... 'subj08'.
     mmap: memory-map the fMRI arrays (the NaN check still reads them once).
+      Only float32 files stay memory-mapped: float64 or integer fMRI is
+      converted to float32 in memory (a chunk at a time while reading).
+
+  Raises:
+    InputError: a missing, truncated or damaged file, fMRI that is not
+      [images, vertices] numbers, fMRI rows that disagree with the images,
+      NaN/Inf, image names that break the pattern, skip or repeat a position
+      or repeat an NSD id, ROI masks of the wrong length, or a mapping file
+      that is not a plain pickled {int: str} dict (it is read with a
+      restricted unpickler and never runs code).
 
   Returns:
     A validated `Subject`.
   """
   paths = SubjectPaths.find(root, subject)
-  mode = 'r' if mmap else None
   images, ids, fmri = {}, {}, {}
   images['train'], ids['train'] = _image_list(
     paths.train / 'training_images', 'train'
@@ -352,12 +556,7 @@ def load_subject(
     images['test'], ids['test'] = [], np.zeros((0,), np.int64)
 
   def load_pair(folder: Path, stem: str):
-    return tuple(
-      np.asarray(
-        np.load(f, mmap_mode=mode) if f.is_file() else _load_npy(f), np.float32
-      )
-      for f in (folder / f'{h}_{stem}.npy' for h in HEMIS)
-    )
+    return tuple(_load_fmri(folder / f'{h}_{stem}.npy', mmap) for h in HEMIS)
 
   fmri['train'] = load_pair(paths.train / 'training_fmri', 'training_fmri')
   _check_fmri(*fmri['train'], len(images['train']), paths.train)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,10 +116,24 @@ def read(
     with path.open('rb') as fh, np.load(fh, allow_pickle=False) as f:
       emb, ids, spl = f['embeddings'], f['nsd_ids'], f['splits']
       meta = json.loads(str(f['meta']))
-  except (KeyError, ValueError, OSError) as e:
+  except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    msg = ' '.join(str(e).split())[:200]
     raise InputError(
-      f'embedding cache {path} is not a valid cache ({e}); rewrite it'
+      f'embedding cache {path} is not a valid cache ({msg}); rewrite it'
     ) from None
+  if (
+    emb.ndim != 2
+    or emb.dtype.kind not in 'fiu'
+    or ids.shape != (emb.shape[0],)
+    or spl.shape != ids.shape
+    or not isinstance(meta, dict)
+  ):
+    raise InputError(
+      f'embedding cache {path} is not a valid cache (embeddings {emb.shape} '
+      f'{emb.dtype}, nsd_ids {ids.shape}, splits {spl.shape}, meta '
+      f'{type(meta).__name__}; want [n, d] floats, [n], [n], a dict): '
+      'rewrite it'
+    )
   if split is not None:
     keep = spl == split
     emb, ids, spl = emb[keep], ids[keep], spl[keep]
@@ -131,5 +146,12 @@ def read(
         f'holds {ids.size} images but the subject has {expect.size}; '
         f"{n_bad} ids differ: embed this subject's images again"
       )
+  bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+  if bad.size:
+    raise InputError(
+      f'embedding cache {path} (split={split}): {bad.size} of {emb.shape[0]} '
+      f'rows hold NaN or Inf (first: row {bad[0]}, NSD id {ids[bad[0]]}): '
+      'embed these images again (--mode=embed) or rewrite the cache'
+    )
   meta = dict(meta, nsd_ids=ids, splits=spl)
   return emb.astype(np.float32, copy=False), meta
