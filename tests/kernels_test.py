@@ -386,3 +386,46 @@ def test_host_and_device_ranks_agree_with_scipy(ties):
   device = np.asarray(jax.jit(compare.avg_ranks)(a.astype(np.float32)))
   np.testing.assert_array_equal(host, device)
   np.testing.assert_allclose(host, want, rtol=0, atol=0)
+
+
+def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
+  """impl='auto': XLA for small inputs (the threaded BLAS call costs more
+  than the product there), host BLAS where rows, Gram work or input bytes
+  are large; shapes only, nothing allocated."""
+  if jax.default_backend() != 'cpu':
+    pytest.skip('the host BLAS path is for a CPU backend')
+
+  def auto(n, d, **kw):
+    x = jax.ShapeDtypeStruct((n, d), np.float32)
+    return kernels._auto_impl(x, **kw)
+
+  assert auto(256, 512) == 'xla'  # reported: blas 17.7 ms, xla 1.4 ms
+  assert auto(1024, 2048) == 'xla'
+  assert auto(kernels.AUTO_BLAS_MIN_ROWS - 1, 64) == 'xla'
+  assert auto(kernels.AUTO_BLAS_MIN_ROWS, 64) == 'blas'  # rows
+  assert auto(9841, 2000) == 'blas'  # a full subject's train split
+  assert auto(1024, 8192) == 'blas'  # Gram work
+  assert auto(16, 1 << 22) == 'blas'  # bytes of x: 256 MiB
+  assert auto(9841, 2000, precision='bf16') == 'xla'
+  assert auto(9841, 2000, tile=1024) == 'xla'
+  mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  assert auto(9841, 2000, mesh=mesh) == 'xla'
+  assert kernels._auto_impl(np.zeros(5)) == 'xla'  # the shape error's path
+  seen = []
+  jax.eval_shape(
+    lambda x: seen.append(kernels._auto_impl(x)) or x,
+    jax.ShapeDtypeStruct((9841, 2000), np.float32),
+  )
+  assert seen == ['xla']  # traced
+
+  # rdm(impl='auto') gives exactly the chosen path's values.
+  x = _x(n=64, d=40).astype(np.float32)
+  for metric in ('correlation', 'euclidean'):
+    auto_r = np.asarray(kernels.rdm(x, metric))
+    np.testing.assert_array_equal(auto_r, kernels.rdm(x, metric, impl='xla'))
+    with monkeypatch.context() as m:
+      m.setattr(kernels, 'AUTO_BLAS_MIN_ROWS', 64)
+      assert kernels._auto_impl(x) == 'blas'
+      np.testing.assert_array_equal(
+        kernels.rdm(x, metric), kernels.rdm(x, metric, impl='blas')
+      )
