@@ -8,11 +8,16 @@ a run (results, report, figures, summaries, caches, metrics) is written by
 the process for which `is_writer()` holds (process 0), through
 `atomic_write` or a temporary name and a rename. Figures: `report.plots`,
 `report.train_plots`.
+
+results.json is strict JSON: NaN and infinities (a score of constant
+predictions, the throughput of a rerun that trained no step) are written
+as null (`finite_json`); metrics.jsonl keeps them as NaN.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -37,16 +42,32 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> epath.Path:
   return path
 
 
-def _jsonable(x: Any) -> Any:
+def _jsonable(x: Any, finite: bool = False) -> Any:
+  """x as JSON-able Python values: NumPy/JAX arrays and scalars as lists
+  and numbers, paths as strings, keys as strings; with `finite`, every NaN
+  and infinity (also array elements) as None, strict JSON's null."""
   if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): _jsonable(v, finite) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [_jsonable(v, finite) for v in x]
   if isinstance(x, os.PathLike):
     return str(x)
   if isinstance(x, (np.generic, np.ndarray)) or hasattr(x, '__array__'):
-    return _jsonable(np.asarray(x).tolist())
+    return _jsonable(np.asarray(x).tolist(), finite)
+  if finite and isinstance(x, float) and not math.isfinite(x):
+    return None
   return x
+
+
+def finite_json(x: Any) -> Any:
+  """JSON-able x with NaN and infinities as None (`_jsonable`)."""
+  return _jsonable(x, finite=True)
+
+
+def dumps_results(results: dict[str, Any]) -> str:
+  """results.json's text: strict JSON (NaN/inf as null; any left would
+  raise), 2-space indented."""
+  return json.dumps(finite_json(results), indent=2, allow_nan=False) + '\n'
 
 
 def is_writer() -> bool:
@@ -64,15 +85,14 @@ def read_results(workdir: str | os.PathLike) -> dict[str, Any]:
 def update_results(
   workdir: str | os.PathLike, stage: str, results: dict[str, Any]
 ) -> None:
-  """Sets `results.json[stage] = results`, keeping the other stages."""
+  """Sets `results.json[stage] = results`, keeping the other stages; NaN
+  and infinities are written as null (`dumps_results`)."""
   if not is_writer():
     return
   all_results = read_results(workdir)
-  all_results[stage] = _jsonable(results)
-  atomic_write(
-    paths.path(workdir) / 'results.json',
-    json.dumps(all_results, indent=2) + '\n',
-  )
+  all_results[stage] = results
+  # The whole file: a NaN left by an older version is cleaned too.
+  atomic_write(paths.path(workdir) / 'results.json', dumps_results(all_results))
 
 
 def write_section(
