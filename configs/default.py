@@ -23,6 +23,10 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(arg, tiny=False, nsd=False, emb='synthetic')
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # A rerun on a workdir: 'auto' reuses the stages it finished with this
+  # same config and stops on another config; 'overwrite' removes its
+  # results first (data and embedding caches stay). rdmjax.workdir.
+  c.resume = 'auto'
 
   c.data = ml_collections.ConfigDict()
   # '' = the embedded default: a synthetic subject written (once) under

@@ -6,32 +6,62 @@
     --config.train.steps=100
 
 Modes: the stages of `rdmjax.stages.STAGES`, or `all` (the default:
-`rdmjax.stages.PIPELINE`). Bad input ends with one line and exit code 2.
+`rdmjax.stages.PIPELINE`). `rdmjax --help` prints the modes, flags, config
+files and main config fields with their defaults (rdmjax.cli). Bad input
+ends with one line, `rdmjax: error: ...`, and exit code 2: a mistake in the
+flags or the config (rdmjax.cli.parse_flags) or in the data (InputError).
+A --config path that does not exist falls back to the config of that file
+name shipped with rdmjax, so `--config=configs/NAME.py` runs from anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rdmjax import stages
+from rdmjax import cli, stages
+from rdmjax import workdir as workdir_lib
 from rdmjax.errors import InputError
 
-_CONFIG = config_flags.DEFINE_config_file(
-  'config',
-  str(Path(__file__).resolve().parent.parent / 'configs' / 'default.py'),
-  'Config file, optionally with an argument: configs/default.py:tiny',
-  lock_config=True,
+
+def _define_config():
+  """--config, by default the shipped configs/default.py (rdmjax.cli).
+
+  ml_collections loads the default config, with the --config.FIELD=VALUE
+  of sys.argv, as it defines the flag: a mistyped field would fail this
+  import before run() can say so in one line. Then the flag starts with no
+  default and run() (rdmjax.cli.parse_flags) loads the config and reports.
+  """
+  text = (
+    'Config file, optionally with an argument: configs/default.py:tiny. A '
+    'path that does not exist is the shipped config of that file name.'
+  )
+  try:
+    return config_flags.DEFINE_config_file(
+      'config', cli.default_config(), text, lock_config=True
+    )
+  except Exception:  # noqa: BLE001 (reported by run())
+    return config_flags.DEFINE_config_file(
+      'config', None, text, lock_config=True
+    )
+
+
+_CONFIG = _define_config()
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Where outputs go: a folder or gs://... (required).'
 )
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where outputs go.')
 _MODE = flags.DEFINE_enum(
-  'mode', 'all', ('all', *stages.STAGES), 'Which stage to run.'
+  'mode',
+  'all',
+  ('all', *stages.STAGES),
+  'Which stage to run: one of the modes, or all: '
+  f'{", ".join(stages.PIPELINE)}.',
 )
 _DISTRIBUTED = flags.DEFINE_bool(
   'jax_distributed',
@@ -97,31 +127,92 @@ def main(argv: list[str]) -> None:
   )
   from rdmjax import paths
 
+  if not _WORKDIR.value.strip():
+    print(
+      'rdmjax: error: --workdir is empty: name the folder the outputs go '
+      'to, e.g. --workdir=/tmp/rdmjax',
+      file=sys.stderr,
+    )
+    sys.exit(2)
+
   # A local folder or gs://... (etils epath, as Orbax): rdmjax.paths.
   workdir = paths.path(_WORKDIR.value)
-  workdir.mkdir(parents=True, exist_ok=True)
-  report.atomic_write(
-    workdir / 'config.json', config.to_json_best_effort(indent=2)
-  )
   todo = stages.PIPELINE if mode == 'all' else (mode,)
+  owner = task[0] == 0 and report.is_writer()  # holds the workdir's state
   try:
-    if group_run:
-      _run_group(config, workdir, todo, task)
-      todo = ()
-    for stage in todo:
-      logging.info('stage %s', stage)
-      t0 = time.perf_counter()
-      stages.run(stage, config, workdir)
-      _log_time(workdir, stage, time.perf_counter() - t0)
+    workdir.mkdir(parents=True, exist_ok=True)
+    from rdmjax import preflight
+
+    # Inputs checked before any long stage; may add the embed stage.
+    config, todo = preflight.plan(config, workdir, todo)
+    with workdir_lib.lock(workdir) if owner else contextlib.nullcontext():
+      state = 'new'
+      if mode not in ('bench', 'group'):
+        state = workdir_lib.check_config(workdir, config, remove=owner)
+        if owner and state == 'new':  # only a run that starts writes it
+          workdir_lib.write_config(workdir, config)
+      if group_run:
+        _run_group(config, workdir, todo, task, state)
+        todo = ()
+      for stage in todo:
+        if state == 'same' and workdir_lib.done(workdir, stage):
+          _reused(workdir, stage)
+          continue
+        logging.info('stage %s', stage)
+        t0 = time.perf_counter()
+        stages.run(stage, config, workdir)
+        _log_time(workdir, stage, time.perf_counter() - t0)
+        if owner:
+          workdir_lib.mark_done(workdir, stage, time.perf_counter() - t0)
   except InputError as e:
     print(f'rdmjax: error: {e}', file=sys.stderr)
     sys.exit(2)
-  if task[0] == 0 and report.is_writer() and (workdir / 'report.md').exists():
+  except Exception as e:
+    if not (why := _out_of_space(e)):
+      raise
+    print(
+      f'rdmjax: error: a write to {workdir} failed ({why}): free some space '
+      '(or raise the quota or file-size limit) and rerun; finished stages '
+      'and checkpoints are kept',
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  if owner and (workdir / 'report.md').exists():
     print(f'report: {workdir / "report.md"}')
     results = workdir / 'results.json'
     if 'train' in todo and results.exists():
       train = json.loads(results.read_text()).get('train', {})
       print('test pairs:', json.dumps(train.get('test', {})))
+
+
+def _out_of_space(e: BaseException) -> str:
+  """'No space left on device' (or the like) if e, or what caused it, is a
+  write that failed for want of space; else ''."""
+  import errno
+
+  texts = ('No space left on device', 'File too large', 'Disk quota exceeded')
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (
+      errno.ENOSPC,
+      errno.EFBIG,
+      errno.EDQUOT,
+    ):
+      return os.strerror(e.errno)
+    for t in texts:
+      if t in str(e):
+        return t
+    e = e.__cause__ or e.__context__
+  return ''
+
+
+def _reused(workdir, stage: str) -> None:
+  """The one line that says a stage was not run again."""
+  print(
+    f'rdmjax: {stage}: reused (finished earlier in {workdir} with this '
+    'config; --config.resume=overwrite starts afresh)'
+  )
 
 
 def task_identity() -> tuple[int, int]:
@@ -152,10 +243,13 @@ def _wait_for(files, what: str, poll_s: float = 2.0) -> None:
     time.sleep(poll_s)
 
 
-def _run_group(config, workdir, todo, task=(0, 1)) -> None:
+def _run_group(config, workdir, todo, task=(0, 1), state='new') -> None:
   """`data.subjects`: the stages for each subject into WORKDIR/subjNN (a
   failed subject is reported and the others go on), then the group
   section (`rdmjax.stages.group`).
+
+  state 'same' (`rdmjax.workdir.check_config`): a subject's finished
+  stages are reused.
 
   task = (k, n): one of n tasks of a multi-host launch runs subjects k,
   k + n, ... on its own devices, as an ordinary single-process JAX run
@@ -180,10 +274,14 @@ def _run_group(config, workdir, todo, task=(0, 1)) -> None:
     err = workdir / name / 'error.txt'
     try:
       for stage in todo:
+        if state == 'same' and workdir_lib.done(workdir / name, stage):
+          _reused(workdir / name, stage)
+          continue
         logging.info('%s: stage %s', name, stage)
         t0 = time.perf_counter()
         stages.run(stage, c, workdir / name)
         _log_time(workdir / name, stage, time.perf_counter() - t0, name)
+        workdir_lib.mark_done(workdir / name, stage, time.perf_counter() - t0)
       if err.exists():
         err.unlink()
     except Exception as e:  # noqa: BLE001 (reported; the others go on)
@@ -220,8 +318,9 @@ def _log_time(workdir, stage: str, wall_s: float, name: str = '') -> None:
 
 
 def run() -> None:
-  """Console-script entry (`rdmjax`)."""
-  app.run(main)
+  """Console-script entry (`rdmjax`), as `python -m rdmjax.main`: --help and
+  one-line errors for the flags and the config (rdmjax.cli.parse_flags)."""
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == '__main__':
