@@ -97,6 +97,10 @@ def get_config(arg=None):
   # A classical-MDS map of the images per ROI (first metric; at most 2000
   # images), coloured by the synthetic category where the subject has one.
   c.rdm.mds = True
+  # Each ROI x metric RDM saved as WORKDIR/rdms/{roi}_{metric}.npz
+  # (condensed, with the images' NSD ids; rdmjax.interop.load_rdms,
+  # to_rsatoolbox): 194 MB each for NSD's 9841 images.
+  c.rdm.save_rdms = True
 
   c.pairs = ml_collections.ConfigDict()
   c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images

@@ -248,6 +248,7 @@ def analyse(
   subset: np.ndarray | None,
   noiseless: np.ndarray | None,
   reps: np.ndarray | None = None,
+  keep_rdm=None,
 ) -> tuple[dict[str, Any], np.ndarray]:
   """One ROI x metric: extremes, histogram, moments, heatmap, RSA.
 
@@ -261,6 +262,8 @@ def analyse(
     subset: [m] image indices of the RSA, or None for all.
     noiseless: [n_images, v] f32 noiseless responses, or None.
     reps: [n_images] repeat counts (`rdmjax.repeats`), or None.
+    keep_rdm: called with the RDM's condensed upper triangle ([n(n-1)/2]
+      f32, scipy squareform order), e.g. to save it; None: not kept.
 
   Returns:
     (results dict, heatmap [s, s] f32 with s = n or ~DISPLAY_SIZE).
@@ -276,6 +279,8 @@ def analyse(
     metric=metric,
   )
   heat = display_matrix(full, c.max_images)
+  if keep_rdm is not None:
+    keep_rdm(np.asarray(compare.upper_triangle(full)))
   rep_bias = None if reps is None else repeats.bias(full, reps, metric)
   part = full if subset is None else _restrict(full, jnp.asarray(subset))
   del full

@@ -48,6 +48,8 @@ OUTPUTS = (
   'report.md',
   'summary.json',
   'figures',
+  'rdms',
+  'tensorboard',
   'ckpt',
   'leaked',
   'sweep',

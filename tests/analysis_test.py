@@ -107,6 +107,26 @@ def test_mds_labels_are_the_synthetic_categories(run):
   ]
 
 
+@pytest.mark.parametrize('roi', ['V1', 'all'])
+@pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
+def test_rdms_are_saved_for_rsatoolbox(run, roi, metric):
+  """WORKDIR/rdms/{roi}_{metric}.npz: the condensed RDM (numpy float64
+  reference) with the images' NSD ids, read back by rdmjax.interop."""
+  from rdmjax import interop
+
+  res = run['results']
+  f = run['workdir'] / res['rdm_files'][f'{roi} {metric}']
+  saved = interop.load_rdms(f)
+  subject = run['subject']
+  want = _rdm64(_z(subject.responses(roi, 'train')), metric)
+  got = saved.rdms[f'{roi} {metric}']
+  v = want[np.triu_indices(want.shape[0], 1)]
+  np.testing.assert_allclose(got, v, atol=2e-5 * np.abs(v).max())
+  assert (saved.nsd_ids == subject.nsd_ids('train')).all()
+  assert saved.metrics[f'{roi} {metric}'] == metric
+  assert saved.descriptors['roi'] == roi
+
+
 def test_results_json_is_the_returned_dict(run):
   saved = json.loads((run['workdir'] / 'results.json').read_text())['rdm']
   assert saved['n_images'] == 120

@@ -83,8 +83,13 @@ def _analyse_all(
   bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
   for roi, metric, x, nl in _per_roi(config, workdir, subject, rois, keep):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
+    saver = None
+    if c.get('save_rdms', True):
+      f = paths.path(workdir) / 'rdms' / f'{roi}_{metric}.npz'
+      saver = _saver(f, roi, metric, ids, subject.name, split)
+      results.setdefault('rdm_files', {})[f'{roi} {metric}'] = _rel(f, workdir)
     res, heat = analysis.analyse(
-      x, metric, ids, config, emb_rdms, subset, nl, reps
+      x, metric, ids, config, emb_rdms, subset, nl, reps, saver
     )
     entry = results['rois'].setdefault(
       roi, {'n_vertices': x.shape[1], 'metrics': {}}
@@ -122,6 +127,23 @@ def _analyse_all(
     bar.update()
   bar.close()
   return heats, fig_paths
+
+
+def _saver(path, roi, metric, ids, subject, split):
+  """Saves one RDM (condensed) with its images' NSD ids: rdmjax.interop's
+  .npz, which `interop.load_rdms` and `to_rsatoolbox` read back."""
+  from rdmjax import interop
+
+  def save(v):
+    interop.save_rdms(
+      path,
+      {f'{roi} {metric}': v},
+      nsd_ids=ids,
+      metric=metric,
+      descriptors={'subject': subject, 'split': split, 'roi': roi},
+    )
+
+  return save
 
 
 MDS_IMAGES = 2000  # at most this many images in an MDS map (seeded subset)
