@@ -9,6 +9,7 @@ it, installed or in a checkout.
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 import ml_collections
@@ -95,3 +96,19 @@ def load_sibling(
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def get_config(spec: str = 'default.py') -> ml_collections.ConfigDict:
+  """A shipped (or your own) config from Python, as `--config=SPEC` gives.
+
+  spec: `NAME.py[:ARG]` (a shipped config: default.py, siamese_cnn.py,
+  clip_embed.py, bench.py) or a path to a config file, with its argument:
+  `config_lib.get_config('default.py:tiny')`. The result is unlocked: set
+  fields as attributes (`c.train.steps = 50`).
+  """
+  from rdmjax import cli
+
+  path, colon, arg = spec.partition(':')
+  if not path.startswith(('configs/', '/', '.')) and not os.path.isfile(path):
+    path = f'configs/{path}'
+  return cli.load_config(cli.resolve_config(f'{path}{colon}{arg}'))
