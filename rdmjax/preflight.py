@@ -11,7 +11,8 @@ raises `InputError` (one line, exit code 2) before any work:
   stage is added before the others when the CLIP weights are on this
   machine; otherwise the run stops with both ways on (embed with weights
   put in place, or the Siamese CNN on pixels);
-- the synthetic data a run will write fits on the disk.
+- the synthetic data a run will write fits on the disk;
+- the embed stage has its CLIP weights (before it writes any data).
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ def _embeddings(config, workdir, todo: tuple) -> tuple:
   return (*todo[:first], 'embed', *todo[first:])
 
 
+def _clip_weights_needed(config) -> bool:
+  e = config.embed
+  return e.get('backend', 'clip') == 'clip' and not e.get('random_init', False)
+
+
 def synthetic_bytes(config) -> int:
   """Disk the synthetic subject (or population) takes: noisy and noiseless
   responses (float32) and the PNG images (about 3 bytes a pixel)."""
@@ -147,6 +153,10 @@ def plan(config, workdir, todo: tuple) -> tuple:
   may gain 'embed'. Raises InputError before any work otherwise.
   """
   _writable(workdir)
+  if 'embed' in todo and _clip_weights_needed(config):
+    from rdmjax.models import clip_weights
+
+    clip_weights.resolve(str(config.embed.model))  # before any data is made
   if config.data.root:
     _real_data(config)
     config = config.copy_and_resolve_references()

@@ -195,3 +195,52 @@ def test_missing_subject_unwritable_workdir_and_full_disk(
   with pytest.raises(InputError, match='GiB free'):
     preflight.plan(tiny(), tmp_path, ('data',))
   assert preflight.synthetic_bytes(tiny()) > 1000
+
+
+def test_embed_without_weights_stops_before_writing_data(tmp_path):
+  c = tiny()
+  with c.unlocked():
+    c.embed.model = 'nobody/no-such-model'
+  with pytest.raises(InputError, match='hf download nobody/no-such-model'):
+    preflight.plan(c, tmp_path, ('embed',))
+  assert not (tmp_path / 'data').exists()
+
+
+def test_one_data_copy_synth_then_pipeline_and_leaked_run_with_clip(
+  datadir, tmp_path
+):
+  """--mode=synth writes where the pipeline reads (no second subject); the
+  leaked run reads the main run's data and CLIP cache (no third copy)."""
+  import shutil
+
+  from rdmjax.data import synthetic
+  from rdmjax.stages import train as train_stage
+
+  w = tmp_path / 'w'
+  assert _rdmjax(w, mode='synth').returncode == 0
+  made = sorted(p.relative_to(w).as_posix() for p in w.glob('*/subj01'))
+  assert made == ['data/subj01']
+  marker = w / 'data' / 'synthetic_extras' / 'subj01' / 'params.json'
+  written = marker.stat().st_mtime_ns
+  second = _rdmjax(w, mode='data')
+  assert second.returncode == 0, second.stderr[-2000:]
+  copies = [p.relative_to(w).as_posix() for p in w.rglob('subj01')]
+  assert sorted(copies) == ['data/subj01', 'data/synthetic_extras/subj01']
+  assert marker.stat().st_mtime_ns == written  # read, not written again
+  # A CLIP cache in the main workdir (the synthetic one, renamed).
+  v = tmp_path / 'v'
+  (v / 'embeddings').mkdir(parents=True)
+  (v / 'data').symlink_to(datadir / 'data')
+  shutil.copy(
+    synthetic.extras_dir(datadir / 'data', 'subj01') / 'embeddings.npz',
+    v / 'embeddings' / 'clip.npz',
+  )
+  c = tiny(**{'train.steps': 4, 'train.eval_every': 2, 'ckpt.every': 2})
+  with c.unlocked():
+    c.data.embeddings = 'clip'
+    c.train.run_leaked = True
+    c.train.bootstrap = 20
+  train_stage.run(c, v)
+  assert (v / 'leaked' / 'ckpt').is_dir()
+  assert not (v / 'leaked' / 'data').exists()
+  assert not (v / 'leaked' / 'embeddings').exists()
