@@ -178,13 +178,20 @@ def _first_line(e: BaseException) -> str:
 def check_compatible(
   meta: dict[str, Any], expect: dict[str, Any], where: str
 ) -> None:
-  """Raises InputError naming the first field where the run differs."""
-  for k in COMPAT_KEYS:
-    if k in expect and meta.get(k) != expect[k]:
-      raise InputError(
-        f'checkpoint {where} was written for {k}={meta.get(k)!r} but this run '
-        f'has {k}={expect[k]!r}: use another --workdir, or delete {where}'
-      )
+  """Raises InputError naming every field where the run differs, and the
+  ways on for the whole checkpoint folder (not only this step)."""
+  diff = [
+    f'{k}={meta.get(k)!r} (this run: {expect[k]!r})'
+    for k in COMPAT_KEYS
+    if k in expect and meta.get(k) != expect[k]
+  ]
+  if diff:
+    folder = Path(where).parent
+    raise InputError(
+      f'checkpoint {where} was written for {", ".join(diff)}: its run is '
+      f'another; use another --workdir, or --config.resume=overwrite to '
+      f'remove {folder} and the results with it'
+    )
 
 
 def restore(
@@ -214,7 +221,8 @@ def restore(
   def unreadable(e: BaseException) -> UnreadableCheckpointError:
     return UnreadableCheckpointError(
       f'checkpoint {where} does not fit this run ({_first_line(e)}): use '
-      f'another --workdir, or delete {where}'
+      f'another --workdir, or --config.resume=overwrite to remove '
+      f'{Path(where).parent} and the results with it'
     )
 
   try:

@@ -205,3 +205,15 @@ def test_nan_val_spearman_is_never_best(tmp_path, nan_step):
   assert checkpoint.pick_step(m, 'best') == best
   assert m.all_steps() == sorted({best, 3})
   m.close()
+
+
+def test_incompatible_checkpoint_names_every_field_and_the_folder():
+  ck = checkpoint
+  meta = {'split_seed': 0, 'leaked': False, 'subject': 'subj01'}
+  want = {'split_seed': 1, 'leaked': True, 'subject': 'subj01'}
+  with pytest.raises(InputError) as e:
+    ck.check_compatible(meta, want, '/w/ckpt/40')
+  msg = str(e.value)
+  assert 'split_seed=0 (this run: 1)' in msg and 'leaked=False' in msg
+  assert 'subject' not in msg.split('written for')[1].split(':')[0]
+  assert '--config.resume=overwrite to remove /w/ckpt ' in msg
