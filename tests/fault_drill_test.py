@@ -5,7 +5,8 @@ the synthetic subject), the rerun during rdm, the next during train; the
 last rerun finishes. Its results equal those of an uninterrupted run with
 the same seed, timings aside. After every kill, every PNG, npz, npy and
 JSON file visible under its final name reads back whole (writes go to a
-temporary name and are renamed). Then the same for eval, and a write that
+temporary name and are renamed). Then the same for eval and embed, and a
+write that
 fails for want of space (`ulimit -f`: File too large) ends with one line
 and keeps the checkpoints written before it (the run ends with that line;
 Orbax's writer threads print tracebacks of the failed write before it).
@@ -200,3 +201,31 @@ def test_a_full_disk_during_a_checkpoint_ends_in_one_line_and_keeps_the_old(
   done = _run(w, *flags)
   assert done.returncode == 0, done.stderr[-3000:]
   assert 'resum' in done.stderr.lower()
+
+
+def test_kill_during_embed_then_rerun_gives_the_same_cache(tmp_path):
+  """The embed stage (a random tiny CLIP tower): killed, rerun, and its
+  cache equals an uninterrupted run's; no partial cache is ever visible."""
+  sys.path.insert(0, str(Path(__file__).parent))
+  import tiny_clip
+
+  tower = tiny_clip.write_config(tmp_path / 'tower')
+  flags = (
+    '--mode=embed',
+    f'--config.embed.model={tower}',
+    '--config.embed.random_init=True',
+  )
+  ref, w = tmp_path / 'ref', tmp_path / 'w'
+  p = _run(ref, *flags)
+  assert p.returncode == 0, p.stderr[-3000:]
+  _kill_during(w, 'embed', 1.0, *flags)
+  _all_whole(w)
+  p = _run(w, *flags)
+  assert p.returncode == 0, p.stderr[-3000:]
+  with (
+    np.load(ref / 'embeddings' / 'clip.npz') as a,
+    np.load(w / 'embeddings' / 'clip.npz') as b,
+  ):
+    assert a.files == b.files
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k])
