@@ -6,10 +6,10 @@ last rerun finishes. Its results equal those of an uninterrupted run with
 the same seed, timings aside. After every kill, every PNG, npz, npy and
 JSON file visible under its final name reads back whole (writes go to a
 temporary name and are renamed). Then the same for eval and embed, and a
-write that
-fails for want of space (`ulimit -f`: File too large) ends with one line
-and keeps the checkpoints written before it (the run ends with that line;
-Orbax's writer threads print tracebacks of the failed write before it).
+write that fails for want of space (`ulimit -f`: File too large) ends with
+one line and keeps the checkpoints written before it (the run ends with
+that line; Orbax's writer threads print tracebacks of the failed write
+before it).
 """
 
 import json
