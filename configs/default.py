@@ -101,6 +101,12 @@ def get_config(arg=None):
   # (condensed, with the images' NSD ids; rdmjax.interop.load_rdms,
   # to_rsatoolbox): 194 MB each for NSD's 9841 images.
   c.rdm.save_rdms = True
+  # A label per image of rdm.split (e.g. COCO super-categories for NSD):
+  # heatmaps are drawn by label and MDS maps coloured by it. One label per
+  # line (.txt, .csv without header) or a 1-D .npy, in the split's image
+  # order; {subject} and {split} in the path are filled in. '' = the
+  # synthetic subject's category, none on real data.
+  c.rdm.labels = ''
 
   c.pairs = ml_collections.ConfigDict()
   c.pairs.fractions = (0.8, 0.1, 0.1)  # train / val / test images
@@ -153,6 +159,10 @@ def get_config(arg=None):
   c.train.alpha = 0.5  # pearson_mse: alpha*(1-r) + (1-alpha)*MSE
   c.train.log_every = 20
   c.train.eval_every = 40
+  # Also every metrics.jsonl row (and --mode=eval's test scores) as
+  # TensorBoard scalars in WORKDIR/tensorboard (rdmjax.metric_writer):
+  #   tensorboard --logdir WORKDIR
+  c.train.tensorboard = True
   # Pairs scored per held-out split: all of the split's when at most this
   # many (an NSD test split of 984 images has 483,636), else a fixed seeded
   # subset of this many; 0 = always all.
@@ -191,8 +201,19 @@ def get_config(arg=None):
   c.mesh = (('data', -1),)  # -1: all devices
 
   c.embed = ml_collections.ConfigDict()
+  # 'clip': the Flax CLIP tower (jitted, sharded: the fast path); 'hf': any
+  # image model transformers' AutoModel loads (DINOv2, ViT, ConvNeXt, ...),
+  # in PyTorch on one device (needs torch): rdmjax.models.hf_vision.
+  c.embed.backend = 'clip'
   c.embed.model = 'openai/clip-vit-base-patch32'  # HF id or local dir
   c.embed.layers = ('image_embeds',)  # see rdmjax.models.clip_vision
+  # backend 'hf': 'pooler_output', 'cls', 'mean', 'hidden_states.K' (mean
+  # of the K-th hidden state), 'hidden_states.K.cls' (its class token).
+  c.embed.hf_layers = ('pooler_output',)
+  # backend 'hf': caches WORKDIR/embeddings/<name>_<layer>.npz and
+  # <name>.npz (first layer); '' = the last part of the model id or folder.
+  c.embed.hf_name = ''
+  c.embed.hf_device = 'auto'  # backend 'hf': 'auto' (CUDA if any), 'cpu'
   c.embed.batch_size = 64
   c.embed.dtype = 'float32'
   c.embed.random_init = False  # a random tower (tests, benchmarks)

@@ -32,6 +32,7 @@ from rdmjax import (
   checkpoint,
   evaluate,
   losses,
+  metric_writer,
   metrics,
   pairs,
   paths,
@@ -323,7 +324,9 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
   )
   t_last, s_last, t0 = time.perf_counter(), start, time.perf_counter()
   pairs_per_s = float('nan')
-  with jax.transfer_guard('disallow'):
+  # WORKDIR/tensorboard: the rows below as TensorBoard scalars.
+  tb = metric_writer.for_run(config, workdir, resume_step=start)
+  with tb, jax.transfer_guard('disallow'):
     for s in bar:
       state, logs = step_fn(state, prep.device_data, split_train)
       done = s + 1
@@ -350,6 +353,9 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
       row['wall_s'] = now - t0
       rows.append(row)
       report.append_jsonl(workdir / 'metrics.jsonl', row)
+      tb.row(row)
+      if is_eval:  # on disk with each checkpoint
+        tb.flush()
       bar.set_postfix(loss=f'{logs["loss"]:.4g}', refresh=False)
       t_last, s_last = time.perf_counter(), done
       if done == stop_after:
@@ -370,7 +376,7 @@ def train(
 
   Args:
     config: the run's config.
-    workdir: outputs: metrics.jsonl, ckpt/.
+    workdir: outputs: metrics.jsonl, tensorboard/ (`metric_writer`), ckpt/.
     data_dir: the workdir whose data/ and embeddings/ are read (default
       workdir): the leaked run reads the main run's.
     stop_after: stop after this step as if killed (tests of resuming);

@@ -40,6 +40,7 @@ IGNORED = (
   'ckpt.eval_step',
   'data.num_workers',
   'train.log_every',
+  'train.tensorboard',
   'embed.bench_',
 )
 # What resume=overwrite removes (data/ and embeddings/ stay).

@@ -6,8 +6,10 @@ is damaged, a step number does not. Scores come with their intervals and
 baselines on the same pairs, as the train stage's
 (`rdmjax.stages.train.test_scores`). Writes results.json's `eval` entry,
 report.md's `eval` section (the checkpoint, its validation Spearman, the
-score table, the figures), the test figures (figures/eval_test_*.png), and
-one summary line on stdout.
+score table, the figures), the test figures (figures/eval_test_*.png), the
+test scores as TensorBoard scalars at the checkpoint's step
+(WORKDIR/tensorboard, `rdmjax.metric_writer`), and one summary line on
+stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from absl import logging
 
-from rdmjax import checkpoint, evaluate, paths, report, train
+from rdmjax import checkpoint, evaluate, metric_writer, paths, report, train
 from rdmjax.errors import InputError
 from rdmjax.report import train_plots
 from rdmjax.stages import train as train_stage
@@ -82,6 +84,8 @@ def run(config, workdir: str | Path, which: str | None = None) -> dict:
       mats, test, workdir / 'figures', 'eval'
     )
   report.update_results(workdir, 'eval', out)
+  with metric_writer.for_run(config, workdir) as tb:
+    tb.scalars(step, metric_writer.eval_scalars(out))
   report.write_section(workdir, 'eval', markdown(out, config))
   logging.info('eval: %s', out)
   if report.is_writer():
