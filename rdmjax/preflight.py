@@ -87,6 +87,13 @@ def _embeddings(config, workdir, todo: tuple) -> tuple:
   if config.data.embeddings == 'synthetic':
     with config.unlocked():
       config.data.embeddings = 'clip'
+  if config.data.embeddings == 'clip' and not _clip_backend(config):
+    raise InputError(
+      "data.embeddings=clip is the CLIP backend's cache, and embed.backend "
+      'is not clip: run --mode=embed with these flags first, then train '
+      'with --config.data.embeddings=WORKDIR/embeddings/NAME.npz (the cache '
+      'it wrote)'
+    )
   if config.data.embeddings != 'clip':
     if not paths.path(config.data.embeddings).is_file():
       raise InputError(
@@ -109,9 +116,12 @@ def _embeddings(config, workdir, todo: tuple) -> tuple:
   return (*todo[:first], 'embed', *todo[first:])
 
 
+def _clip_backend(config) -> bool:
+  return config.embed.get('backend', 'clip') == 'clip'
+
+
 def _clip_weights_needed(config) -> bool:
-  e = config.embed
-  return e.get('backend', 'clip') == 'clip' and not e.get('random_init', False)
+  return _clip_backend(config) and not config.embed.get('random_init', False)
 
 
 def synthetic_bytes(config) -> int:
@@ -153,6 +163,11 @@ def plan(config, workdir, todo: tuple) -> tuple:
   may gain 'embed'. Raises InputError before any work otherwise.
   """
   _writable(workdir)
+  if 'train' in todo and int(config.train.get('bootstrap', 1)) < 1:
+    raise InputError(
+      f'train.bootstrap={config.train.bootstrap}: every test score has an '
+      'interval, which needs at least 1 draw (1000 is the default)'
+    )
   if 'embed' in todo and _clip_weights_needed(config):
     from rdmjax.models import clip_weights
 

@@ -41,6 +41,7 @@ IGNORED = (
   'data.num_workers',
   'train.log_every',
   'train.tensorboard',
+  'embed.hf_device',
   'embed.bench_',
 )
 # What resume=overwrite removes (data/ and embeddings/ stay).

@@ -244,3 +244,16 @@ def test_one_data_copy_synth_then_pipeline_and_leaked_run_with_clip(
   assert (v / 'leaked' / 'ckpt').is_dir()
   assert not (v / 'leaked' / 'data').exists()
   assert not (v / 'leaked' / 'embeddings').exists()
+
+
+def test_no_bootstrap_and_a_backend_without_its_cache_stop_early(
+  datadir, tmp_path
+):
+  c = tiny(**{'train.bootstrap': 0})
+  with pytest.raises(InputError, match='train.bootstrap=0'):
+    preflight.plan(c, tmp_path, ('data', 'train'))
+  hf = _real(datadir)
+  with hf.unlocked():
+    hf.embed.backend = 'hf'
+  with pytest.raises(InputError, match='embed.backend is not clip'):
+    preflight.plan(hf, tmp_path, ('data', 'rdm', 'train'))

@@ -15,6 +15,20 @@ Writes `WORKDIR/embeddings/clip_<layer>.npz` for every layer in
 `config.embed.layers` and `WORKDIR/embeddings/clip.npz` for the first, the
 file `--config.data.embeddings=clip` trains on. Rows: the train images, then
 the test images, each in file order (the fMRI row order).
+
+`--config.embed.backend=hf` runs any Hugging Face image model instead
+(DINOv2, ViT, ConvNeXt, ...: `rdmjax.models.hf_vision`, PyTorch, one
+device) with its own image processor:
+
+  rdmjax --mode=embed --workdir=DIR --config.embed.backend=hf \
+    --config.embed.model=facebook/dinov2-small \
+    --config.embed.hf_layers="('cls', 'mean', 'hidden_states.6')"
+
+It writes `WORKDIR/embeddings/<name>_<layer>.npz` per layer and
+`<name>.npz` for the first (name: `config.embed.hf_name`, else the last part
+of the model id or folder, `random-` before it for random weights), in the
+same format: the rdm stage compares them all (RSA), and
+`--config.data.embeddings=WORKDIR/embeddings/<name>.npz` trains on one.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from rdmjax.data import embeddings
 from rdmjax.data.images import load_images
 from rdmjax.errors import InputError
 from rdmjax.models import clip_vision as cv
+from rdmjax.models import hf_vision
 from rdmjax.models.clip_weights import Preprocess, build_tower, preprocess
 
 
@@ -100,8 +115,22 @@ def embed_paths(
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def _write_caches(workdir, subj, per_split, splits, layers, prep, desc, ec):
-  """One cache per layer (and clip.npz for the first): {layer: path}."""
+def _write_caches(
+  workdir,
+  subj,
+  per_split,
+  splits,
+  layers,
+  prep,
+  desc,
+  ec,
+  name='clip',
+  extra=None,
+):
+  """One cache per layer (and NAME.npz for the first): {layer: path}.
+
+  prep: the preprocessing's description; extra: {layer: more meta}.
+  """
   ids = np.concatenate([subj.nsd_ids(s) for s in splits])
   split_col = np.concatenate([[s] * subj.n_images(s) for s in splits])
   out_dir = paths.path(workdir) / 'embeddings'
@@ -111,14 +140,15 @@ def _write_caches(workdir, subj, per_split, splits, layers, prep, desc, ec):
     meta = dict(
       model=desc,
       layer=layer,
-      preprocessing=prep.describe(),
+      preprocessing=prep,
       subject=subj.name,
       dtype=ec.dtype,
       dim=int(emb.shape[1]),
+      **(extra or {}).get(layer, {}),
     )
-    names = [f'clip_{layer}.npz'] + (['clip.npz'] if i == 0 else [])
-    for name in names:
-      embeddings.write(out_dir / name, emb, ids, split_col, meta)
+    names = [f'{name}_{layer}.npz'] + ([f'{name}.npz'] if i == 0 else [])
+    for f in names:
+      embeddings.write(out_dir / f, emb, ids, split_col, meta)
     written[layer] = str(out_dir / names[0])
   return written
 
@@ -128,11 +158,12 @@ def _markdown(result: dict[str, Any], subject: str) -> str:
     f'| {k} | {result["dims"][k]} | `{result["paths"][k]}` |'
     for k in result['layers']
   )
+  on = result.get('device') or f'{result["devices"]} devices'
   return (
     f'## Embeddings\n\n{result["model"]}, {sum(result["n_images"].values())} '
     f'images of {subject} in {result["seconds"]:.1f} s '
-    f'({result["images_per_sec"]:.1f} images/s on {result["devices"]} '
-    f'devices).\n\n| layer | dim | cache |\n|---|---|---|\n{rows}\n'
+    f'({result["images_per_sec"]:.1f} images/s on {on}).\n\n'
+    f'| layer | dim | cache |\n|---|---|---|\n{rows}\n'
   )
 
 
@@ -147,6 +178,14 @@ def run(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     {'paths': {layer: file}, 'n_images': {split: n}, 'images_per_sec', ...}.
   """
   ec = config.embed
+  backend = ec.get('backend', 'clip')
+  if backend == 'hf':
+    return _run_hf(config, workdir)
+  if backend != 'clip':
+    raise InputError(
+      f"config.embed.backend={backend!r} unknown: use 'clip' (the Flax CLIP "
+      "tower) or 'hf' (any transformers image model, PyTorch)"
+    )
   layers = tuple(ec.layers)
   subj = rdata.subject_from_config(config, workdir)
   model, hf, prep, desc = build_tower(ec, config.get('seed', 0))
@@ -174,7 +213,7 @@ def run(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     )
   seconds = time.perf_counter() - t0
   paths = _write_caches(
-    workdir, subj, per_split, splits, layers, prep, desc, ec
+    workdir, subj, per_split, splits, layers, prep.describe(), desc, ec
   )
   n = {s: subj.n_images(s) for s in splits}
   result = dict(
@@ -186,6 +225,74 @@ def run(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     seconds=seconds,
     images_per_sec=sum(n.values()) / seconds,
     devices=jax.device_count(),
+    batch_size=ec.batch_size,
+  )
+  report.update_results(workdir, 'embed', result)
+  report.write_section(workdir, 'embed', _markdown(result, subj.name))
+  return result
+
+
+def _run_hf(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
+  """`run` with `config.embed.backend='hf'`: a transformers model, PyTorch."""
+  from PIL import Image
+  from tqdm.auto import tqdm
+
+  ec = config.embed
+  layers = tuple(ec.hf_layers)
+  # The model first: a missing one stops before any data is written.
+  model = hf_vision.HFVision(
+    ec.model,
+    layers,
+    ec.dtype,
+    ec.get('hf_device', 'auto'),
+    ec.random_init,
+    config.get('seed', 0),
+  )
+  subj = rdata.subject_from_config(config, workdir)
+  name = ec.get('hf_name', '') or hf_vision.cache_name(ec.model, ec.random_init)
+  splits = [s for s in ('train', 'test') if subj.n_images(s)]
+  workers = config.data.get('num_workers', 8)
+
+  def load(chunk):
+    imgs = load_images(chunk, 'rgb', None, workers, progress=False)
+    return [Image.fromarray(a) for a in imgs]
+
+  if not splits:
+    raise InputError('embed: the subject has no images')
+  t0, per_split = time.perf_counter(), {}
+  for s in splits:
+    bar = tqdm(total=subj.n_images(s), desc=f'embedding {s}', unit='img')
+    per_split[s] = hf_vision.run_batches(
+      model, subj.image_paths(s), ec.batch_size, load, bar.update
+    )
+    bar.close()
+  seconds = time.perf_counter() - t0
+  extra = {k: {'pooling': model.pooling[k], 'backend': 'hf'} for k in layers}
+  paths = _write_caches(
+    workdir,
+    subj,
+    per_split,
+    splits,
+    layers,
+    model.preprocessing,
+    model.description,
+    ec,
+    name,
+    extra,
+  )
+  n = {s: subj.n_images(s) for s in splits}
+  result = dict(
+    model=model.description,
+    backend='hf',
+    name=name,
+    layers=list(layers),
+    paths=paths,
+    n_images=n,
+    dims={k: int(per_split[splits[0]][k].shape[1]) for k in layers},
+    seconds=seconds,
+    images_per_sec=sum(n.values()) / seconds,
+    devices=1,
+    device=f'{model.device} with PyTorch',
     batch_size=ec.batch_size,
   )
   report.update_results(workdir, 'embed', result)
