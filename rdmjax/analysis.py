@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from rdmjax import compare, data, kernels, repeats, stats, streaming
+from rdmjax import compare, data, kernels, paths, repeats, stats, streaming
 from rdmjax.data import algonauts, synthetic
 from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.errors import InputError
@@ -40,6 +40,15 @@ def responses(
   images (or its images `rows`)."""
   x = subject.responses(roi, split, rows)  # fresh: standardised in place
   return algonauts.Standardizer.fit(x)(x, out=x) if standardize else x
+
+
+def stage_impl(c) -> str:
+  """The RDM path of the rdm stage: on a CPU backend always the host BLAS
+  Gram (nothing compiled per ROI width: a stage meets many widths, and a
+  compile costs more than BLAS's overhead on small inputs); elsewhere
+  `kernels.rdm`'s 'auto'."""
+  cpu = jax.default_backend() == 'cpu' and c.get('precision') != 'bf16'
+  return 'blas' if cpu else 'auto'
 
 
 def rsa_subset(n: int, max_images: int, seed: int) -> np.ndarray | None:
@@ -63,7 +72,7 @@ def _block_mean(r: jax.Array, size: int) -> jax.Array:
 
 
 def display_matrix(
-  r: jax.Array, max_images: int, size: int = DISPLAY_SIZE
+  r: jax.Array, max_images: int, size: int = DISPLAY_SIZE, order=None
 ) -> np.ndarray:
   """The heatmap: r itself, or its block means if n > max_images.
 
@@ -71,13 +80,22 @@ def display_matrix(
     r: [n, n] RDM (on device).
     max_images: the largest n shown entry by entry.
     size: above that, average square blocks of ceil(n / size) images.
+    order: [n] the images in this order (before block means, so that
+      blocks follow it), or None: image order.
 
   Returns:
     [n, n] or [~size, ~size] f32 on the host.
   """
+  if order is not None:
+    r = _restrict(r, jnp.asarray(order))
   if r.shape[0] <= max_images:
     return np.asarray(r)
   return np.asarray(_block_mean(r, size))
+
+
+def display_block(n: int, max_images: int, size: int = DISPLAY_SIZE) -> int:
+  """Images per row of `display_matrix`'s heatmap (1: no block means)."""
+  return 1 if n <= max_images else -(-n // size)
 
 
 def embedding_sources(config, workdir: Path) -> dict[str, Path]:
@@ -139,9 +157,16 @@ def noiseless(
 def image_labels(
   config, workdir: Path, subject, split: str, rows=None
 ) -> list[str] | None:
-  """A category per image of the split (its `rows`), or None: the
-  synthetic subject's category (the is_* latent set); real subjects have
-  none."""
+  """A label per image of the split (its `rows`), or None: read from the
+  file `rdm.labels` if set (`read_labels`; {subject} and {split} in its
+  path are replaced), else the synthetic subject's category (the is_*
+  latent set); real subjects without the file have none."""
+  f = str(config.rdm.get('labels', '') or '')
+  if f:
+    f = f.replace('{subject}', subject.name).replace('{split}', split)
+    n = subject.n_images(split)
+    labels = read_labels(f, n, f'{split} images of {subject.name}')
+    return labels if rows is None else [labels[r] for r in rows]
   if config.data.root:
     return None
   try:
@@ -155,6 +180,48 @@ def image_labels(
   cat = np.asarray(lat)[:, cols].argmax(1)
   labels = [str(names[cols[k]])[3:] for k in cat]
   return labels if rows is None else [labels[r] for r in rows]
+
+
+def read_labels(path, n: int, what: str = 'images') -> list[str]:
+  """The label of each of n images from a file, in image order (as
+  strings): .npy, a 1-D array of strings or integers; any other suffix
+  (.txt, .csv), text with one label per line (no header; the whole line,
+  stripped, is the label).
+
+  Raises:
+    InputError: no such file, an unreadable array, an empty line, or not
+      exactly n labels.
+  """
+  p = paths.path(path)
+  where = f'rdm.labels={path}'
+  if not p.is_file():
+    raise InputError(f'{where}: no such file')
+  if p.suffix == '.npy':
+    try:
+      with p.open('rb') as fh:
+        a = np.load(fh, allow_pickle=False)
+    except ValueError as e:
+      raise InputError(
+        f'{where}: {e}; save a 1-D array of strings or integers'
+      ) from None
+    if a.ndim != 1:
+      raise InputError(f'{where}: shape {a.shape}, not one label per image')
+    labels = [
+      v.decode() if isinstance(v, bytes) else str(v) for v in a.tolist()
+    ]
+  else:
+    labels = [line.strip() for line in p.read_text().splitlines()]
+    while labels and not labels[-1]:  # trailing blank lines
+      labels.pop()
+    empty = [k + 1 for k, v in enumerate(labels) if not v]
+    if empty:
+      raise InputError(f'{where}: line {empty[0]} is empty')
+  if len(labels) != n:
+    raise InputError(
+      f'{where}: {len(labels)} labels for the {n} {what}: one per image, in '
+      'image order'
+    )
+  return labels
 
 
 def _extremes(stats, ids: np.ndarray) -> dict[str, list[dict]]:
@@ -249,6 +316,7 @@ def analyse(
   noiseless: np.ndarray | None,
   reps: np.ndarray | None = None,
   keep_rdm=None,
+  order: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
   """One ROI x metric: extremes, histogram, moments, heatmap, RSA.
 
@@ -264,13 +332,15 @@ def analyse(
     reps: [n_images] repeat counts (`rdmjax.repeats`), or None.
     keep_rdm: called with the RDM's condensed upper triangle ([n(n-1)/2]
       f32, scipy squareform order), e.g. to save it; None: not kept.
+    order: [n_images] the heatmap's images in this order (before block
+      means; `display_matrix`), or None: image order.
 
   Returns:
     (results dict, heatmap [s, s] f32 with s = n or ~DISPLAY_SIZE).
   """
   c = config.rdm
   # One RDM, and every number from it: no second Gram product.
-  full = kernels.rdm(x, metric, precision=c.precision)
+  full = kernels.rdm(x, metric, precision=c.precision, impl=stage_impl(c))
   stats, mean, std = streaming.summarize(
     full,
     k=c.top_k,
@@ -278,7 +348,7 @@ def analyse(
     bins=c.bins,
     metric=metric,
   )
-  heat = display_matrix(full, c.max_images)
+  heat = display_matrix(full, c.max_images, order=order)
   if keep_rdm is not None:
     keep_rdm(np.asarray(compare.upper_triangle(full)))
   rep_bias = None if reps is None else repeats.bias(full, reps, metric)
@@ -287,7 +357,9 @@ def analyse(
   others = dict(emb_rdms)
   if noiseless is not None:
     nl = noiseless if subset is None else noiseless[subset]
-    others[CEILING] = kernels.rdm(nl, metric, precision=c.precision)
+    others[CEILING] = kernels.rdm(
+      nl, metric, precision=c.precision, impl=stage_impl(c)
+    )
   # The fMRI RDM is ranked once for every comparison.
   rsa = compare.compare_many(part, others)
   _uncertainty(rsa, part, others, c, config.seed)

@@ -96,7 +96,8 @@ def mds_figure(
   title: str | None = None,
 ) -> Path:
   """Scatter of an MDS map (the first two columns of coords), one colour
-  per distinct label (in order of first appearance) with a legend.
+  per distinct label with a legend (labels sorted and coloured as the RDM
+  heatmaps' label strips, `report.plots.label_colours`).
 
   Args:
     coords: [n, dim] from `mds` (dim 1: drawn on a line).
@@ -107,7 +108,12 @@ def mds_figure(
   Returns:
     The path written.
   """
-  from rdmjax.report.plots import pyplot, save_figure
+  from rdmjax.report.plots import (
+    label_colours,
+    label_key,
+    pyplot,
+    save_figure,
+  )
 
   xy = np.asarray(coords, np.float64)
   if xy.ndim != 2 or xy.shape[1] < 1:
@@ -118,19 +124,17 @@ def mds_figure(
   if labels is not None and len(labels) != n:
     raise InputError(f'{len(labels)} labels for {n} points')
   plt = pyplot()
-  fig, ax = plt.subplots(figsize=(6.4, 5.6))
+  fig, ax = plt.subplots(figsize=(6.4, 5.6), layout='constrained')
   size = max(4.0, min(30.0, 3000.0 / max(n, 1)))
   if labels is None:
     ax.scatter(xy[:, 0], xy[:, 1], s=size, lw=0, alpha=0.8)
   else:
     labels = list(labels)
-    cats = list(dict.fromkeys(labels))
-    cmap = plt.get_cmap(
-      'tab10' if len(cats) <= 10 else 'tab20' if len(cats) <= 20 else 'turbo'
-    )
-    for k, cat in enumerate(cats):
+    colours = label_colours(labels)
+    cats = sorted(dict.fromkeys(labels), key=lambda v: label_key(str(v)))
+    for cat in cats:
       sel = np.array([lab == cat for lab in labels])
-      color = cmap(k if len(cats) <= 20 else k / max(len(cats) - 1, 1))
+      color = colours[str(cat)]
       ax.scatter(
         xy[sel, 0],
         xy[sel, 1],

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from rdmjax import analysis, config_lib, data, kernels, streaming
 from rdmjax.data import algonauts, embeddings, synthetic
 from rdmjax.errors import InputError
+from rdmjax.report import plots
 from rdmjax.stages import rdm as rdm_stage
 
 KIND_LABELS = (
@@ -63,7 +64,11 @@ def run(tmp_path_factory):
   embeddings.write(
     workdir / 'embeddings' / 'stale.npz', fake, ids + 1, ['train'] * n, meta
   )
-  results = rdm_stage.run(config, workdir)
+  plots.VECTOR_FORMATS = ('pdf',)  # conftest turns the PDFs off
+  try:
+    results = rdm_stage.run(config, workdir)
+  finally:
+    plots.VECTOR_FORMATS = None
   return dict(
     workdir=workdir,
     config=config,
@@ -85,6 +90,9 @@ def test_figures_exist_and_are_pngs(run):
   for p in figs.values():
     with Image.open(run['workdir'] / p) as im:
       assert im.format == 'PNG' and min(im.size) > 100
+      np.testing.assert_allclose(im.info['dpi'], (200, 200), atol=0.01)
+    pdf = (run['workdir'] / p).with_suffix('.pdf').read_bytes()
+    assert pdf.startswith(b'%PDF')
 
 
 def test_mds_labels_are_the_synthetic_categories(run):

@@ -8,6 +8,9 @@ os.environ['XLA_FLAGS'] = (
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TQDM_DISABLE', '1')
+# Figures as PNG only (a PDF beside each adds ~0.7 s a figure); the tests
+# that check the vector copies turn them on (figures_test, analysis_test).
+os.environ.setdefault('RDMJAX_VECTOR_FIGURES', '')
 
 import pytest  # noqa: E402
 

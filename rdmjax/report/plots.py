@@ -2,19 +2,27 @@
 histograms, extreme pairs, RSA.
 
 matplotlib with the Agg backend (no screen needed); every function writes a
-PNG through `save_figure` (the writer process only) and returns its path.
+PNG (at `DPI`) and a vector copy beside it (`vector_formats`, default PDF)
+through `save_figure` (the writer process only) and returns the PNG's path.
+RDM heatmaps put the images in the order of a per-image label where the
+subject has one (`label_order`; the synthetic category, or the file
+`rdm.labels`), drawn as a colour strip along both axes with the block
+boundaries and names, else in average-linkage order (`cluster_order`).
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rdmjax import paths
+from rdmjax.errors import InputError
 
 
 def pyplot():
@@ -26,15 +34,60 @@ def pyplot():
   return plt
 
 
-def save_figure(fig, path: Path) -> Path:
-  """Saves (writer process only) and closes a figure; returns its path."""
+DPI = 200  # PNG resolution, dots per inch (and of images inside vectors)
+# The vector copies written beside each PNG (same name, suffix .pdf, .svg):
+# this tuple if set, else $RDMJAX_VECTOR_FIGURES (comma-separated, default
+# 'pdf'; '' for none: the tests, where each PDF would add ~0.7 s a figure).
+VECTOR_FORMATS: tuple[str, ...] | None = None
+VECTOR_ENV = 'RDMJAX_VECTOR_FIGURES'
+_VECTORS = ('pdf', 'svg')
+# Text as text (TrueType fonts embedded in PDFs, which journals want rather
+# than Type 3; SVG <text>), and no creation date: files the same each run.
+_RC = {'pdf.fonttype': 42, 'svg.fonttype': 'none'}
+_METADATA = {'pdf': {'CreationDate': None}, 'svg': {'Date': None}}
+
+
+def vector_formats() -> tuple[str, ...]:
+  """The vector formats `save_figure` writes by default (`VECTOR_FORMATS`)."""
+  if VECTOR_FORMATS is not None:
+    got, where = tuple(VECTOR_FORMATS), 'plots.VECTOR_FORMATS'
+  else:
+    env = os.environ.get(VECTOR_ENV, 'pdf')
+    got = tuple(f.strip().lower() for f in env.split(',') if f.strip())
+    where = f'{VECTOR_ENV}={env!r}'
+  bad = [f for f in got if f not in _VECTORS]
+  if bad:
+    raise InputError(
+      f'{where}: {bad} unknown; use {", ".join(_VECTORS)} (comma-separated) '
+      'or nothing'
+    )
+  return got
+
+
+def save_figure(fig, path: Path, vector: Sequence[str] | None = None) -> Path:
+  """Saves (writer process only) and closes a figure: the PNG at `DPI` and
+  a copy per vector format beside it (path with suffix .pdf, .svg; default
+  `vector_formats()`), each through `report.atomic_write`; returns the
+  PNG's path."""
+  import matplotlib
+
   from rdmjax.report import atomic_write, is_writer
 
   path = paths.path(path)
+  formats = vector_formats() if vector is None else tuple(vector)
   if is_writer():
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
-    atomic_write(path, buf.getvalue())
+    with matplotlib.rc_context(_RC):
+      for fmt in ('png', *formats):
+        buf = io.BytesIO()
+        fig.savefig(
+          buf,
+          format=fmt,
+          dpi=DPI,
+          bbox_inches='tight',
+          metadata=_METADATA.get(fmt),
+        )
+        out = path if fmt == 'png' else path.with_suffix(f'.{fmt}')
+        atomic_write(out, buf.getvalue())
   pyplot().close(fig)
   return path
 
@@ -52,7 +105,11 @@ def images_and_responses(
     [subject.image_paths('train')[i] for i in idx], progress=False
   )
   fig, axes = plt.subplots(
-    n, 1 + len(rois), figsize=(2.4 + 3.2 * len(rois), 2.2 * n), squeeze=False
+    n,
+    1 + len(rois),
+    figsize=(2.4 + 3.2 * len(rois), 2.2 * n),
+    squeeze=False,
+    layout='constrained',
   )
   for r, i in enumerate(idx):
     axes[r, 0].imshow(imgs[r])
@@ -111,10 +168,138 @@ def cluster_order(heat: np.ndarray) -> np.ndarray:
   return hierarchy.leaves_list(hierarchy.linkage(cond, method='average'))
 
 
-def _heat_ax(ax, heat, n, vlim, title, order=None):
-  """One RDM heatmap; axes in image indices (heat may be block means)."""
+def label_key(label: str) -> tuple:
+  """Sort key of labels: integers numerically, then names alphabetically."""
+  try:
+    return (0, int(label), '')
+  except ValueError:
+    return (1, 0, label)
+
+
+def label_order(labels: Sequence) -> np.ndarray:
+  """The images sorted by label.
+
+  Args:
+    labels: [n] a label per image (compared as strings).
+
+  Returns:
+    [n] int, a permutation: images of one label together, labels in
+    `label_key` order (integers numerically, then names alphabetically),
+    each label's images in index order.
+  """
+  labels = [str(v) for v in labels]
+  rank = {c: k for k, c in enumerate(sorted(set(labels), key=label_key))}
+  return np.argsort([rank[v] for v in labels], kind='stable')
+
+
+def label_runs(labels: Sequence) -> list[tuple[str, int, int]]:
+  """(label, start, stop) of each run of equal consecutive labels."""
+  out = []
+  for k, v in enumerate(labels):
+    if out and out[-1][0] == v:
+      out[-1] = (v, out[-1][1], k + 1)
+    else:
+      out.append((v, k, k + 1))
+  return out
+
+
+def block_labels(labels: Sequence, block: int) -> list[str]:
+  """The label of each row of a heatmap of block means over `block`
+  consecutive images (`analysis.display_block`): the most common label of
+  its images (the first of ties)."""
+  from collections import Counter
+
+  labels = [str(v) for v in labels]
+  if block <= 1:
+    return labels
+  return [
+    Counter(labels[k : k + block]).most_common(1)[0][0]
+    for k in range(0, len(labels), block)
+  ]
+
+
+def within_label_order(heat: np.ndarray, rows: Sequence) -> np.ndarray:
+  """Average-linkage order inside each run of equal row labels, the runs
+  kept in place: [m] permutation of heat's rows."""
+  parts = [
+    a + (cluster_order(heat[a:b, a:b]) if b - a > 2 else np.arange(b - a))
+    for _, a, b in label_runs(rows)
+  ]
+  return np.concatenate(parts).astype(int)
+
+
+def label_colours(labels: Sequence) -> dict:
+  """A colour (RGBA) per distinct label, in `label_key` order: tab10, tab20,
+  or evenly spaced turbo above 20 labels."""
+  cats = sorted({str(v) for v in labels}, key=label_key)
+  k = len(cats)
+  cmap = pyplot().get_cmap(
+    'tab10' if k <= 10 else 'tab20' if k <= 20 else 'turbo'
+  )
+  return {
+    c: cmap(i if k <= 20 else i / max(k - 1, 1)) for i, c in enumerate(cats)
+  }
+
+
+def _label_axes(ax, rows: list[str], n: int) -> None:
+  """Colour strips of the rows' labels left of and above an RDM drawn over
+  [-0.5, n - 0.5]; where the labels form one block each, also the block
+  boundaries (thin white lines and minor ticks) and the names at the block
+  centres (of blocks of at least 2% of the rows, at least 4% apart)."""
+  m = len(rows)
+  colours = label_colours(rows)
+  rgb = np.array([colours[r][:3] for r in rows])
+  w, gap = 0.035 * n, 0.008 * n
+  lo, hi = -0.5 - gap - w, -0.5 - gap
+  for strip, ext in (
+    (rgb[:, None], (lo, hi, n - 0.5, -0.5)),
+    (rgb[None], (-0.5, n - 0.5, hi, lo)),
+  ):
+    ax.imshow(strip, extent=ext, interpolation='nearest')
+  ax.set_xlim(lo, n - 0.5)
+  ax.set_ylim(n - 0.5, lo)
+  for side in ('top', 'right', 'bottom', 'left'):
+    ax.spines[side].set_visible(False)
+  runs = label_runs(rows)
+  if len(runs) != len(set(rows)):  # not in blocks: the strips only
+    return
+  scale = n / m
+  edges = [a * scale - 0.5 for _, a, _ in runs[1:]]
+  ax.hlines(edges, -0.5, n - 0.5, colors='w', lw=0.5, alpha=0.9)
+  ax.vlines(edges, -0.5, n - 0.5, colors='w', lw=0.5, alpha=0.9)
+  named, last = [], -np.inf  # names 4% of the side apart: no overlaps
+  for v, a, b in runs:
+    if b - a >= 0.02 * m and (a + b) / 2 - last >= 0.04 * m:
+      named.append((v, (a + b) / 2))
+      last = (a + b) / 2
+  ax.set_yticks(
+    [c * scale - 0.5 for _, c in named], [v for v, _ in named], fontsize=6
+  )
+  ax.tick_params(axis='y', length=0, pad=1)
+  for axis in (ax.xaxis, ax.yaxis):
+    axis.set_ticks(edges, minor=True)
+  ax.tick_params(which='minor', length=3, width=0.5)
+
+
+def _heat_ax(ax, heat, n, vlim, title, order=None, rows=None, how=None):
+  """One RDM heatmap; axes in image indices (heat may be block means).
+
+  Args:
+    ax: the axes.
+    heat: [m, m] the RDM or its block means.
+    n: images the RDM spans.
+    vlim: colour limits.
+    title: the axes' title.
+    order: [m] the rows in the order to draw (None: as given: image index
+      ticks unless rows are given).
+    rows: [m] the label of each row of heat, or None: drawn along the axes
+      (`_label_axes`).
+    how: the x-axis label of a reordered RDM.
+  """
   if order is not None:
     heat = heat[np.ix_(order, order)]
+    if rows is not None:
+      rows = [rows[k] for k in order]
   im = ax.imshow(
     heat,
     cmap='viridis',
@@ -124,19 +309,24 @@ def _heat_ax(ax, heat, n, vlim, title, order=None):
     interpolation='antialiased',
   )
   ax.set_title(title, fontsize=9)
-  if order is None:
+  if order is None and rows is None:
     ax.set_xlabel('image index', fontsize=8)
     ax.set_ylabel('image index', fontsize=8)
   else:
-    ax.set_xlabel('images, clustered order', fontsize=8)
+    ax.set_xlabel(how or 'images, average-linkage order', fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
   ax.tick_params(labelsize=7)
+  if rows is not None:
+    _label_axes(ax, list(rows), n)
   return im
 
 
 def _coarse(heat: np.ndarray, n: int) -> str:
   return '' if heat.shape[0] == n else f', block means {heat.shape[0]}^2'
+
+
+BY_LABEL = 'images by label; average-linkage order within a label'
 
 
 def rdm_heatmap(
@@ -147,24 +337,45 @@ def rdm_heatmap(
   metric: str,
   vlim: tuple[float, float],
   path: Path,
+  rows: Sequence[str] | None = None,
 ) -> Path:
-  """One RDM: image order, and rows/columns in average-linkage order.
+  """One RDM in two orders: by label (with rows) or image order, and
+  average-linkage order.
 
   Args:
-    heat: [m, m] the RDM (m = n) or its block means (m < n).
+    heat: [m, m] the RDM (m = n) or its block means (m < n): in image order,
+      or with rows, in label order (`label_order`, before block means).
     n: images the RDM spans.
     roi, metric: for the title and colour bar.
     vlim: colour limits (the analysis passes the 1st and 99th percentiles of
       the off-diagonal values, so the zero diagonal does not set the scale).
     path: the PNG.
+    rows: [m] the label of each row of heat (`block_labels`), or None. With
+      labels the left panel shows the label blocks (average-linkage order
+      inside each), and the right one their colours along its axes.
   """
   plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8), layout='constrained')
   sub = f'{n} images{_coarse(heat, n)}'
-  im = _heat_ax(axes[0], heat, n, vlim, f'image order ({sub})')
-  _heat_ax(axes[1], heat, n, vlim, 'average-linkage order', cluster_order(heat))
+  if rows is None:
+    im = _heat_ax(axes[0], heat, n, vlim, f'image order ({sub})')
+  else:
+    im = _heat_ax(
+      axes[0],
+      heat,
+      n,
+      vlim,
+      f'by label ({sub})',
+      within_label_order(heat, rows),
+      rows,
+      BY_LABEL,
+    )
+  _heat_ax(
+    axes[1], heat, n, vlim, 'average-linkage order', cluster_order(heat), rows
+  )
   cb = fig.colorbar(im, ax=axes, shrink=0.85)
   cb.set_label(f'{metric_label(metric)} (1st-99th percentile)', fontsize=8)
+  cb.ax.tick_params(labelsize=7)
   fig.suptitle(f'RDM, ROI {roi}: {metric_label(metric)}', fontsize=10)
   return save_figure(fig, path)
 
@@ -197,19 +408,31 @@ def _roi_metric_grid(cells: dict, cell_size: tuple[float, float]):
 
 
 def rdm_grid(heats: dict, path: Path) -> Path:
-  """Figure 1: every ROI (rows) x metric (columns) RDM in image order.
+  """Figure 1: every ROI (rows) x metric (columns) RDM, by label where the
+  images have one (average-linkage order within a label), else in
+  average-linkage order.
 
   Args:
-    heats: (roi, metric) -> (heat [m, m], n images, (vmin, vmax)).
+    heats: (roi, metric) -> (heat [m, m], n images, (vmin, vmax)[, rows]),
+      rows as `rdm_heatmap`'s (None or absent: no labels).
     path: the PNG.
   """
   fig, cells = _roi_metric_grid(heats, (4.6, 4.0))
-  for ax, roi, metric, (heat, n, vlim) in cells:
-    im = _heat_ax(
-      ax, heat, n, vlim, f'{roi}: {metric_label(metric)}{_coarse(heat, n)}'
-    )
-    fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
-  fig.suptitle('RDMs of the fMRI responses', fontsize=11)
+  by_label = False
+  for ax, roi, metric, (heat, n, vlim, *rest) in cells:
+    rows = rest[0] if rest else None
+    by_label |= rows is not None
+    title = f'{roi}: {metric_label(metric)}{_coarse(heat, n)}'
+    if rows is None:
+      im = _heat_ax(ax, heat, n, vlim, title, cluster_order(heat))
+    else:
+      order = within_label_order(heat, rows)
+      im = _heat_ax(ax, heat, n, vlim, title, order, rows, BY_LABEL)
+    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    cb.set_label(metric_label(metric), fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+  how = 'by label' if by_label else 'in average-linkage order'
+  fig.suptitle(f'RDMs of the fMRI responses, images {how}', fontsize=11)
   return save_figure(fig, path)
 
 
@@ -307,7 +530,9 @@ def rsa_bars(rsa: dict, path: Path) -> Path:
   keys = list(rsa)
   sources = list(dict.fromkeys(s for v, _ in rsa.values() for s in v))
   width = 0.8 / max(1, len(sources))
-  fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(keys), 3.6))
+  fig, ax = plt.subplots(
+    figsize=(2.4 + 1.5 * len(keys), 3.6), layout='constrained'
+  )
   x = np.arange(len(keys))
   for s_i, s in enumerate(sources):
     got = [rsa[k][0].get(s, {}) for k in keys]
@@ -319,13 +544,26 @@ def rsa_bars(rsa: dict, path: Path) -> Path:
     ax.bar(
       x - 0.4 + width * (s_i + 0.5), vals, width, yerr=err, capsize=2, label=s
     )
-  ceil = [c['spearman'] if c else np.nan for _, c in rsa.values()]
-  if not np.all(np.isnan(ceil)):
-    ax.scatter(x, ceil, marker='_', s=900, color='k', zorder=3, label='ceiling')
+  ceil = np.array([c['spearman'] if c else np.nan for _, c in rsa.values()])
+  has = np.isfinite(ceil)
+  if has.any():  # a line over each group's bars (a legend entry of one width)
+    ax.hlines(
+      ceil[has],
+      x[has] - 0.45,
+      x[has] + 0.45,
+      color='k',
+      lw=2,
+      zorder=3,
+      label='noise ceiling',
+    )
   ax.axhline(0, color='k', lw=0.6)
   ax.set_xticks(x)
-  ax.set_xticklabels([f'{r}\n{metric_label(m)}' for r, m in keys], fontsize=8)
+  ax.set_xticklabels(
+    [f'{r}\n{textwrap.fill(metric_label(m), 16)}' for r, m in keys], fontsize=8
+  )
   ax.set_ylabel('Spearman r (RDM upper triangles)', fontsize=8)
   ax.set_title('RSA: embedding RDMs vs fMRI RDMs', fontsize=10)
-  ax.legend(fontsize=7, frameon=False, loc='upper left', bbox_to_anchor=(1, 1))
+  ax.legend(
+    fontsize=7, frameon=False, loc='upper left', bbox_to_anchor=(1.01, 1)
+  )
   return save_figure(fig, path)

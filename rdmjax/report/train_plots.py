@@ -1,7 +1,7 @@
 """Training figures: learning curves, predicted vs true test RDMs, scatter.
 
-matplotlib with the Agg backend; every function writes a PNG and returns
-its path.
+matplotlib with the Agg backend; every function writes a PNG (and its vector
+copy, `plots.save_figure`) and returns the PNG's path.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:
     path: the PNG to write.
   """
   plt = pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout='constrained')
   for name, rows in runs.items():
     s = [r['step'] for r in rows]
     axes[0].plot(s, [r['loss'] for r in rows], label=name)
@@ -56,7 +56,7 @@ def rdm_side_by_side(
   m = true.shape[0]
   off = ~np.eye(m, dtype=bool)
   lo, hi = np.percentile(true[off], [1, 99]) if m > 1 else (0.0, 1.0)
-  fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+  fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.2), layout='constrained')
   for ax, mat, title in (
     (axes[0], true, f'ground truth ({m} test images)'),
     (
@@ -82,7 +82,7 @@ def scatter(
   if pred.size > n:
     keep = np.random.default_rng(0).choice(pred.size, n, replace=False)
     pred, true = pred[keep], true[keep]
-  fig, ax = plt.subplots(figsize=(4.4, 4.2))
+  fig, ax = plt.subplots(figsize=(4.4, 4.2), layout='constrained')
   ax.scatter(true, pred, s=3, alpha=0.3, lw=0)
   lo = float(min(true.min(), pred.min())) if true.size else 0.0
   hi = float(max(true.max(), pred.max())) if true.size else 1.0
@@ -129,7 +129,9 @@ def score_intervals(runs: dict[str, dict], labels: dict, path: Path) -> Path:
   """
   plt = pyplot()
   names = [k for k in labels if any(k in r for r in runs.values())]
-  fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) + 1.2))
+  fig, ax = plt.subplots(
+    figsize=(7, 0.55 * len(names) + 1.2), layout='constrained'
+  )
   step = 0.8 / max(1, len(runs))
   for k, (run, scores) in enumerate(runs.items()):
     ys, xs, lo, hi = [], [], [], []
@@ -161,7 +163,9 @@ def per_roi(rois: dict[str, dict], path: Path) -> Path:
   """
   plt = pyplot()
   names = list(rois)
-  fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(names), 3.6))
+  fig, ax = plt.subplots(
+    figsize=(2.2 + 0.7 * len(names), 3.6), layout='constrained'
+  )
   x = np.arange(len(names))
   m = [rois[r]['scores']['model']['spearman'] for r in names]
   val = np.array([d['value'] for d in m])
@@ -171,10 +175,21 @@ def per_roi(rois: dict[str, dict], path: Path) -> Path:
   ax.bar(x, val, yerr=err, capsize=3, color='C0', label='trained model')
   ceil = [rois[r]['scores'].get('ceiling', {}).get('spearman') for r in names]
   if any(c is not None for c in ceil):
-    cv = [np.nan if c is None else c['value'] for c in ceil]
-    ax.scatter(x, cv, marker='_', s=600, color='k', zorder=3, label='ceiling')
+    cv = np.array([np.nan if c is None else c['value'] for c in ceil])
+    has = np.isfinite(cv)
+    ax.hlines(
+      cv[has],
+      x[has] - 0.4,
+      x[has] + 0.4,
+      color='k',
+      lw=2,
+      zorder=3,
+      label='noise ceiling',
+    )
   ax.set_xticks(x, names, fontsize=8)
   ax.axhline(0, color='k', lw=0.6)
   ax.set_ylabel('test Spearman (95% interval)')
-  ax.legend(fontsize=7, frameon=False)
+  ax.legend(
+    fontsize=7, frameon=False, loc='upper left', bbox_to_anchor=(1.01, 1)
+  )
   return save_figure(fig, path)

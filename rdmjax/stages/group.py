@@ -202,15 +202,17 @@ def transfer_figure(tr: dict, path: Path) -> Path:
   plt = plots.pyplot()
   names, m = tr['subjects'], np.asarray(tr['matrix'], float)
   fig, ax = plt.subplots(
-    figsize=(1.2 + 0.55 * len(names), 1 + 0.5 * len(names))
+    figsize=(2.2 + 0.55 * len(names), 1.2 + 0.5 * len(names)),
+    layout='constrained',
   )
   im = ax.imshow(m, cmap='viridis')
   ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
   ax.set_yticks(range(len(names)), names, fontsize=7)
   ax.set(xlabel='scored on (test pairs of)', ylabel='trained on')
   for (i, j), v in np.ndenumerate(m):
-    if np.isfinite(v):
-      ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=6, color='w')
+    if np.isfinite(v):  # dark text on the light (yellow) end of viridis
+      c = 'k' if im.norm(v) > 0.6 else 'w'
+      ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=6, color=c)
   fig.colorbar(im, ax=ax, label='test Spearman')
   return plots.save_figure(fig, path)
 
@@ -258,7 +260,9 @@ def group_figure(per: dict, summary: dict, path: Path) -> Path:
   interval."""
   plt = plots.pyplot()
   keys = [k for k in summary if summary[k]['n'] >= 1]
-  fig, ax = plt.subplots(figsize=(7, 0.35 * len(keys) + 1.2))
+  fig, ax = plt.subplots(
+    figsize=(7, 0.35 * len(keys) + 1.2), layout='constrained'
+  )
   for y, k in enumerate(keys):
     vals = [per[s][k] for s in per if per[s].get(k) is not None]
     ax.scatter(vals, [y] * len(vals), s=12, color='grey', zorder=2)

@@ -80,6 +80,14 @@ def _analyse_all(
   heats, fig_paths = {}, {}
   rois = list(dict.fromkeys(c.rois))
   labels = analysis.image_labels(config, workdir, subject, split, keep)
+  # Heatmaps by label where the images have one (ordered before any block
+  # means), each row's label beside them.
+  order = rows = None
+  if labels is not None:
+    order = plots.label_order(labels)
+    rows = plots.block_labels(
+      [labels[k] for k in order], analysis.display_block(n, c.max_images)
+    )
   bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
   for roi, metric, x, nl in _per_roi(config, workdir, subject, rois, keep):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
@@ -89,14 +97,14 @@ def _analyse_all(
       saver = _saver(f, roi, metric, ids, subject.name, split)
       results.setdefault('rdm_files', {})[f'{roi} {metric}'] = _rel(f, workdir)
     res, heat = analysis.analyse(
-      x, metric, ids, config, emb_rdms, subset, nl, reps, saver
+      x, metric, ids, config, emb_rdms, subset, nl, reps, saver, order=order
     )
     entry = results['rois'].setdefault(
       roi, {'n_vertices': x.shape[1], 'metrics': {}}
     )
     entry['metrics'][metric] = res
     vlim = analysis.colour_limits(heat, res['histogram'])
-    heats[roi, metric] = (heat, n, vlim)
+    heats[roi, metric] = (heat, n, vlim, rows)
     fig_paths[f'rdm_{roi}_{metric}'] = plots.rdm_heatmap(
       heat,
       n=n,
@@ -104,6 +112,7 @@ def _analyse_all(
       metric=metric,
       vlim=vlim,
       path=figs / f'rdm_{roi}_{metric}.png',
+      rows=rows,
     )
     fig_paths[f'pairs_{roi}_{metric}'] = _pair_figure(
       subject,
@@ -155,7 +164,8 @@ def _mds_figure(x, metric, labels, config, path, roi) -> Path:
   rows = analysis.rsa_subset(n, MDS_IMAGES, config.seed)
   sub = x if rows is None else x[np.sort(rows)]
   keep = range(n) if rows is None else np.sort(rows)
-  coords = mds.mds(np.asarray(kernels.rdm(sub, metric)))
+  impl = analysis.stage_impl(config.rdm)
+  coords = mds.mds(np.asarray(kernels.rdm(sub, metric, impl=impl)))
   return mds.mds_figure(
     coords,
     None if labels is None else [labels[k] for k in keep],
@@ -358,14 +368,15 @@ def markdown(results: dict) -> str:
       ['ROI', 'metric', 'vertices', 'pairs', 'min', 'mean', 'std', 'max'], rows
     ),
     f'\n![RDMs]({figs["rdms"]})\n',
-    f'\nEach RDM beside its average-linkage order: {links}.\n',
+    '\nEach RDM by label (where the images have one; else in image order) '
+    f'beside its average-linkage order: {links}.\n',
     f'\n![RDM value distributions]({figs["hist"]})\n',
   ]
   maps = [k for k in figs if k.startswith('mds_') and figs[k]]
   if maps:
     md.append(
       "\nMDS maps of the images (classical MDS of the first metric's RDM; "
-      'colour: the synthetic category where the subject has one): '
+      "colour: the image's label, the synthetic category or rdm.labels): "
       + ', '.join(f'[{k[4:]}]({figs[k]})' for k in maps)
       + f'.\n\n![MDS]({figs[maps[0]]})\n'
     )
