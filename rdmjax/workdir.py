@@ -48,6 +48,7 @@ IGNORED = (
 OUTPUTS = (
   'results.json',
   'report.md',
+  'report',
   'summary.json',
   'figures',
   'rdms',

@@ -72,11 +72,13 @@ def test_rerun_reuses_refuses_another_config_and_overwrites(tmp_path):
   # Fields no result depends on may change (the progress log's interval).
   assert _rdmjax(w, '--config.train.log_every=3').returncode == 0
   # resume=overwrite: the old results go, the run starts afresh.
+  (w / 'report' / 'stale.md').write_text('## an old section\n')
   over = _rdmjax(w, '--config.seed=1', '--config.resume=overwrite')
   assert over.returncode == 0, over.stderr[-2000:]
   assert 'reused' not in over.stdout
   assert json.loads((w / 'config.json').read_text())['seed'] == 1
   assert (w / 'summary.json').stat().st_mtime_ns != made
+  assert not (w / 'report' / 'stale.md').exists()  # no old section left
 
 
 def test_a_run_that_fails_at_its_start_binds_nothing(tmp_path):
