@@ -91,8 +91,9 @@ def _all_whole(workdir: Path) -> int:
   """Reads every final-named PNG/npz/npy/JSON file; returns how many."""
   n = 0
   for f in workdir.rglob('*'):
-    if not f.is_file() or 'ckpt' in f.parts or '.tmp' in f.name:
-      continue
+    parts = f.relative_to(workdir).parts
+    if not f.is_file() or 'ckpt' in parts or any('tmp' in x for x in parts):
+      continue  # checkpoints (Orbax's) and temporary names: not final
     if f.suffix == '.json':
       json.loads(f.read_text())
     elif f.suffix == '.png':
@@ -143,6 +144,8 @@ def test_kill_during_each_stage_then_rerun_gives_the_same_results(
   p = _run(w)
   assert p.returncode == 0, p.stderr[-3000:]
   assert 'rdmjax: data: reused' in p.stdout  # finished before the rdm kill
+  # A writer killed mid-subject leaves a temporary folder: removed later.
+  assert not list((w / 'data').glob('.subj01.synthetic-tmp-*'))
   assert _all_whole(w) > 10
   assert _results(w) == _results(reference)
   # eval: killed, rerun, the same scores as an eval of the reference.

@@ -330,3 +330,21 @@ def test_the_reader_reads_it(root):
   embeddings.read(
     synthetic.extras_dir(root) / 'embeddings.npz', 'train', subj.nsd_ids()
   )
+
+
+def test_a_killed_writers_temporary_folder_is_removed(tmp_path):
+  """kill -9 mid-write leaves .subj01.synthetic-tmp-PID: the next writer
+  removes it when that PID is gone, and leaves a running writer's."""
+  import os
+  import subprocess
+
+  from rdmjax.data import synthetic
+
+  dead = subprocess.Popen(['true'])
+  dead.wait()  # a PID that no longer runs
+  stale = tmp_path / f'.subj01.synthetic-tmp-{dead.pid}'
+  live = tmp_path / f'.subj01.synthetic-tmp-{os.getppid()}'
+  for d in (stale, live):
+    (d / 'subject').mkdir(parents=True)
+  assert synthetic._remove_stale_tmp(tmp_path, 'subj01') == [stale]
+  assert not stale.exists() and live.exists()

@@ -375,6 +375,24 @@ def _generate(
   )
 
 
+def _remove_stale_tmp(root: Path, subject: str) -> list[Path]:
+  """Deletes the temporary folders of writers that died (kill -9 mid-
+  write): `.subjNN.synthetic-tmp-PID` whose PID is not running."""
+  gone = []
+  for d in root.glob(f'.{subject}.synthetic-tmp-*'):
+    pid = d.name.rsplit('-', 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+      continue
+    try:
+      os.kill(int(pid), 0)  # running: another writer, leave it
+    except ProcessLookupError:
+      shutil.rmtree(d, ignore_errors=True)
+      gone.append(d)
+    except PermissionError:
+      pass
+  return gone
+
+
 def write_subject(
   root: str | os.PathLike,
   subject: str = 'subj01',
@@ -421,6 +439,7 @@ def write_subject(
     )
   tmp = root / f'.{subject}.synthetic-tmp-{os.getpid()}'
   shutil.rmtree(tmp, ignore_errors=True)
+  _remove_stale_tmp(root, subject)
   try:
     _generate(p, tmp / 'subject', tmp / 'extras', progress, _pool)
     (extras / 'params.json').unlink(missing_ok=True)
