@@ -31,13 +31,6 @@ def root(tmp_path_factory):
   return root
 
 
-@pytest.fixture
-def copy(root, tmp_path):
-  """A private copy of the subject to damage."""
-  shutil.copytree(root / 'subj01', tmp_path / 'subj01')
-  return tmp_path
-
-
 def test_reads_shapes_ids_and_optional_files(root):
   s = algonauts.load_subject(root, 'subj01')
   assert s.n_images('train') == 40 and s.n_images('test') == 10

@@ -36,13 +36,6 @@ def root(tmp_path_factory):
   return root
 
 
-@pytest.fixture
-def copy(root, tmp_path):
-  """A private copy of the subject to damage."""
-  shutil.copytree(root / 'subj01', tmp_path / 'subj01')
-  return tmp_path
-
-
 def _fails(root, pattern, **kw) -> str:
   with pytest.raises(InputError, match=pattern) as e:
     algonauts.load_subject(root, 'subj01', **kw)

@@ -35,3 +35,12 @@ def datadir(tmp_path_factory):
   d = tmp_path_factory.mktemp('data')
   train.load_data(tiny(), d)
   return d
+
+
+@pytest.fixture
+def copy(root, tmp_path):
+  """A private copy of the module's subject (its `root` fixture) to damage."""
+  import shutil
+
+  shutil.copytree(root / 'subj01', tmp_path / 'subj01')
+  return tmp_path

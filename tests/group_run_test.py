@@ -5,18 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from tiny_run import POPULATION
 
 from rdmjax import config_lib, main, stages
 
-POP = dict(
-  n_subjects=3,
-  n_train=48,
-  n_shared=24,
-  n_test=10,
-  n_vertices_lh=150,
-  n_vertices_rh=160,
-  image_size=32,
-)
+POP = POPULATION
 
 
 def _config():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_run import POPULATION
 
 REPO = Path(__file__).resolve().parents[1]
 N_DEVICES = 8
@@ -202,16 +203,9 @@ def test_group_run_deals_subjects_over_two_processes(tmp_path):
   subj02, each as a single-process JAX run on its own devices; task 0
   waits for task 1, then writes the group section, restoring task 1's
   checkpoint for the transfer matrix."""
-  pop = dict(
-    n_subjects=3,
-    n_train=48,
-    n_shared=24,
-    n_test=10,
-    n_vertices_lh=150,
-    n_vertices_rh=160,
-    image_size=32,
-  )
-  flags = [f'--config.data.population.{k}={v}' for k, v in pop.items()] + [
+  flags = [
+    f'--config.data.population.{k}={v}' for k, v in POPULATION.items()
+  ] + [
     '--config.data.subjects=all',
     "--config.rdm.metrics=('correlation',)",
     '--config.rdm.bootstrap=20',

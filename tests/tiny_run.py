@@ -5,6 +5,16 @@ import, not a test module."""
 from rdmjax import config_lib
 
 HERE = 'configs/x.py'
+# A 3-subject synthetic population of the group-run tests.
+POPULATION = dict(
+  n_subjects=3,
+  n_train=48,
+  n_shared=24,
+  n_test=10,
+  n_vertices_lh=150,
+  n_vertices_rh=160,
+  image_size=32,
+)
 
 
 def tiny(**over):

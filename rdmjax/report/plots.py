@@ -518,6 +518,22 @@ def image_pairs(
   return save_figure(fig, path)
 
 
+def ceiling_lines(ax, x, values, half_width: float) -> None:
+  """The noise ceiling as a short line over each bar group x (NaN: none),
+  one legend entry; inside the frame, unlike a large marker."""
+  v = np.asarray(values, float)
+  has = np.isfinite(v)
+  ax.hlines(
+    v[has],
+    np.asarray(x)[has] - half_width,
+    np.asarray(x)[has] + half_width,
+    color='k',
+    lw=2,
+    zorder=3,
+    label='noise ceiling',
+  )
+
+
 def rsa_bars(rsa: dict, path: Path) -> Path:
   """RSA of each embedding source per ROI x fMRI metric, with the ceiling.
 
@@ -547,15 +563,7 @@ def rsa_bars(rsa: dict, path: Path) -> Path:
   ceil = np.array([c['spearman'] if c else np.nan for _, c in rsa.values()])
   has = np.isfinite(ceil)
   if has.any():  # a line over each group's bars (a legend entry of one width)
-    ax.hlines(
-      ceil[has],
-      x[has] - 0.45,
-      x[has] + 0.45,
-      color='k',
-      lw=2,
-      zorder=3,
-      label='noise ceiling',
-    )
+    ceiling_lines(ax, x, ceil, 0.45)
   ax.axhline(0, color='k', lw=0.6)
   ax.set_xticks(x)
   ax.set_xticklabels(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rdmjax import paths
-from rdmjax.report.plots import pyplot, save_figure
+from rdmjax.report.plots import ceiling_lines, pyplot, save_figure
 
 
 def learning_curves(runs: dict[str, list[dict]], path: Path) -> Path:
@@ -175,17 +175,8 @@ def per_roi(rois: dict[str, dict], path: Path) -> Path:
   ax.bar(x, val, yerr=err, capsize=3, color='C0', label='trained model')
   ceil = [rois[r]['scores'].get('ceiling', {}).get('spearman') for r in names]
   if any(c is not None for c in ceil):
-    cv = np.array([np.nan if c is None else c['value'] for c in ceil])
-    has = np.isfinite(cv)
-    ax.hlines(
-      cv[has],
-      x[has] - 0.4,
-      x[has] + 0.4,
-      color='k',
-      lw=2,
-      zorder=3,
-      label='noise ceiling',
-    )
+    cv = [np.nan if c is None else c['value'] for c in ceil]
+    ceiling_lines(ax, x, cv, 0.4)
   ax.set_xticks(x, names, fontsize=8)
   ax.axhline(0, color='k', lw=0.6)
   ax.set_ylabel('test Spearman (95% interval)')

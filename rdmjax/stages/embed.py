@@ -215,16 +215,31 @@ def run(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   paths = _write_caches(
     workdir, subj, per_split, splits, layers, prep.describe(), desc, ec
   )
+  return _finish(
+    workdir,
+    subj,
+    per_split,
+    layers,
+    paths,
+    seconds,
+    ec,
+    model=desc,
+    devices=jax.device_count(),
+  )
+
+
+def _finish(workdir, subj, per_split, layers, paths, seconds, ec, **head):
+  """The `embed` results entry and report section of either backend."""
+  splits = list(per_split)
   n = {s: subj.n_images(s) for s in splits}
   result = dict(
-    model=desc,
+    head,
     layers=list(layers),
     paths=paths,
     n_images=n,
     dims={k: int(per_split[splits[0]][k].shape[1]) for k in layers},
     seconds=seconds,
     images_per_sec=sum(n.values()) / seconds,
-    devices=jax.device_count(),
     batch_size=ec.batch_size,
   )
   report.update_results(workdir, 'embed', result)
@@ -280,21 +295,17 @@ def _run_hf(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
     name,
     extra,
   )
-  n = {s: subj.n_images(s) for s in splits}
-  result = dict(
+  return _finish(
+    workdir,
+    subj,
+    per_split,
+    layers,
+    paths,
+    seconds,
+    ec,
     model=model.description,
     backend='hf',
     name=name,
-    layers=list(layers),
-    paths=paths,
-    n_images=n,
-    dims={k: int(per_split[splits[0]][k].shape[1]) for k in layers},
-    seconds=seconds,
-    images_per_sec=sum(n.values()) / seconds,
     devices=1,
     device=f'{model.device} with PyTorch',
-    batch_size=ec.batch_size,
   )
-  report.update_results(workdir, 'embed', result)
-  report.write_section(workdir, 'embed', _markdown(result, subj.name))
-  return result
