@@ -25,7 +25,7 @@ def get_config(arg=None):
   c.seed = 0
   # A rerun on a workdir: 'auto' reuses the stages it finished with this
   # same config and stops on another config; 'overwrite' removes its
-  # results first (data and embedding caches stay). rdmjax.workdir.
+  # results first (data and embedding caches stay). rdmjax.run.workdir.
   c.resume = 'auto'
 
   c.data = ml_collections.ConfigDict()
@@ -39,7 +39,7 @@ def get_config(arg=None):
   # 'clip' (WORKDIR/embeddings/clip.npz from --mode=embed), or a cache path.
   c.data.embeddings = arg.emb
   c.data.num_workers = 8  # threads that decode PNGs
-  # Repeats averaged per training image (rdmjax.repeats): '' = found
+  # Repeats averaged per training image (rdmjax.rsa.repeats): '' = found
   # (training_split/n_repeats.npy, or the synthetic subject's own), a .npy
   # of counts in fMRI row order, or NSD's nsd_expdesign.mat.
   c.data.repeats = ''
@@ -98,7 +98,7 @@ def get_config(arg=None):
   # images), coloured by the synthetic category where the subject has one.
   c.rdm.mds = True
   # Each ROI x metric RDM saved as WORKDIR/rdms/{roi}_{metric}.npz
-  # (condensed, with the images' NSD ids; rdmjax.interop.load_rdms,
+  # (condensed, with the images' NSD ids; rdmjax.rsa.interop.load_rdms,
   # to_rsatoolbox): 194 MB each for NSD's 9841 images.
   c.rdm.save_rdms = True
   # A label per image of rdm.split (e.g. COCO super-categories for NSD):
@@ -152,7 +152,7 @@ def get_config(arg=None):
   # 'mse', 'pearson_mse' (the study's alpha * (1 - r) + (1 - alpha) * MSE),
   # or a loss on the RDM's ranks within the batch: 'soft_spearman' (1 -
   # Pearson of sigmoid soft ranks and the targets' ranks) or 'pairwise_rank'
-  # (logistic loss over pairs of pairs); rdmjax.losses.
+  # (logistic loss over pairs of pairs); rdmjax.training.losses.
   c.train.loss = 'mse'
   c.train.rank_pairs = 1024  # rank losses: reference pairs / comparisons
   c.train.rank_temperature = 0.0  # x std(pred); 0: each loss's default
@@ -160,7 +160,7 @@ def get_config(arg=None):
   c.train.log_every = 20
   c.train.eval_every = 40
   # Also every metrics.jsonl row (and --mode=eval's test scores) as
-  # TensorBoard scalars in WORKDIR/tensorboard (rdmjax.metric_writer):
+  # TensorBoard scalars in WORKDIR/tensorboard (rdmjax.training.metric_writer):
   #   tensorboard --logdir WORKDIR
   c.train.tensorboard = True
   # Pairs scored per held-out split: all of the split's when at most this
@@ -203,10 +203,10 @@ def get_config(arg=None):
   c.embed = ml_collections.ConfigDict()
   # 'clip': the Flax CLIP tower (jitted, sharded: the fast path); 'hf': any
   # image model transformers' AutoModel loads (DINOv2, ViT, ConvNeXt, ...),
-  # in PyTorch on one device (needs torch): rdmjax.models.hf_vision.
+  # in PyTorch on one device (needs torch): rdmjax.embed.hf_vision.
   c.embed.backend = 'clip'
   c.embed.model = 'openai/clip-vit-base-patch32'  # HF id or local dir
-  c.embed.layers = ('image_embeds',)  # see rdmjax.models.clip_vision
+  c.embed.layers = ('image_embeds',)  # see rdmjax.embed.clip_vision
   # backend 'hf': 'pooler_output', 'cls', 'mean', 'hidden_states.K' (mean
   # of the K-th hidden state), 'hidden_states.K.cls' (its class token).
   c.embed.hf_layers = ('pooler_output',)

@@ -7,9 +7,9 @@
 
 Modes: the stages of `rdmjax.stages.STAGES`, or `all` (the default:
 `rdmjax.stages.PIPELINE`). `rdmjax --help` prints the modes, flags, config
-files and main config fields with their defaults (rdmjax.cli). Bad input
+files and main config fields with their defaults (rdmjax.run.cli). Bad input
 ends with one line, `rdmjax: error: ...`, and exit code 2: a mistake in the
-flags or the config (rdmjax.cli.parse_flags) or in the data (InputError).
+flags or the config (rdmjax.run.cli.parse_flags) or in the data (InputError).
 A --config path that does not exist falls back to the config of that file
 name shipped with rdmjax, so `--config=configs/NAME.py` runs from anywhere.
 """
@@ -25,18 +25,20 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rdmjax import cli, stages
-from rdmjax import workdir as workdir_lib
+from rdmjax import data, files, paths, stages
 from rdmjax.errors import InputError
+from rdmjax.run import cli, preflight
+from rdmjax.run import workdir as workdir_lib
+from rdmjax.stages import group
 
 
 def _define_config():
-  """--config, by default the shipped configs/default.py (rdmjax.cli).
+  """--config, by default the shipped configs/default.py (rdmjax.run.cli).
 
   ml_collections loads the default config, with the --config.FIELD=VALUE
   of sys.argv, as it defines the flag: a mistyped field would fail this
   import before run() can say so in one line. Then the flag starts with no
-  default and run() (rdmjax.cli.parse_flags) loads the config and reports.
+  default and run() (rdmjax.run.cli.parse_flags) loads the config and reports.
   """
   text = (
     'Config file, optionally with an argument: configs/default.py:tiny. A '
@@ -86,10 +88,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   import jax
 
-  from rdmjax import report
-
   config = _CONFIG.value
-  from rdmjax import data
 
   mode = _MODE.value
   group_run = data.population(config) and mode not in (
@@ -125,7 +124,6 @@ def main(argv: list[str]) -> None:
     jax.process_count(),
     jax.devices(),
   )
-  from rdmjax import paths
 
   if not _WORKDIR.value.strip():
     print(
@@ -138,10 +136,9 @@ def main(argv: list[str]) -> None:
   # A local folder or gs://... (etils epath, as Orbax): rdmjax.paths.
   workdir = paths.path(_WORKDIR.value)
   todo = stages.PIPELINE if mode == 'all' else (mode,)
-  owner = task[0] == 0 and report.is_writer()  # holds the workdir's state
+  owner = task[0] == 0 and files.is_writer()  # holds the workdir's state
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    from rdmjax import preflight
 
     # Inputs checked before any long stage; may add the embed stage.
     config, todo = preflight.plan(config, workdir, todo)
@@ -248,7 +245,7 @@ def _run_group(config, workdir, todo, task=(0, 1), state='new') -> None:
   failed subject is reported and the others go on), then the group
   section (`rdmjax.stages.group`).
 
-  state 'same' (`rdmjax.workdir.check_config`): a subject's finished
+  state 'same' (`rdmjax.run.workdir.check_config`): a subject's finished
   stages are reused.
 
   task = (k, n): one of n tasks of a multi-host launch runs subjects k,
@@ -256,8 +253,6 @@ def _run_group(config, workdir, todo, task=(0, 1), state='new') -> None:
   (subjects need no collectives); task 0 then waits for the others' done
   files in WORKDIR/group_tasks/ and writes the group section.
   """
-  from rdmjax import data
-  from rdmjax.stages import group
 
   me, count = task
   names = data.subjects(config)
@@ -307,19 +302,17 @@ def _log_time(workdir, stage: str, wall_s: float, name: str = '') -> None:
   (a group run's subject: its own, and `name/stage` on stdout)."""
   import resource
 
-  from rdmjax import report
-
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB
   row = dict(stage=stage, wall_s=round(wall_s, 2), peak_rss_gb=round(peak, 2))
-  if report.is_writer():
+  if files.is_writer():
     shown = dict(row, stage=f'{name}/{stage}') if name else row
     print(json.dumps(shown), flush=True)
-    report.append_jsonl(workdir / 'timings.jsonl', row)
+    files.append_jsonl(workdir / 'timings.jsonl', row)
 
 
 def run() -> None:
   """Console-script entry (`rdmjax`), as `python -m rdmjax.main`: --help and
-  one-line errors for the flags and the config (rdmjax.cli.parse_flags)."""
+  one-line errors for the flags and the config (rdmjax.run.cli.parse_flags)."""
   app.run(main, flags_parser=cli.parse_flags)
 
 

@@ -30,7 +30,7 @@ def datadir(tmp_path_factory):
   """A workdir holding the tiny synthetic subject (written once a module)."""
   from tiny_run import tiny
 
-  from rdmjax import train
+  from rdmjax.training import loop as train
 
   d = tmp_path_factory.mktemp('data')
   train.load_data(tiny(), d)

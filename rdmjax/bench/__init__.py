@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 
-from rdmjax import paths, report
+from rdmjax import files, paths
 from rdmjax.errors import InputError
 
 SUITES = ('rdm', 'pairs', 'clip')
@@ -132,6 +132,6 @@ def run(config, workdir: str | Path) -> list[dict[str, Any]]:
     rec = dict(ctx, time=time.strftime('%Y-%m-%dT%H:%M:%S'), config=summary)
     rec.update(figure)
     print(json.dumps(rec, default=str), flush=True)
-    report.append_jsonl(path, rec)
+    files.append_jsonl(path, rec)
     records.append(rec)
   return records

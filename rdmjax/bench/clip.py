@@ -24,6 +24,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from rdmjax import bench, sharding
+from rdmjax.bench import time_fn
+from rdmjax.embed import clip_vision as cv
+from rdmjax.embed import clip_weights
+
 
 def flops_per_image(cfg) -> float:
   """Forward FLOPs of one image (2 per multiply-add), analytic."""
@@ -35,10 +40,6 @@ def flops_per_image(cfg) -> float:
 
 def _jax_rows(config, hf, mesh) -> Iterator[dict]:
   import jax.numpy as jnp
-
-  from rdmjax import bench, sharding
-  from rdmjax.models import clip_vision as cv
-  from rdmjax.models import clip_weights
 
   cfg = cv.tower_config(hf)
   s = cfg.image_size
@@ -86,7 +87,6 @@ def _torch_rows(config, hf, batches) -> list[dict]:
     import transformers
   except ImportError:
     return []
-  from rdmjax.bench import time_fn
 
   dev = 'cuda' if torch.cuda.is_available() else 'cpu'
   if dev == 'cpu':
@@ -137,10 +137,6 @@ def run(config: Any) -> Iterator[dict]:
   """
   import flax
   from transformers import CLIPVisionConfig
-
-  from rdmjax import sharding
-  from rdmjax.models import clip_vision as cv
-  from rdmjax.models import clip_weights
 
   arch = config.embed.model
   if arch in cv.ARCHITECTURES:

@@ -34,7 +34,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from rdmjax import kernels, pairs, sharding, train
+from rdmjax import sharding
+from rdmjax.bench import time_fn
+from rdmjax.rsa import rdm as kernels
+from rdmjax.training import loop as train
+from rdmjax.training import pairs
 
 
 def _config(config, sampler: str, num_pairs: int):
@@ -102,7 +106,6 @@ def _measure(variant, config, data, dev, host, mesh, n_pairs, repeats):
 
   Yields (stage, timing, loss) as each is measured.
   """
-  from rdmjax.bench import time_fn
 
   rng, z, x, idx = host
   e = x.shape[1]

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rdmjax import kernels
 from rdmjax.bench import time_fn
+from rdmjax.rsa import rdm as kernels
 
 
 def numpy_rdm(x: np.ndarray) -> np.ndarray:

@@ -14,7 +14,9 @@ import os
 from pathlib import Path
 
 from rdmjax import paths
+from rdmjax.data import algonauts, synthetic
 from rdmjax.errors import InputError
+from rdmjax.files import is_writer
 
 
 def data_root(config, workdir: str | os.PathLike) -> Path:
@@ -51,7 +53,6 @@ def population(config) -> bool:
 def subjects(config) -> list[str]:
   """The subjects of a group run: `data.subjects` 'all' (the population's,
   or subj01 ... subj08 on real data) or a comma-separated list."""
-  from rdmjax.data import synthetic
 
   want = str(config.data.get('subjects', ''))
   if want == 'all':
@@ -68,7 +69,6 @@ def subjects(config) -> list[str]:
 
 def ensure_synthetic(config, workdir) -> None:
   """Writes the synthetic subject, or the population of a group run."""
-  from rdmjax.data import synthetic
 
   root = data_root(config, workdir)
   if population(config):
@@ -85,13 +85,10 @@ def subject_from_config(config, workdir: str | os.PathLike):
   Returns:
     An `rdmjax.data.algonauts.Subject`.
   """
-  from rdmjax.data import algonauts
 
   root = data_root(config, workdir)
   if not config.data.root:
     import jax
-
-    from rdmjax.report import is_writer
 
     if paths.is_remote(workdir):
       # No shared disk: every host writes (or finds) its own local copy.
@@ -118,7 +115,6 @@ def embeddings_path(config, workdir: str | os.PathLike) -> Path:
         "''); for real data run --mode=embed and set "
         '--config.data.embeddings=clip'
       )
-    from rdmjax.data import synthetic
 
     return (
       synthetic.extras_dir(data_root(config, workdir), config.data.subject)

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from rdmjax.errors import InputError
-from rdmjax.hostmem import aligned_empty
+from rdmjax.sharding import aligned_empty
 
 HEMIS = ('lh', 'rh')
 CLASSES = (

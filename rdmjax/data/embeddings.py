@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from rdmjax import paths
 from rdmjax.errors import InputError
+from rdmjax.files import is_writer
 
 REQUIRED_META = ('model', 'layer', 'preprocessing', 'subject')
 
@@ -67,8 +69,6 @@ def write(
     raise InputError(f'embedding cache: meta lacks {missing}')
   if not np.all(np.isfinite(emb)):
     raise InputError('embedding cache: embeddings hold NaN or Inf')
-  from rdmjax import paths
-  from rdmjax.report import is_writer
 
   path = paths.path(path)
   if not (is_writer() if writer is None else writer):
@@ -104,7 +104,6 @@ def read(
   Returns:
     (embeddings [n, d] f32, meta dict with `nsd_ids` and `splits` added).
   """
-  from rdmjax import paths
 
   path = paths.path(path)
   if not path.is_file():

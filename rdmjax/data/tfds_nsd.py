@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from rdmjax.data import algonauts
+from rdmjax.data import algonauts, synthetic
 from rdmjax.errors import InputError
 
 NAME = 'nsd_algonauts'
@@ -139,7 +139,6 @@ class NsdAlgonauts(tfds.core.ShardBasedBuilder):
   def _source_root(self, dl_manager) -> Path:
     if self.builder_config.name != SYNTHETIC:
       return Path(dl_manager.manual_dir)
-    from rdmjax.data import synthetic
 
     root = Path(dl_manager.download_dir) / SYNTHETIC_FOLDER
     synthetic.ensure_subject(root, 'subj01', **self._synthetic_kwargs)

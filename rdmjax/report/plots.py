@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from rdmjax import paths
+from rdmjax.data import images
 from rdmjax.errors import InputError
+from rdmjax.files import atomic_write, is_writer
 
 
 def pyplot():
@@ -71,8 +73,6 @@ def save_figure(fig, path: Path, vector: Sequence[str] | None = None) -> Path:
   PNG's path."""
   import matplotlib
 
-  from rdmjax.report import atomic_write, is_writer
-
   path = paths.path(path)
   formats = vector_formats() if vector is None else tuple(vector)
   if is_writer():
@@ -96,7 +96,6 @@ def images_and_responses(
   subject, rois: Sequence[str], n_images: int = 4, path: Path = Path('x.png')
 ) -> Path:
   """A few training images, each beside its response profile per ROI."""
-  from rdmjax.data import images
 
   plt = pyplot()
   n = min(n_images, subject.n_images('train'))

@@ -1,8 +1,9 @@
 """The stages of a run, one module per `--mode`, named as the mode.
 
-Each module has `run(config, workdir)`. `STAGES` is the one list of them, in
-pipeline order (the order of report.md's sections too); `PIPELINE` is what
-`--mode=all` (the default) runs. Stage modules import lazily: `--mode=synth`
+Each module has `run(config, workdir)`. `STAGES` (defined in `rdmjax.config_lib`,
+which every room may import) is the one list of them, in pipeline order
+(the order of report.md's sections too); `PIPELINE` is what `--mode=all`
+(the default) runs. Stage modules import lazily: `--mode=synth`
 loads no model code.
 """
 
@@ -12,19 +13,9 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-STAGES = (
-  'synth',
-  'data',
-  'rdm',
-  'embed',
-  'train',
-  'sweep',
-  'eval',
-  'group',
-  'bench',
-  'tfds',
-)
-PIPELINE = ('data', 'rdm', 'train')
+from rdmjax.config_lib import PIPELINE, STAGES
+
+__all__ = ['PIPELINE', 'STAGES', 'run']
 
 
 def run(stage: str, config, workdir: str | Path) -> Any:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rdmjax import bench
+
 
 def run(config, workdir: str | Path) -> list[dict]:
   """Prints each figure as measured; appends them to WORKDIR/bench.jsonl."""
-  from rdmjax import bench
 
   return bench.run(config, workdir)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from absl import logging
 
-from rdmjax import data, paths, report
+from rdmjax import data, files, paths, report
 from rdmjax.report import plots
 
 
@@ -38,7 +38,7 @@ def run(config, workdir: str | Path) -> dict:
   subject = data.subject_from_config(config, workdir)
   rois = ('all', *config.rdm.rois, config.data.roi)
   summary = summarize(subject, rois)
-  report.atomic_write(
+  files.atomic_write(
     workdir / 'summary.json', json.dumps(summary, indent=2) + '\n'
   )
   fig = plots.images_and_responses(

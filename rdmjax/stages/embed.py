@@ -17,7 +17,7 @@ file `--config.data.embeddings=clip` trains on. Rows: the train images, then
 the test images, each in file order (the fMRI row order).
 
 `--config.embed.backend=hf` runs any Hugging Face image model instead
-(DINOv2, ViT, ConvNeXt, ...: `rdmjax.models.hf_vision`, PyTorch, one
+(DINOv2, ViT, ConvNeXt, ...: `rdmjax.embed.hf_vision`, PyTorch, one
 device) with its own image processor:
 
   rdmjax --mode=embed --workdir=DIR --config.embed.backend=hf \
@@ -47,10 +47,10 @@ from rdmjax import data as rdata
 from rdmjax import paths, report, sharding
 from rdmjax.data import embeddings
 from rdmjax.data.images import load_images
+from rdmjax.embed import clip_vision as cv
+from rdmjax.embed import hf_vision
+from rdmjax.embed.clip_weights import Preprocess, build_tower, preprocess
 from rdmjax.errors import InputError
-from rdmjax.models import clip_vision as cv
-from rdmjax.models import hf_vision
-from rdmjax.models.clip_weights import Preprocess, build_tower, preprocess
 
 
 def _batches(

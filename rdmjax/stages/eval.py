@@ -8,7 +8,7 @@ baselines on the same pairs, as the train stage's
 report.md's `eval` section (the checkpoint, its validation Spearman, the
 score table, the figures), the test figures (figures/eval_test_*.png), the
 test scores as TensorBoard scalars at the checkpoint's step
-(WORKDIR/tensorboard, `rdmjax.metric_writer`), and one summary line on
+(WORKDIR/tensorboard, `rdmjax.training.metric_writer`), and one summary line on
 stdout.
 """
 
@@ -21,10 +21,14 @@ from typing import Any
 
 from absl import logging
 
-from rdmjax import checkpoint, evaluate, metric_writer, paths, report, train
+from rdmjax import files, paths, report
 from rdmjax.errors import InputError
 from rdmjax.report import train_plots
 from rdmjax.stages import train as train_stage
+from rdmjax.training import checkpoints as checkpoint
+from rdmjax.training import evaluation as evaluate
+from rdmjax.training import loop as train
+from rdmjax.training import metric_writer
 
 
 def _restore(config, workdir: Path, prep, which: str):
@@ -88,7 +92,7 @@ def run(config, workdir: str | Path, which: str | None = None) -> dict:
     tb.scalars(step, metric_writer.eval_scalars(out))
   report.write_section(workdir, 'eval', markdown(out, config))
   logging.info('eval: %s', out)
-  if report.is_writer():
+  if files.is_writer():
     print(summary(out), flush=True)
   return out
 

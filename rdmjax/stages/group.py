@@ -7,13 +7,13 @@ Reads each subject's results (WORKDIR/subjNN/results.json) and writes
 results.json's `group` entry and report.md's group section:
 
 - every headline number per subject and its mean +- SEM across subjects
-  with a 95% t interval (`rdmjax.group.mean_sem`): RSA per ROI x metric and
+  with a 95% t interval (`rdmjax.rsa.group.mean_sem`): RSA per ROI x metric and
   embedding source, and the trained model's and baselines' test Spearman
   and fraction of ceiling; a figure with subjects as points;
 - inter-subject consistency and the real-data ceiling, per ROI x metric,
   over the training images every subject saw (by NSD id): the Spearman of
   every pair of subjects' RDMs, and rsatoolbox's leave-one-subject-out
-  lower and upper noise-ceiling bounds (`rdmjax.group.noise_ceiling`);
+  lower and upper noise-ceiling bounds (`rdmjax.rsa.group.noise_ceiling`);
 - which subjects failed, and why.
 """
 
@@ -26,9 +26,16 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from rdmjax import data, group, kernels, paths, report
-from rdmjax.analysis import responses
+from rdmjax import data, paths, report
+from rdmjax.data.inputs import responses
 from rdmjax.report import plots
+from rdmjax.rsa import group
+from rdmjax.rsa import inference as stats
+from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa.analysis import BOOT_WORK
+from rdmjax.training import checkpoints as checkpoint
+from rdmjax.training import evaluation as evaluate
+from rdmjax.training import loop as train
 
 
 def _subject_config(config, workdir, name: str):
@@ -104,8 +111,7 @@ def consistency(config, workdir, names: list[str]) -> dict[str, Any]:
 def _draws(c, n: int, k: int) -> int:
   """Bootstrap draws for the consistency intervals: rdm.bootstrap, fewer
   where S(S-1)/2 + 2S Spearman series of n(n-1)/2 pairs would exceed 4
-  times the RSA's work cap (`rdmjax.analysis.BOOT_WORK`)."""
-  from rdmjax.analysis import BOOT_WORK
+  times the RSA's work cap (`rdmjax.rsa.analysis.BOOT_WORK`)."""
 
   want = int(c.get('bootstrap', 0))
   work = n * (n - 1) // 2 * (k * (k - 1) // 2 + 2 * k)
@@ -119,11 +125,10 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
   predict any image pair, so a model of one brain is scored on another.
 
   Per test subject, all models are scored on the same pairs with the same
-  bootstrap draws over its test images (`rdmjax.stats`): every entry gets
+  bootstrap draws over its test images (`rdmjax.rsa.inference`): every entry gets
   a 95% interval, and the column its own model minus the mean of the
   other subjects' models, a paired difference with its interval.
   """
-  from rdmjax import checkpoint, evaluate, stats, train
 
   ckpts = {s: workdir / s / 'ckpt' for s in names}
   ckpts = {s: p for s, p in ckpts.items() if p.is_dir()}

@@ -1,7 +1,7 @@
 """`--mode=rdm`: the RDM analysis (Figures 1-2, Tables 1-2, RSA).
 
 For every ROI in `config.rdm.rois` and metric in `config.rdm.metrics`, on the
-images of `config.rdm.split`, `rdmjax.analysis.analyse` computes the
+images of `config.rdm.split`, `rdmjax.rsa.analysis.analyse` computes the
 numbers; this stage writes WORKDIR/figures/{rdms,rdm_hist,rsa}.png,
 rdm_{roi}_{metric}.png, pairs_{roi}_{metric}.png, mds_{roi}_{metric}.png
 (the first metric; `rdm.mds`), results.json's `rdm` and report.md's `rdm`
@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from rdmjax import analysis, data, kernels, mds, paths, repeats, report
-from rdmjax.analysis import KINDS
-from rdmjax.data import images
+from rdmjax import data, paths, report
+from rdmjax.data import images, inputs
 from rdmjax.errors import InputError
+from rdmjax.report import mds as mds_plot
 from rdmjax.report import plots
+from rdmjax.rsa import analysis, interop, mds, repeats
+from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa.analysis import KINDS
 
 
 def _pair_figure(subject, split, res, roi, metric, path, keep) -> Path:
@@ -79,7 +82,7 @@ def _analyse_all(
   ids, n = _ids(subject, split, keep), results['n_images']
   heats, fig_paths = {}, {}
   rois = list(dict.fromkeys(c.rois))
-  labels = analysis.image_labels(config, workdir, subject, split, keep)
+  labels = inputs.image_labels(config, workdir, subject, split, keep)
   # Heatmaps by label where the images have one (ordered before any block
   # means), each row's label beside them.
   order = rows = None
@@ -139,9 +142,8 @@ def _analyse_all(
 
 
 def _saver(path, roi, metric, ids, subject, split):
-  """Saves one RDM (condensed) with its images' NSD ids: rdmjax.interop's
+  """Saves one RDM (condensed) with its images' NSD ids: rdmjax.rsa.interop's
   .npz, which `interop.load_rdms` and `to_rsatoolbox` read back."""
-  from rdmjax import interop
 
   def save(v):
     interop.save_rdms(
@@ -166,7 +168,7 @@ def _mds_figure(x, metric, labels, config, path, roi) -> Path:
   keep = range(n) if rows is None else np.sort(rows)
   impl = analysis.stage_impl(config.rdm)
   coords = mds.mds(np.asarray(kernels.rdm(sub, metric, impl=impl)))
-  return mds.mds_figure(
+  return mds_plot.mds_figure(
     coords,
     None if labels is None else [labels[k] for k in keep],
     path,
@@ -182,8 +184,8 @@ def _per_roi(config, workdir, subject, rois, keep):
 
   c = config.rdm
   for roi in rois:
-    x = analysis.responses(subject, roi, c.split, c.standardize, keep)
-    nl = analysis.noiseless(
+    x = inputs.responses(subject, roi, c.split, c.standardize, keep)
+    nl = inputs.noiseless(
       config, workdir, subject, roi, c.split, c.standardize, keep
     )
     x, nl = jax.device_put((x, nl))
@@ -211,7 +213,9 @@ def run(config, workdir: str | Path) -> dict:
   subject = data.subject_from_config(config, workdir)
   split = c.split
   n = _check(config, subject)
-  reps = repeats.counts(config, subject, workdir) if split == 'train' else None
+  reps = (
+    inputs.repeat_counts(config, subject, workdir) if split == 'train' else None
+  )
   keep = None
   if c.get('images', 'all') == 'equal_repeats':
     if reps is None:
@@ -224,8 +228,8 @@ def run(config, workdir: str | Path) -> dict:
   elif c.get('images', 'all') != 'all':
     raise InputError(f'rdm.images={c.images!r}: use all or equal_repeats')
   subset = analysis.rsa_subset(n, c.max_images, config.seed)
-  sources = analysis.embedding_sources(config, workdir)
-  embs, emb_info = analysis.read_embeddings(
+  sources = inputs.embedding_sources(config, workdir)
+  embs, emb_info = inputs.read_embeddings(
     sources, split, subject.nsd_ids(split)
   )
   if keep is not None:

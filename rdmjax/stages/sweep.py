@@ -28,8 +28,13 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from rdmjax import evaluate, paths, report, stats, train
+from rdmjax import paths, report
 from rdmjax.errors import InputError
+from rdmjax.rsa import inference as stats
+from rdmjax.stages import eval as eval_stage
+from rdmjax.training import baselines
+from rdmjax.training import evaluation as evaluate
+from rdmjax.training import loop as train
 
 
 def _values(config) -> tuple[str, list]:
@@ -61,7 +66,6 @@ def _with(config, param: str, value):
 
 def run(config, workdir: str | Path) -> dict[str, Any]:
   """Runs the sweep; returns the results.json 'sweep' entry."""
-  from rdmjax.stages import eval as eval_stage
 
   workdir = paths.path(workdir)
   param, values = _values(config)
@@ -97,7 +101,6 @@ def _predictions(config, workdir, param, runs, split: str):
   """Each run's best checkpoint on the split's pairs: (EvalSet, prep of
   the last run, name -> [P] predictions). All runs share the image split,
   so their pairs are the same (checked)."""
-  from rdmjax.stages import eval as eval_stage
 
   preds, es, prep = {}, None, None
   for r in runs:
@@ -126,8 +129,6 @@ def _paired(config, workdir, param, runs, split: str, ref: str) -> dict:
   ia, ib = np.searchsorted(es.images, es.i), np.searchsorted(es.images, es.j)
   extra = {}
   if split == 'test':
-    from rdmjax import baselines
-
     base = baselines.test_pairs(
       prep.data,
       es.images,

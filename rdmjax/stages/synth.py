@@ -9,7 +9,7 @@ from pathlib import Path
 from absl import logging
 
 from rdmjax import data
-from rdmjax.report import is_writer
+from rdmjax.files import is_writer
 
 
 def run(config, workdir: str | Path) -> Path:

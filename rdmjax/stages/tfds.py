@@ -14,11 +14,11 @@ from pathlib import Path
 from absl import logging
 
 from rdmjax import paths, report
+from rdmjax.data import tfds_nsd
 
 
 def run(config, workdir: str | Path) -> dict:
   """Builds (once) and returns {'config', 'data_dir', 'splits': {name: n}}."""
-  from rdmjax.data import tfds_nsd
 
   workdir = paths.path(workdir)
   data_dir = workdir / 'tensorflow_datasets'

@@ -1,11 +1,11 @@
 """`--mode=train`: trains, scores the test pairs, writes results and report.
 
 Every score is given with a 95% interval from a bootstrap over the test
-images (`rdmjax.stats`), beside what it means, all on exactly the model's
+images (`rdmjax.rsa.inference`), beside what it means, all on exactly the model's
 test pairs: the ceiling (for the synthetic subject: how well the noiseless
 responses' targets rank-correlate with the noisy ones), the zero-shot RSA
 of the embeddings, a ridge encoding model's predicted RDM and the
-feature-reweighted RSA (`rdmjax.baselines.test_pairs`). With
+feature-reweighted RSA (`rdmjax.training.baselines.test_pairs`). With
 `train.run_leaked`, the leaked variant (the reference study's mistake) is
 trained on the same budget into WORKDIR/leaked and scored on as many test
 pairs, each run as a fraction of its own ceiling, with the difference and
@@ -19,8 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from rdmjax import baselines, paths, report, stats, train
+from rdmjax import paths, report
 from rdmjax.report import train_plots
+from rdmjax.rsa import group
+from rdmjax.rsa import inference as stats
+from rdmjax.training import baselines
+from rdmjax.training import loop as train
 
 # Names in tables and figures.
 LABELS = {
@@ -105,8 +109,7 @@ def leaked_minus_disjoint(disjoint: dict, leaked: dict) -> dict[str, Any]:
 def across_folds(scored: list[dict], seeds: list[int]) -> dict[str, Any]:
   """Mean over repeated image splits with a 95% t interval (the folds'
   spread: what another split of the images would give), per prediction
-  and statistic (`rdmjax.group.mean_sem`, the splits as its units)."""
-  from rdmjax import group
+  and statistic (`rdmjax.rsa.group.mean_sem`, the splits as its units)."""
 
   out: dict[str, Any] = {'seeds': seeds, 'n': len(scored)}
   for name in scored[0]['scores']:

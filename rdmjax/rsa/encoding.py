@@ -1,0 +1,518 @@
+"""Encoding baselines: ridge from embeddings to vertices, reweighted RSA.
+
+- `fit_ridge`: embeddings -> vertex responses, one ridge per vertex with an
+  unpenalised intercept, the penalty chosen on training images only by
+  exact leave-one-out error (scikit-learn RidgeCV's default, same choice) or
+  GCV, one alpha for all vertices or one per vertex. One SVD of the centred
+  embeddings serves every alpha and every vertex.
+- `score_encoding` / `ridge_rsa`: the veRSA baseline of Net2Brain (RDM of
+  the predicted test responses vs the measured test RDM, Spearman) and the
+  Algonauts devkit's score (Pearson r per vertex; with a noise ceiling,
+  100 r^2 / NC, negative r set to 0, capped at 100).
+- `fit_reweighted` / `reweighted_rdm` / `reweighted_rsa`: feature-reweighted
+  RSA: one non-negative weight per standardised embedding dimension, so that
+  intercept + sum_k w_k (z_ak - z_bk)^2 fits training-pair dissimilarities
+  (NNLS with a free intercept); test RDMs are then one Gram product.
+
+Ridge runs in numpy on the host, in float64 by default: OpenBLAS reaches
+~88 GFLOP/s (f64) on the 2-core CPU where XLA's CPU dot gets ~40% of it
+(see `rdmjax.rsa.rdm.rdm`), and float64 reproduces scikit-learn's choice of
+alpha exactly; dtype='float32' halves the time. Exact leave-one-out costs
+one [n, r] x [r, chunk] product per alpha and chunk of vertices (r = rank
+of the centred embeddings), GCV one per chunk in all. Memory: Y itself, two
+[n, chunk] buffers, [r, v] projections and the [d, v] f32 weights. At NSD
+size (n = 9841, d = 512, v = 39548, one alpha of 9) on the busy 2-core CPU:
+LOO float64 79-137 s, float32 48 s, GCV 16 s; peak RSS 2.6 GiB with Y.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import threadpoolctl
+from scipy import linalg, optimize
+
+from rdmjax.errors import InputError
+from rdmjax.rsa import rdm as kernels
+
+__all__ = [
+  'RELATIVE_ALPHAS',
+  'Reweighting',
+  'RidgeFit',
+  'fit_reweighted',
+  'fit_ridge',
+  'noise_normalised',
+  'predicted_pair_dissimilarities',
+  'reweighted_pairs',
+  'reweighted_rdm',
+  'reweighted_rsa',
+  'ridge_rsa',
+  'score_encoding',
+  'vertex_correlation',
+]
+
+# Default grid, in units of trace(Xc^T Xc) / d (n times the mean feature
+# variance): scale-free, so it suits unit-norm and raw embeddings alike.
+RELATIVE_ALPHAS = np.logspace(-4, 4, 9)
+CV_MODES = ('loo', 'gcv')
+
+
+@dataclasses.dataclass(frozen=True)
+class RidgeFit:
+  """A fitted multi-target ridge: pred = (x - x_mean) @ weights + y_mean.
+
+  Attributes:
+    weights: [d, v] f32 coefficients.
+    intercept: [v] f32, y_mean - x_mean @ weights.
+    alpha: [v] f64 the chosen penalty of each vertex (all equal unless
+      per_vertex).
+    alphas: [n_alphas] f64 the grid searched (absolute).
+    cv_mse: [n_alphas, v] f64 leave-one-out (or GCV) mean squared error of
+      each alpha and vertex on the training images.
+    x_mean: [d] f64 training embedding mean.
+    y_mean: [v] f64 training response mean.
+  """
+
+  weights: np.ndarray
+  intercept: np.ndarray
+  alpha: np.ndarray
+  alphas: np.ndarray
+  cv_mse: np.ndarray
+  x_mean: np.ndarray
+  y_mean: np.ndarray
+
+  def predict(self, x) -> np.ndarray:
+    """x: [n, d] embeddings -> [n, v] f32 predicted responses."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] != self.weights.shape[0]:
+      raise InputError(
+        f'embeddings shape {x.shape}: pass [n, {self.weights.shape[0]}]'
+      )
+    pred = (x - self.x_mean.astype(np.float32)) @ self.weights
+    pred += self.y_mean.astype(np.float32)
+    return pred
+
+
+def _check_xy(x, y) -> None:
+  if getattr(x, 'ndim', 0) != 2 or getattr(y, 'ndim', 0) != 2:
+    raise InputError(
+      f'shapes {getattr(x, "shape", None)}, {getattr(y, "shape", None)}: pass'
+      ' embeddings [n, d] and responses [n, v]'
+    )
+  if x.shape[0] != y.shape[0] or x.shape[0] < 3:
+    raise InputError(
+      f'{x.shape[0]} embedding rows, {y.shape[0]} response rows: pass the'
+      ' same n >= 3 images in both'
+    )
+
+
+def fit_ridge(
+  x_train,
+  y_train,
+  alphas=None,
+  *,
+  per_vertex: bool = False,
+  cv: str = 'loo',
+  chunk: int = 4096,
+  dtype: str = 'float64',
+) -> RidgeFit:
+  """Ridge from embeddings to every vertex, penalty chosen on training data.
+
+  Leave-one-out residuals of all vertices at once: with Xc = U S V^T (X
+  centred) and f = s^2 / (s^2 + alpha), the hat matrix is 1 1^T / n +
+  U diag(f) U^T, so the LOO residual of image i is e_i / (1 - h_i) with
+  e = Yc - U diag(f) U^T Yc (scikit-learn's RidgeCV, cv=None: same errors,
+  same choice, first alpha on ties). 'gcv' replaces h_i by trace(H) / n:
+  no [n, chunk] product per alpha.
+
+  Args:
+    x_train: [n, d] embeddings of the training images.
+    y_train: [n, v] responses (any float dtype, e.g. a float32 memmap; read
+      chunk columns at a time).
+    alphas: absolute penalties; default RELATIVE_ALPHAS * trace(Xc^T Xc) / d.
+    per_vertex: one alpha per vertex (its own CV minimum) instead of the one
+      minimising the CV error summed over vertices.
+    cv: 'loo' (exact leave-one-out) or 'gcv' (generalised CV).
+    chunk: vertices per block.
+    dtype: 'float64' or 'float32': about twice as fast, CV errors to ~3e-6
+      relative, so near-ties may go the other way (0.2% of per-vertex
+      choices at n = 9841).
+
+  Returns:
+    The RidgeFit.
+  """
+  _check_xy(x_train, y_train)
+  if cv not in CV_MODES:
+    raise InputError(f'cv {cv!r} unknown: use one of {CV_MODES}')
+  if dtype not in ('float64', 'float32'):
+    raise InputError(f'dtype {dtype!r}: use float64 or float32')
+  if chunk < 1:
+    raise InputError(f'chunk {chunk}: pass a positive number of vertices')
+  ft = np.dtype(dtype)
+  x = np.asarray(x_train, np.float64)
+  n, d = x.shape
+  v = y_train.shape[1]
+  if not np.isfinite(x).all():
+    raise InputError('embeddings have non-finite values: drop those images')
+  x_mean = x.mean(0)
+  u, s, vt = _svd(x - x_mean)
+  if not s.size or s[0] == 0:
+    raise InputError('embeddings are constant over images: nothing to fit')
+  keep = s > s[0] * max(n, d) * np.finfo(np.float64).eps
+  u, s, vt = u[:, keep], s[keep], vt[keep]
+  if alphas is None:
+    alphas = RELATIVE_ALPHAS * np.sum(s**2) / d
+  alphas = np.atleast_1d(np.asarray(alphas, np.float64))
+  if alphas.ndim != 1 or not np.all(alphas > 0):
+    raise InputError(f'alphas {alphas}: pass positive penalties')
+  f = s**2 / (s**2 + alphas[:, None])  # [n_alphas, r] shrinkage factors
+  lev = 1 / n + (u**2) @ f.T  # [n, n_alphas] diagonal of the hat matrix
+  uf = u.astype(ft)
+  proj = np.empty((s.size, v))  # U^T Yc
+  cv_mse = np.empty((alphas.size, v))
+  y_mean = np.empty(v)
+  for lo in range(0, v, chunk):
+    cols = slice(lo, min(lo + chunk, v))
+    yc = np.array(y_train[:, cols], ft)
+    if not np.isfinite(yc).all():
+      bad = lo + np.flatnonzero(~np.isfinite(yc).all(0))[0]
+      raise InputError(f'responses of vertex {bad} are not all finite')
+    y_mean[cols] = yc.mean(0, dtype=np.float64)
+    yc -= y_mean[cols].astype(ft)
+    a = uf.T @ yc
+    proj[:, cols] = a
+    if cv == 'loo':
+      cv_mse[:, cols] = _loo_mse(uf, a, yc, f, 1 / (1 - lev))
+    else:
+      ss = np.einsum('ij,ij->j', yc, yc, dtype=np.float64)
+      rss = ss - (2 * f - f**2) @ np.square(a, dtype=np.float64)
+      df = 1 + f.sum(1, keepdims=True)
+      cv_mse[:, cols] = np.maximum(rss, 0) / n / (1 - df / n) ** 2
+  if per_vertex:
+    best = np.argmin(cv_mse, axis=0)
+  else:
+    best = np.full(v, np.argmin(cv_mse.mean(1)))
+  alpha = alphas[best]
+  weights = np.empty((d, v), np.float32)
+  intercept = np.empty(v, np.float32)
+  for lo in range(0, v, chunk):
+    cols = slice(lo, min(lo + chunk, v))
+    g = s[:, None] / (s[:, None] ** 2 + alpha[None, cols])
+    w = vt.T @ (g * proj[:, cols])
+    weights[:, cols] = w
+    intercept[cols] = y_mean[cols] - x_mean @ w
+  return RidgeFit(weights, intercept, alpha, alphas, cv_mse, x_mean, y_mean)
+
+
+def _svd(xc):
+  """Thin SVD; gesdd (fast) unless it fails to converge.
+
+  One BLAS thread: a [9841, 512] SVD then takes ~1.5 s; threaded LAPACK on
+  a busy 2-core host took 2-5 s (540 x 512: 0.1 s against 2-3 s).
+  """
+  with threadpoolctl.threadpool_limits(1, user_api='blas'):
+    try:
+      return linalg.svd(xc, full_matrices=False, check_finite=False)
+    except linalg.LinAlgError:
+      return linalg.svd(xc, full_matrices=False, lapack_driver='gesvd')
+
+
+def _loo_mse(u, a, yc, f, scale) -> np.ndarray:
+  """[n_alphas, chunk] mean of (e_i / (1 - h_i))^2 over images."""
+  buf = np.empty_like(yc)
+  out = np.empty((f.shape[0], yc.shape[1]))
+  for k in range(f.shape[0]):
+    np.matmul(u, f[k].astype(u.dtype)[:, None] * a, out=buf)
+    buf -= yc
+    np.square(buf, out=buf)
+    # A matrix-vector product: the (1 - h)^-2 weighted sum over images.
+    out[k] = (scale[:, k] ** 2).astype(u.dtype) @ buf
+  return out / yc.shape[0]
+
+
+def vertex_correlation(pred, y, chunk: int = 4096) -> np.ndarray:
+  """Pearson r of each column of pred with the same column of y.
+
+  Args:
+    pred: [n, v] predicted responses.
+    y: [n, v] measured responses.
+    chunk: columns per block (float64 in blocks).
+
+  Returns:
+    [v] f64; NaN where either column is constant.
+  """
+  if np.shape(pred) != np.shape(y) or np.ndim(y) != 2:
+    raise InputError(
+      f'shapes {np.shape(pred)}, {np.shape(y)}: pass two [n, v] arrays'
+    )
+  v = y.shape[1]
+  out = np.empty(v)
+  for lo in range(0, v, chunk):
+    cols = slice(lo, min(lo + chunk, v))
+    a = np.array(pred[:, cols], np.float64)
+    b = np.array(y[:, cols], np.float64)
+    a -= a.mean(0)
+    b -= b.mean(0)
+    den = np.sqrt(np.einsum('ij,ij->j', a, a) * np.einsum('ij,ij->j', b, b))
+    with np.errstate(invalid='ignore', divide='ignore'):
+      out[cols] = np.where(den > 0, np.einsum('ij,ij->j', a, b) / den, np.nan)
+  return out
+
+
+def noise_normalised(r, noise_ceiling) -> np.ndarray:
+  """The Algonauts devkit's score per vertex: 100 r^2 / NC, at most 100.
+
+  Negative r count as 0 and zero ceilings as 1e-14 (devkit rules).
+
+  Args:
+    r: [v] Pearson r per vertex.
+    noise_ceiling: [v] NC as a fraction in [0, 1], as the Algonauts
+      `*_noise_ceiling.npy` files hold it.
+
+  Returns:
+    [v] f64 percent; NaN where r is NaN.
+  """
+  r = np.asarray(r, np.float64)
+  nc = np.asarray(noise_ceiling, np.float64)
+  if nc.shape != r.shape:
+    raise InputError(f'noise ceiling shape {nc.shape}: pass one per vertex')
+  if np.nanmax(nc) > 1 or np.nanmin(nc) < 0:
+    raise InputError(
+      f'noise ceiling in [{np.nanmin(nc)}, {np.nanmax(nc)}]: pass a fraction'
+      ' in [0, 1] (divide percentages by 100)'
+    )
+  nc = np.where(nc == 0, 1e-14, nc)
+  with np.errstate(invalid='ignore'):
+    score = 100 * np.maximum(r, 0) ** 2 / nc
+  return np.minimum(score, 100)
+
+
+def score_encoding(
+  fit: RidgeFit,
+  x_test,
+  y_test,
+  metric: str = 'correlation',
+  noise_ceiling=None,
+) -> dict:
+  """Scores a ridge fit on test images: veRSA and per-vertex accuracy.
+
+  Args:
+    fit: from `fit_ridge` (trained on other images).
+    x_test: [m, d] test embeddings.
+    y_test: [m, v] measured test responses.
+    metric: the RDM metric of `rdmjax.rsa.rdm.rdm` for both RDMs.
+    noise_ceiling: optional [v] NC fraction (see `noise_normalised`).
+
+  Returns:
+    dict: spearman (predicted vs measured test RDM, upper triangles),
+    pred_rdm [m, m] f32, pred [m, v] f32, r [v] (Pearson per vertex),
+    r_median, r_mean (NaN-ignoring); with a ceiling also nc_score [v],
+    nc_score_median, nc_score_mean (percent).
+  """
+  pred = fit.predict(x_test)
+  y = np.asarray(y_test, np.float32)
+  if y.shape != pred.shape:
+    raise InputError(f'test responses {y.shape}: pass [{len(pred)}, v]')
+  pred_rdm = np.asarray(kernels.rdm(pred, metric))
+  rho = kernels.compare_rdms(pred_rdm, kernels.rdm(y, metric), 'spearman')
+  r = vertex_correlation(pred, y)
+  out = dict(
+    spearman=rho,
+    pred_rdm=pred_rdm,
+    pred=pred,
+    r=r,
+    r_median=float(np.nanmedian(r)),
+    r_mean=float(np.nanmean(r)),
+  )
+  if noise_ceiling is not None:
+    nc = noise_normalised(r, noise_ceiling)
+    out['nc_score'] = nc
+    out['nc_score_median'] = float(np.nanmedian(nc))
+    out['nc_score_mean'] = float(np.nanmean(nc))
+  return out
+
+
+def ridge_rsa(
+  x_train,
+  y_train,
+  x_test,
+  y_test,
+  metric: str = 'correlation',
+  *,
+  noise_ceiling=None,
+  **ridge_kwargs,
+) -> dict:
+  """`fit_ridge` on the training images, then `score_encoding` on the test.
+
+  Returns:
+    `score_encoding`'s dict plus 'fit' (the RidgeFit).
+  """
+  fit = fit_ridge(x_train, y_train, **ridge_kwargs)
+  out = score_encoding(fit, x_test, y_test, metric, noise_ceiling)
+  out['fit'] = fit
+  return out
+
+
+def predicted_pair_dissimilarities(
+  fit: RidgeFit, x, i, j, metric: str = 'correlation', chunk: int = 8192
+) -> np.ndarray:
+  """Dissimilarity of the predicted responses of images i[k] and j[k].
+
+  Scores a ridge on the same test pairs as a pair model. x: [m, d]; i, j:
+  [P] indices into x. Returns [P] f32.
+  """
+  pred = fit.predict(x)
+  i, j = np.asarray(i), np.asarray(j)
+  out = [
+    np.asarray(
+      kernels.paired(pred[i[lo : lo + chunk]], pred[j[lo : lo + chunk]], metric)
+    )
+    for lo in range(0, i.size, chunk)
+  ]
+  return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reweighting:
+  """intercept + sum_k weights_k (z_ak - z_bk)^2, z = (emb - mean) / scale.
+
+  Attributes:
+    weights: [d] f64, non-negative.
+    intercept: the fitted offset (off the diagonal of an RDM).
+    mean: [d] f64 training embedding mean.
+    scale: [d] f64 training embedding sd (1 for constant features).
+  """
+
+  weights: np.ndarray
+  intercept: float
+  mean: np.ndarray
+  scale: np.ndarray
+
+
+def _standardise(emb, mean, scale) -> np.ndarray:
+  return (np.asarray(emb, np.float64) - mean) / scale
+
+
+def fit_reweighted(emb, i, j, target, chunk: int = 16384) -> Reweighting:
+  """Non-negative feature weights fitted to pair dissimilarities.
+
+  Least squares of target on the per-dimension squared differences of
+  standardised features, w >= 0, free intercept. Centring the design and
+  the target over pairs removes the intercept exactly; the normal equations
+  are accumulated over pair blocks (no [P, d] design) and solved by
+  scipy.optimize.nnls on their eigen square root.
+
+  Args:
+    emb: [n, d] embeddings of the training images (standardisation stats).
+    i: [P] first image of each training pair (index into emb).
+    j: [P] second image.
+    target: [P] dissimilarity of each pair.
+    chunk: pairs per block.
+
+  Returns:
+    The Reweighting.
+  """
+  emb = np.asarray(emb, np.float64)
+  i, j = np.asarray(i), np.asarray(j)
+  t = np.asarray(target, np.float64)
+  if emb.ndim != 2 or not (i.shape == j.shape == t.shape) or t.size < 2:
+    raise InputError(
+      f'emb {emb.shape}, pairs {i.shape} {j.shape}, target {t.shape}: pass'
+      ' [n, d] and three [P] arrays, P >= 2'
+    )
+  mean = emb.mean(0)
+  scale = emb.std(0)
+  scale = np.where(scale > 0, scale, 1.0)
+  z = _standardise(emb, mean, scale)
+  d = z.shape[1]
+  gram, dsum, dt = np.zeros((d, d)), np.zeros(d), np.zeros(d)
+  t_mean = t.mean()
+  for lo in range(0, t.size, chunk):
+    sl = slice(lo, lo + chunk)
+    dk = np.square(z[i[sl]] - z[j[sl]])
+    gram += dk.T @ dk
+    dsum += dk.sum(0)
+    dt += dk.T @ (t[sl] - t_mean)
+  gram -= np.outer(dsum, dsum) / t.size
+  lam, vec = np.linalg.eigh(gram)
+  ok = lam > lam[-1] * d * np.finfo(np.float64).eps
+  root = np.sqrt(lam[ok])
+  # ||A w - c||^2 = w^T G w - 2 w^T q + const, with G = A^T A, q = A^T c.
+  a = root[:, None] * vec[:, ok].T
+  c = (vec[:, ok].T @ dt) / root
+  w = optimize.nnls(a, c, maxiter=50 * d)[0]
+  intercept = t_mean - dsum @ w / t.size
+  return Reweighting(w, float(intercept), mean, scale)
+
+
+def reweighted_rdm(emb, fit: Reweighting) -> np.ndarray:
+  """The reweighted RDM of the rows of emb: one Gram product.
+
+  sum_k w_k (z_ak - z_bk)^2 is the squared Euclidean distance of the rows
+  of z * sqrt(w) (`rdmjax.rsa.rdm.rdm`, float32), plus the intercept off
+  the diagonal.
+
+  Returns:
+    [n, n] f32, symmetric, zero diagonal.
+  """
+  z = _standardise(emb, fit.mean, fit.scale) * np.sqrt(fit.weights)
+  r = np.array(kernels.rdm(z.astype(np.float32), 'sqeuclidean'))
+  r += np.float32(fit.intercept)
+  np.fill_diagonal(r, 0)
+  return r
+
+
+def reweighted_pairs(emb, fit: Reweighting, i, j) -> np.ndarray:
+  """The reweighted dissimilarity of pairs (i[k], j[k]) of emb: [P] f64."""
+  z = _standardise(emb, fit.mean, fit.scale)
+  diff = z[np.asarray(i)] - z[np.asarray(j)]
+  return fit.intercept + np.square(diff) @ fit.weights
+
+
+def reweighted_rsa(
+  emb_train,
+  y_train,
+  emb_test,
+  y_test,
+  metric: str = 'correlation',
+  *,
+  n_images: int = 2000,
+  n_pairs: int = 200_000,
+  seed: int = 0,
+) -> dict:
+  """Feature-reweighted RSA: fit on training pairs, score the test RDM.
+
+  Training targets come from the RDM of a random subset of n_images
+  training images (one Gram product, not a per-pair gather of response
+  rows); up to n_pairs of its pairs are drawn uniformly without
+  replacement.
+
+  Args:
+    emb_train: [n, d] training embeddings.
+    y_train: [n, v] training responses.
+    emb_test: [m, d] test embeddings.
+    y_test: [m, v] test responses.
+    metric: the response RDM metric (`rdmjax.rsa.rdm.rdm`).
+    n_images: training images whose pairs are used.
+    n_pairs: at most this many training pairs.
+    seed: for the image subset and the pairs.
+
+  Returns:
+    dict: spearman (reweighted vs measured test RDM), rdm [m, m] f32 (the
+    reweighted test RDM), fit (the Reweighting).
+  """
+  rng = np.random.default_rng(seed)
+  n = np.shape(emb_train)[0]
+  if np.shape(y_train)[0] != n:
+    raise InputError(f'{n} embeddings, {np.shape(y_train)[0]} responses')
+  sub = np.sort(rng.choice(n, min(n, n_images), replace=False))
+  target = np.asarray(kernels.rdm(np.asarray(y_train[sub]), metric))
+  a, b = np.triu_indices(sub.size, 1)
+  if a.size > n_pairs:
+    pick = np.sort(rng.choice(a.size, n_pairs, replace=False))
+    a, b = a[pick], b[pick]
+  fit = fit_reweighted(emb_train, sub[a], sub[b], target[a, b])
+  r = reweighted_rdm(emb_test, fit)
+  rho = kernels.compare_rdms(r, kernels.rdm(np.asarray(y_test), metric))
+  return dict(spearman=rho, rdm=r, fit=fit)

@@ -1,0 +1,499 @@
+"""Group-level statistics over subjects (NSD: 8 subjects, overlapping images).
+
+Subjects saw partly overlapping image sets, named by 0-based NSD ids (each
+subject's `nsd_ids('train')`; the "shared 1000" appear in several of them).
+Everything here is a pure function of numpy/JAX arrays keyed by subject name.
+
+- `shared_images`: the NSD ids that all given subjects saw (sorted), and
+  each subject's row indices of them, to cut responses or RDMs to one
+  common image order.
+- `intersubject_consistency`: RDMs of several subjects over the same images
+  -> the [S, S] matrix of `rdmjax.rsa.compare.compare_rdms` between every pair
+  (Spearman on upper triangles by default: exact average ranks, as scipy's
+  `spearmanr`).
+- `pairwise_consistency`: responses over each subject's own images -> per
+  pair of subjects, RDMs (`rdmjax.rsa.rdm.rdm`) over the images that pair
+  shares (a pair may share more than all subjects share) and their
+  Spearman; pairs with fewer than `min_images` shared images give NaN.
+- `noise_ceiling`: leave-one-subject-out bounds as rsatoolbox's
+  `rsatoolbox.inference.boot_noise_ceiling` (with `pool_rdm` from
+  `rsatoolbox.util.inference_util`). Subject s is compared with the pooled
+  RDM of ALL subjects (upper bound) and with that of the OTHER subjects
+  (lower bound); the bounds are means over subjects. Pooling depends on
+  the method, exactly as rsatoolbox:
+
+  - 'spearman': each subject's upper triangle is rank-transformed (scipy
+    `rankdata`, average ties) and the ranks are averaged; the comparison
+    then ranks that mean again and takes the Pearson of the two rank
+    vectors (rsatoolbox's `compare_spearman`). Here the rank sums are held
+    exactly (multiples of 1/2 in float64: the mean of the others is the
+    total minus one's own) and ranked by scipy, so the result is rsatoolbox's
+    to float64 rounding.
+  - 'corr' (alias 'pearson'): each upper triangle is z-scored (population
+    std, ddof=0) and the z-scores averaged (rsatoolbox then subtracts the
+    minimum, which no correlation sees); Pearson with the subject's raw
+    upper triangle.
+  - 'cosine' (rsatoolbox's default): each triangle divided by its root mean
+    square, averaged; cosine similarity.
+
+  Computed in float64 on the host (S x n(n-1)/2 values: cheap), not with
+  `compare_rdms`, which takes float32 input.
+- `consistency_bootstrap`: the same images resampled with replacement (as
+  `rdmjax.rsa.inference`): 95% intervals of the mean pairwise Spearman and of
+  both Spearman noise-ceiling bounds.
+- `mean_sem`: mean, SEM (ddof=1 std / sqrt(n)) and a Student-t interval of
+  per-subject values; None and NaN values are left out and counted.
+- `transfer_matrix`: score_fn(train, test) for every ordered pair of
+  subjects -> [S, S] floats; a failing call gives NaN and its message.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from rdmjax.errors import InputError
+from rdmjax.rsa import inference as stats
+from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa.compare import COMPARE_METHODS, compare_many
+
+__all__ = [
+  'NOISE_CEILING_METHODS',
+  'consistency_bootstrap',
+  'intersubject_consistency',
+  'mean_sem',
+  'noise_ceiling',
+  'pairwise_consistency',
+  'shared_images',
+  'transfer_matrix',
+]
+
+NOISE_CEILING_METHODS = ('spearman', 'corr', 'pearson', 'cosine')
+
+
+def _ids(name: str, ids) -> np.ndarray:
+  a = np.asarray(ids)
+  if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+    raise InputError(
+      f'NSD ids of {name}: shape {a.shape}, dtype {a.dtype}; pass a 1-D '
+      'array of integer ids'
+    )
+  a = a.astype(np.int64)
+  if np.unique(a).size != a.size:
+    raise InputError(
+      f'NSD ids of {name} repeat an id: pass one row per image (average '
+      'the repeats first)'
+    )
+  return a
+
+
+def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+  """Row indices in ids (unique) of wanted (all present in ids)."""
+  order = np.argsort(ids, kind='stable')
+  return order[np.searchsorted(ids, wanted, sorter=order)]
+
+
+def shared_images(
+  ids_per_subject: Mapping[str, np.ndarray],
+  subjects: Iterable[str] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """The NSD ids that all given subjects share, and their rows per subject.
+
+  Args:
+    ids_per_subject: subject -> [n_s] unique integer NSD ids of its rows.
+    subjects: which subjects (default: all keys, in order).
+
+  Returns:
+    (common_ids, rows): common_ids [k] int64 sorted ascending; rows maps each
+    subject to [k] int64 indices into its ids with
+    ids[s][rows[s]] == common_ids.
+  """
+  names = list(ids_per_subject) if subjects is None else list(subjects)
+  if not names:
+    raise InputError('no subjects given: pass at least one')
+  missing = [s for s in names if s not in ids_per_subject]
+  if missing:
+    raise InputError(
+      f'subjects {missing} have no ids: known are {list(ids_per_subject)}'
+    )
+  ids = {s: _ids(s, ids_per_subject[s]) for s in names}
+  common = functools.reduce(np.intersect1d, (ids[s] for s in names))
+  common = np.unique(common).astype(np.int64)  # one subject: sort it too
+  return common, {s: _rows_of(ids[s], common) for s in names}
+
+
+def _consistency_matrix(rdms: Sequence, method: str) -> np.ndarray:
+  """[S, S] compare_rdms of every pair (diagonal 1, or NaN if constant)."""
+  k = len(rdms)
+  mat = np.eye(k)
+  for i in range(k):
+    if i + 1 < k:
+      rest = {j: rdms[j] for j in range(i + 1, k)}
+      for j, r in compare_many(rdms[i], rest, (method,)).items():
+        mat[i, j] = mat[j, i] = r[method]
+    if np.ptp(np.asarray(_triangle(rdms[i]))) == 0:
+      mat[i, i] = np.nan  # a constant RDM correlates with nothing
+  return mat
+
+
+def _off_diagonal_mean(mat: np.ndarray) -> float:
+  v = mat[np.triu_indices(mat.shape[0], 1)]
+  v = v[np.isfinite(v)]
+  return float(v.mean()) if v.size else float('nan')
+
+
+def _check_method(method: str) -> None:
+  if method not in COMPARE_METHODS:
+    raise InputError(f'method {method!r} unknown: use {COMPARE_METHODS}')
+
+
+def intersubject_consistency(
+  rdms: Mapping[str, np.ndarray], method: str = 'spearman'
+) -> dict:
+  """Similarity of every pair of subjects' RDMs over the same images.
+
+  Args:
+    rdms: subject -> [n, n] RDM (or its condensed upper triangle), all over
+      the same n images in the same order (see `shared_images`).
+    method: of `rdmjax.rsa.compare.COMPARE_METHODS` (default 'spearman').
+
+  Returns:
+    {'subjects': [S] names, 'matrix': [S, S] float64 (symmetric, 1 on the
+    diagonal), 'mean': mean of the finite off-diagonal pairs, 'method'}.
+  """
+  _check_method(method)
+  names = list(rdms)
+  if len(names) < 2:
+    raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')
+  sizes = {s: np.shape(rdms[s]) for s in names}
+  if len(set(sizes.values())) != 1:
+    raise InputError(
+      f'RDM shapes differ: {sizes}; restrict them to the same images first '
+      '(shared_images)'
+    )
+  mat = _consistency_matrix([rdms[s] for s in names], method)
+  return {
+    'subjects': names,
+    'matrix': mat,
+    'mean': _off_diagonal_mean(mat),
+    'method': method,
+  }
+
+
+def pairwise_consistency(
+  responses: Mapping[str, np.ndarray],
+  ids: Mapping[str, np.ndarray],
+  metric: str = 'correlation',
+  min_images: int = 10,
+  method: str = 'spearman',
+) -> dict:
+  """Per pair of subjects: RDM similarity over the images that pair shares.
+
+  For subjects s, t the shared NSD ids are found (sorted), both RDMs are
+  computed with `rdmjax.rsa.rdm.rdm(x[rows], metric)` over those rows, and
+  compared with `compare_rdms(.., method)`.
+
+  Args:
+    responses: subject -> [n_s, v_s] responses over its own images.
+    ids: subject -> [n_s] unique NSD ids of those rows.
+    metric: an `rdmjax.rsa.rdm.METRICS` RDM metric.
+    min_images: pairs sharing fewer images give NaN (and a reason).
+    method: of `rdmjax.rsa.compare.COMPARE_METHODS`.
+
+  Returns:
+    {'subjects': [S] names, 'matrix': [S, S] float64 (diagonal 1),
+    'n_images': [S, S] int64 shared image counts (diagonal n_s), 'mean':
+    mean of the finite off-diagonal pairs, 'skipped': {(s, t): reason},
+    'metric', 'method'}.
+  """
+
+  _check_method(method)
+  if metric not in kernels.METRICS:
+    raise InputError(f'metric {metric!r} unknown: use {kernels.METRICS}')
+  min_images = max(int(min_images), 3)  # 3 pairs at least for a correlation
+  names = list(responses)
+  if set(names) != set(ids):
+    raise InputError(
+      f'responses for {sorted(responses)} but ids for {sorted(ids)}: pass '
+      'both for the same subjects'
+    )
+  if len(names) < 2:
+    raise InputError(f'{len(names)} subject(s): pass at least two')
+  sid = {}
+  for s in names:
+    sid[s] = _ids(s, ids[s])
+    n = np.shape(responses[s])[0]
+    if n != sid[s].size:
+      raise InputError(
+        f'{s}: {n} response rows but {sid[s].size} ids; pass one id per row'
+      )
+  k = len(names)
+  mat, counts = np.eye(k), np.zeros((k, k), np.int64)
+  skipped = {}
+  for i, s in enumerate(names):
+    counts[i, i] = sid[s].size
+    for j in range(i + 1, k):
+      t = names[j]
+      common, rows = shared_images(sid, (s, t))
+      counts[i, j] = counts[j, i] = common.size
+      if common.size < min_images:
+        mat[i, j] = mat[j, i] = np.nan
+        skipped[(s, t)] = (
+          f'{common.size} shared images, fewer than min_images={min_images}'
+        )
+        continue
+      a = kernels.rdm(np.asarray(responses[s])[rows[s]], metric)
+      b = kernels.rdm(np.asarray(responses[t])[rows[t]], metric)
+      mat[i, j] = mat[j, i] = compare_many(a, {0: b}, (method,))[0][method]
+  return {
+    'subjects': names,
+    'matrix': mat,
+    'n_images': counts,
+    'mean': _off_diagonal_mean(mat),
+    'skipped': skipped,
+    'metric': metric,
+    'method': method,
+  }
+
+
+def _triangle(r) -> np.ndarray:
+  """[n, n] or condensed [m] -> float64 [m] (scipy squareform order)."""
+  r = np.asarray(r, np.float64)
+  if r.ndim == 2 and r.shape[0] == r.shape[1]:
+    return r[np.triu_indices(r.shape[0], 1)]
+  if r.ndim != 1:
+    raise InputError(f'RDM shape {r.shape}: pass [n, n] or condensed [m]')
+  return r
+
+
+def _pearson64(a: np.ndarray, b: np.ndarray) -> float:
+  """As rsatoolbox's `compare_correlation`: centre, then cosine."""
+  return _cosine64(a - a.mean(), b - b.mean())
+
+
+def _cosine64(a: np.ndarray, b: np.ndarray) -> float:
+  na, nb = np.sqrt(a @ a), np.sqrt(b @ b)
+  if na == 0 or nb == 0:
+    return float('nan')
+  return float(a @ b / na / nb)
+
+
+def noise_ceiling(
+  rdms: Mapping[str, np.ndarray], method: str = 'spearman'
+) -> dict:
+  """Leave-one-subject-out noise ceiling, as rsatoolbox's boot_noise_ceiling.
+
+  Upper bound: each subject against the pooled RDM of all subjects; lower
+  bound: against the pooled RDM of the others; both averaged over subjects.
+  Pooling per method as rsatoolbox's `pool_rdm` (see the module docstring:
+  for 'spearman' the mean of rank-transformed RDMs, ranked again).
+
+  Args:
+    rdms: subject -> [n, n] RDM (or condensed upper triangle) over the same
+      images in the same order; at least two subjects, finite values.
+    method: 'spearman', 'corr' (or 'pearson') or 'cosine'.
+
+  Returns:
+    {'lower': float, 'upper': float, 'per_subject_lower': {subject: float},
+    'per_subject_upper': {subject: float}, 'method': method}.
+  """
+  if method not in NOISE_CEILING_METHODS:
+    raise InputError(f'method {method!r} unknown: use {NOISE_CEILING_METHODS}')
+  names = list(rdms)
+  if len(names) < 2:
+    raise InputError(
+      f'{len(names)} subject(s): the lower bound needs at least two'
+    )
+  vecs = [_triangle(rdms[s]) for s in names]
+  if len({v.size for v in vecs}) != 1 or vecs[0].size < 2:
+    raise InputError(
+      f'RDM sizes {[v.size for v in vecs]}: pass RDMs of the same images '
+      '(at least 3)'
+    )
+  v = np.stack(vecs)  # [S, m]
+  if not np.isfinite(v).all():
+    raise InputError('RDMs hold NaN or inf: pass finite dissimilarities')
+  k = len(names)
+  if method == 'spearman':
+    # Ranks are multiples of 1/2: their sums are exact, and ranking a sum
+    # is ranking rsatoolbox's mean (the same ties, the same order).
+    parts = np.stack([sps.rankdata(x) for x in v])
+    compare, own = _pearson64, parts  # ranked again below
+  elif method in ('corr', 'pearson'):
+    c = v - v.mean(1, keepdims=True)
+    parts, compare, own = c / c.std(1, keepdims=True), _pearson64, v
+  else:  # cosine
+    parts = v / np.sqrt((v**2).mean(1, keepdims=True))
+    compare, own = _cosine64, v
+  total = parts.sum(0)
+  rank = method == 'spearman'
+  upper, lower = {}, {}
+  for i, s in enumerate(names):
+    if rank:  # ranked sums: exact, so rsatoolbox's ranked means
+      pool_all, pool_others = (
+        sps.rankdata(total),
+        sps.rankdata(total - parts[i]),
+      )
+    else:
+      pool_all, pool_others = total / k, (total - parts[i]) / (k - 1)
+    upper[s] = compare(own[i], pool_all)
+    lower[s] = compare(own[i], pool_others)
+  return {
+    'lower': float(np.mean(list(lower.values()))),
+    'upper': float(np.mean(list(upper.values()))),
+    'per_subject_lower': lower,
+    'per_subject_upper': upper,
+    'method': method,
+  }
+
+
+def consistency_bootstrap(
+  rdms: Mapping[str, np.ndarray],
+  n_boot: int = 1000,
+  seed: int = 0,
+  level: float = 0.95,
+) -> dict:
+  """Intervals of the mean pairwise Spearman and the noise-ceiling bounds.
+
+  A draw resamples the shared images with replacement (`rdmjax.rsa.inference`:
+  pair (i, j) weighted c_i * c_j, pairs of one image's copies left out) and
+  scores every Spearman of `intersubject_consistency` and of
+  `noise_ceiling(.., 'spearman')` on it, with the same draws for all (so
+  the means' draws are draws of the means). The pooled RDMs are pooled
+  once on the original images and resampled with the subjects' RDMs;
+  rsatoolbox's `boot_noise_ceiling` pools each resampled set again, which
+  re-ranks the pooled ranks within the draw (the ranks' order, which the
+  Spearman sees, is the same but for the copies' ties).
+
+  Args:
+    rdms: subject -> [n, n] RDM or condensed triangle, same images/order.
+    n_boot: draws.
+    seed: `rdmjax.rsa.inference.bootstrap_counts` seed.
+    level: interval coverage.
+
+  Returns:
+    {'mean', 'lower', 'upper'}: each `rdmjax.rsa.inference.summarize` without
+    'samples' ({'value', 'low', 'high', 'sd'}), 'value' equal to
+    `intersubject_consistency`'s 'mean' and `noise_ceiling`'s bounds;
+    'n_boot'.
+  """
+
+  names = list(rdms)
+  if len(names) < 2:
+    raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')
+  v = np.stack([_triangle(rdms[s]) for s in names])
+  m = v.shape[1]
+  n = int(round((1 + math.sqrt(1 + 8 * m)) / 2))
+  if n * (n - 1) // 2 != m or n < 3:
+    raise InputError(f'{m} dissimilarities are no RDM of at least 3 images')
+  i, j = np.triu_indices(n, 1)
+  ranks = np.stack([sps.rankdata(x) for x in v])
+  total = ranks.sum(0)
+  k = len(names)
+  pair_draws, low_draws, up_draws = [], [], []
+  for a in range(k):
+    preds = {f'p{b}': v[b] for b in range(a + 1, k)}
+    preds['lower'] = sps.rankdata(total - ranks[a])
+    preds['upper'] = sps.rankdata(total)
+    got = stats.bootstrap_pair_scores(i, j, preds, v[a], n, n_boot, seed)
+    draws = {
+      name: np.concatenate([[g['spearman']['value']], g['spearman']['samples']])
+      for name, g in got.items()
+    }
+    pair_draws += [draws[f'p{b}'] for b in range(a + 1, k)]
+    low_draws.append(draws['lower'])
+    up_draws.append(draws['upper'])
+  out = {'n_boot': int(n_boot)}
+  for name, d in (
+    ('mean', pair_draws),
+    ('lower', low_draws),
+    ('upper', up_draws),
+  ):
+    d = np.mean(d, axis=0)  # row 0: the original images
+    got = stats.summarize(d[0], d[1:], level)
+    out[name] = {key: x for key, x in got.items() if key != 'samples'}
+  return out
+
+
+def _missing(x) -> bool:
+  if x is None:
+    return True
+  try:
+    return math.isnan(float(x))
+  except (TypeError, ValueError) as e:
+    raise InputError(f'value {x!r}: pass a number, None or NaN') from e
+
+
+def mean_sem(
+  values: Mapping[str, float | None], confidence: float = 0.95
+) -> dict:
+  """Mean, standard error and Student-t interval of per-subject values.
+
+  Args:
+    values: subject -> value; None and NaN are left out (and counted).
+    confidence: the interval's level (default 0.95).
+
+  Returns:
+    {'mean', 'sem' (ddof=1 std / sqrt(n)), 'ci_low', 'ci_high' (mean +-
+    t_{n-1} quantile * sem; NaN for n < 2), 'n', 'n_excluded', 'excluded':
+    [names], 'values': {subject: float} of the kept ones}. An empty set
+    gives NaN throughout.
+  """
+  if not 0 < confidence < 1:
+    raise InputError(f'confidence {confidence}: pass a level in (0, 1)')
+  kept = {s: float(x) for s, x in values.items() if not _missing(x)}
+  excluded = [s for s in values if s not in kept]
+  x = np.array(list(kept.values()), np.float64)
+  n = x.size
+  nan = float('nan')
+  mean = float(x.mean()) if n else nan
+  sem = float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else nan
+  if n < 2:
+    lo = hi = nan
+  elif sem == 0:
+    lo = hi = mean
+  else:
+    lo, hi = (float(b) for b in sps.t.interval(confidence, n - 1, mean, sem))
+  return {
+    'mean': mean,
+    'sem': sem,
+    'ci_low': lo,
+    'ci_high': hi,
+    'n': n,
+    'n_excluded': len(excluded),
+    'excluded': excluded,
+    'values': kept,
+  }
+
+
+def transfer_matrix(
+  score_fn: Callable[[str, str], float], subjects: Iterable[str]
+) -> tuple[list[str], np.ndarray, dict[tuple[str, str], str]]:
+  """score_fn(train_subject, test_subject) for every ordered pair.
+
+  Args:
+    score_fn: (train, test) -> a number (the diagonal is train == test).
+    subjects: subject names, in the order of the matrix.
+
+  Returns:
+    (names, scores, errors): scores [S, S] float64 with
+    scores[i, j] = score_fn(names[i], names[j]); a call that raises an
+    Exception, or returns no number, gives NaN and errors[(train, test)] =
+    'ErrorType: message'.
+  """
+  names = list(subjects)
+  if len(set(names)) != len(names):
+    raise InputError(f'subjects {names} repeat a name')
+  scores = np.full((len(names), len(names)), np.nan)
+  errors = {}
+  for i, a in enumerate(names):
+    for j, b in enumerate(names):
+      try:
+        scores[i, j] = float(score_fn(a, b))
+      except Exception as e:  # noqa: BLE001 (any failure -> NaN, recorded)
+        errors[(a, b)] = f'{type(e).__name__}: {e}'
+  return names, scores, errors

@@ -1,0 +1,433 @@
+"""rdmjax.rsa.rdm against float64 numpy / scipy / rsatoolbox references.
+
+Error measure for RDMs: max |D - D_ref| / max |D_ref| over the off-diagonal
+entries (norm-wise; per-entry relative error is unbounded where D_ref ~ 0).
+"""
+
+import importlib
+
+import chex
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial.distance import pdist, squareform
+
+from rdmjax.errors import InputError
+from rdmjax.rsa import compare
+from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import summary as streaming
+
+N, D, TILE = 200, 300, 64  # n > tile and not a multiple of it
+
+
+def _x(n=N, d=D, seed=0, offset=3.0):
+  rng = np.random.default_rng(seed)
+  # Low-rank signal plus noise and a common offset, like voxel responses.
+  base = rng.standard_normal((n, 8)) @ rng.standard_normal((8, d))
+  return base + rng.standard_normal((n, d)) + offset
+
+
+def _err(r, ref):
+  iu = np.triu_indices(ref.shape[0], 1)
+  return (
+    np.abs(np.asarray(r, np.float64) - ref)[iu].max() / np.abs(ref[iu]).max()
+  )
+
+
+# Measured here (CPU) at N x D above; bounds leave ~4x headroom. cosine sits
+# higher: without centring its 1 - cos cancels (values ~0.1 here).
+F32_TOL = {'correlation': 1e-6, 'euclidean': 1e-6, 'sqeuclidean': 1e-6}
+F32_TOL['cosine'] = 2e-5
+
+
+@pytest.mark.parametrize('metric', kernels.METRICS)
+@pytest.mark.parametrize('tile', [None, TILE])
+def test_rdm_matches_scipy_pdist(metric, tile):
+  x = _x()
+  r = np.asarray(kernels.rdm(x, metric, tile=tile))
+  assert r.shape == (N, N) and r.dtype == np.float32
+  assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
+  np.testing.assert_array_equal(r, r.T)
+  np.testing.assert_array_equal(np.diag(r), 0)
+
+
+@pytest.mark.parametrize('metric', kernels.METRICS)
+def test_host_blas_and_xla_paths_agree(metric):
+  x = _x()
+  ref = squareform(pdist(x, metric))
+  for impl in ('blas', 'xla'):
+    r = np.asarray(kernels.rdm(x, metric, impl=impl))
+    assert _err(r, ref) < F32_TOL[metric], impl
+    np.testing.assert_array_equal(r, r.T)
+    np.testing.assert_array_equal(np.diag(r), 0)
+
+
+def test_correlation_matches_corrcoef_and_rsatoolbox():
+  x = _x()
+  r = np.asarray(kernels.rdm(x, 'correlation', tile=TILE))
+  assert _err(r, 1 - np.corrcoef(x)) < 1e-6
+  rsa = pytest.importorskip('rsatoolbox')
+  ds = rsa.data.Dataset(x)
+  ref = rsa.rdm.calc_rdm(ds, method='correlation').get_matrices()[0]
+  assert _err(r, ref) < 1e-6
+  # rsatoolbox's euclidean is squared and divided by the channel count.
+  ref = rsa.rdm.calc_rdm(ds, method='euclidean').get_matrices()[0]
+  assert _err(np.asarray(kernels.rdm(x, 'sqeuclidean')) / D, ref) < 1e-6
+
+
+@pytest.mark.parametrize(
+  'precision,tol',
+  [('float32', 1e-6), ('tf32', 1e-6), ('bf16_3x', 1e-6), ('bf16', 3e-3)],
+)
+def test_precisions(precision, tol):
+  # On CPU tf32 is float32; the GPU script measures the real TF32 error.
+  x = _x()
+  r = kernels.rdm(x, 'correlation', precision=precision, tile=TILE)
+  assert _err(r, 1 - np.corrcoef(x)) < tol
+
+
+def test_mesh_equals_single_device():
+  assert jax.device_count() == 8
+  mesh = jax.make_mesh((8,), ('data',))
+  for n in (N, 203):  # divisible by 8 and not
+    x = _x(n=n)
+    one = np.asarray(kernels.rdm(x, 'correlation'))
+    many = kernels.rdm(x, 'correlation', mesh=mesh)
+    np.testing.assert_allclose(np.asarray(many), one, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(many), np.asarray(many).T)
+
+
+@pytest.mark.parametrize('n_dev', [1, 2, 3, 8])
+def test_mesh_strips_cover_the_matrix_with_half_the_blocks(n_dev):
+  n = 203
+  b, rows = kernels.mesh_strips(n, n_dev)
+  nb = 2 * n_dev
+  assert b * nb >= n and rows.shape == (n_dev, 2)
+  assert sorted(rows.reshape(-1)) == list(range(nb))  # each row once
+  done = np.zeros((nb, nb), bool)
+  for r in range(nb):
+    for c in range(n_dev + 1):
+      done[r, (r + c) % nb] = True
+  assert np.all(done | done.T)  # every block, or its mirror
+  # nb (n_dev + 1) blocks computed: the triangle's n_dev (nb + 1) plus the
+  # n_dev antipodal ones twice; full row blocks compute nb * nb.
+  assert done.sum() == nb * (n_dev + 1) == n_dev * (nb + 1) + n_dev
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'cosine'])
+def test_degenerate_row_names_index(metric):
+  x = _x()
+  x[17] = 0.0 if metric == 'cosine' else 2.5
+  with pytest.raises(InputError, match=r'image index\) 17 '):
+    kernels.rdm(x, metric)
+  with pytest.raises(InputError, match=r'image index\) 17 '):
+    streaming.rdm_stats(x, metric)
+
+
+def test_bad_arguments():
+  with pytest.raises(InputError, match='metric'):
+    kernels.rdm(_x(), 'manhattan')
+  with pytest.raises(InputError, match='precision'):
+    kernels.rdm(_x(), precision='fp8')
+  with pytest.raises(InputError, match='shape'):
+    kernels.rdm(np.zeros(5))
+  with pytest.raises(InputError, match='method'):
+    kernels.compare_rdms(np.ones(3), np.ones(3), 'tau_b')
+
+
+def test_upper_triangle_is_squareform_order():
+  r = squareform(pdist(_x(n=13)))
+  np.testing.assert_allclose(compare.upper_triangle(r), squareform(r))
+
+
+def _vectors(m=3000, ties=False, seed=1):
+  rng = np.random.default_rng(seed)
+  a = rng.standard_normal(m)
+  b = a + 1.5 * rng.standard_normal(m)
+  return (np.round(a, 1), np.round(b, 1)) if ties else (a, b)
+
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_compare_rdms_vs_scipy_and_rsatoolbox(ties):
+  a, b = _vectors(ties=ties)
+  got = {m: kernels.compare_rdms(a, b, m) for m in compare.COMPARE_METHODS}
+  assert abs(got['spearman'] - stats.spearmanr(a, b)[0]) < 1e-5
+  assert abs(got['pearson'] - stats.pearsonr(a, b)[0]) < 1e-5
+  if not ties:  # tau-b equals tau-a without ties
+    assert abs(got['kendall_tau_a'] - stats.kendalltau(a, b)[0]) < 1e-12
+  rsa_compare = importlib.import_module('rsatoolbox.rdm.compare')
+  a32, b32 = a.astype(np.float32), b.astype(np.float32)  # same ties as ours
+  assert abs(got['kendall_tau_a'] - rsa_compare._tau_a(a32, b32)) < 1e-12
+
+
+def test_compare_large_magnitudes_do_not_overflow():
+  # Ranks of a 3500-image RDM (6e6 entries) have sums of squares ~1.8e19;
+  # their product passed the float32 maximum and Spearman came out 0.
+  a, b = _vectors()
+  for scale in (1e19, 1e-19):
+    got = kernels.compare_rdms(a * scale, b * scale, 'pearson')
+    assert abs(got - stats.pearsonr(a, b)[0]) < 1e-5
+
+
+def test_compare_square_equals_condensed():
+  x, y = _x(n=60), _x(n=60, seed=5)
+  rx, ry = squareform(pdist(x)), squareform(pdist(y))
+  for method in compare.COMPARE_METHODS:
+    sq = kernels.compare_rdms(rx, ry, method)
+    assert sq == kernels.compare_rdms(squareform(rx), squareform(ry), method)
+  with pytest.raises(InputError, match='same images'):
+    kernels.compare_rdms(rx, ry[:-1, :-1])
+
+
+def _brute_pairs(ref, order):
+  iu = np.triu_indices(ref.shape[0], 1)
+  o = order(ref[iu])
+  return ref[iu][o], iu[0][o], iu[1][o]
+
+
+def _clear_target(v, k):
+  """A value whose k+1 nearest entries are not near-ties (f32 cannot order)."""
+  for q in np.linspace(0.999, 0.9, 100):
+    c = float(np.quantile(v, q))
+    dist = np.sort(np.abs(v - c))[: k + 1]
+    if np.diff(dist).min() > 1e-5 * np.abs(v).max():
+      return c
+  raise AssertionError('no target without near-ties')
+
+
+@pytest.mark.parametrize('metric', kernels.METRICS)
+def test_rdm_stats_vs_brute_force(metric):
+  x, k, c = _x(), 6, None
+  ref = squareform(pdist(x, metric))
+  c = _clear_target(squareform(ref), k)
+  s = streaming.rdm_stats(x, metric, k=k, closest_to=c, tile=TILE, bins=40)
+  cases = [
+    (s.lowest, lambda v: np.argsort(v)[:k]),
+    (s.highest, lambda v: np.argsort(-v)[:k]),
+    (s.closest, lambda v: np.argsort(np.abs(v - c))[:k]),
+  ]
+  for got, order in cases:
+    v, i, j = _brute_pairs(ref, order)
+    np.testing.assert_allclose(got.values, v, rtol=2e-5)
+    np.testing.assert_array_equal(got.i, i)
+    np.testing.assert_array_equal(got.j, j)
+  # Histogram: the range is the data's, bins as np.histogram on the float32
+  # RDM; a value within rounding of an edge may land on either side.
+  v = np.asarray(compare.upper_triangle(kernels.rdm(x, metric, tile=TILE)))
+  h, edges = np.histogram(
+    v, bins=40, range=tuple(map(float, s.hist_edges[[0, -1]]))
+  )
+  np.testing.assert_array_equal(s.hist_edges, edges)
+  near = np.abs(v[:, None] - edges[None, :]) <= 1e-5 * np.abs(v).max()
+  assert np.abs(h - s.hist_counts).sum() <= 2 * near.sum()
+  assert s.hist_counts.sum() == N * (N - 1) // 2  # range = data range
+  assert s.n == N and s.metric == metric
+
+
+def test_rdm_stats_range_and_no_closest():
+  s = streaming.rdm_stats(_x(), 'correlation', k=3, value_range=(0.0, 2.0))
+  assert s.closest is None and s.hist_counts.sum() == N * (N - 1) // 2
+  np.testing.assert_array_equal(s.hist_edges[[0, -1]], [0.0, 2.0])
+  with pytest.raises(InputError, match='k='):
+    streaming.rdm_stats(_x(n=4), k=7)
+
+
+def test_vmap_over_subjects_equals_loop():
+  xs = np.stack([_x(n=40, d=50, seed=s) for s in range(3)])
+  batched = jax.vmap(lambda x: kernels.rdm(x, 'correlation', tile=16))(xs)
+  chex.assert_shape(batched, (3, 40, 40))
+  for s in range(3):
+    # Batched products may sum in another order: equal to rounding.
+    one = kernels.rdm(xs[s], tile=16)
+    np.testing.assert_allclose(batched[s], one, rtol=0, atol=1e-6)
+
+
+def test_no_recompile_for_same_shapes():
+  traces = []
+  jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: traces.append(name)
+  )
+  x = _x(n=37, d=20)
+  for impl in ('xla', 'auto'):
+    kernels.rdm(x, 'euclidean', impl=impl)
+  kernels.compare_rdms(x[0], x[1], 'spearman')
+  streaming.rdm_stats(x, 'correlation', k=3)
+  before = traces.count('/jax/core/compile/jaxpr_trace_duration')
+  assert before > 0  # the listener sees traces
+  for seed in range(3):
+    y = _x(n=37, d=20, seed=seed + 10)
+    for impl in ('xla', 'auto'):
+      kernels.rdm(y, 'euclidean', impl=impl)
+    kernels.compare_rdms(y[0], y[1], 'spearman')
+    streaming.rdm_stats(y, 'correlation', k=3)
+  assert traces.count('/jax/core/compile/jaxpr_trace_duration') == before
+
+
+def test_device_rdm_is_one_product_shape_in_a_loop():
+  """The XLA path: a scan over the upper tiles, one dot in the program."""
+  x = _x(n=N, d=64)
+  z, sq, _ = kernels.prepare_rows(x, 'correlation')
+  hlo = kernels._rdm_blocks.lower(
+    z, sq, metric='correlation', precision='float32', tile=TILE
+  ).as_text()
+  assert hlo.count('dot_general') == 1
+  assert 'while' in hlo or 'scan' in hlo
+
+
+@pytest.mark.parametrize('metric', ['euclidean', 'sqeuclidean'])
+def test_host_euclidean_uses_centred_columns_uncopied(metric):
+  x = _x(offset=0.0).astype(np.float32)
+  x -= x.mean(0)  # standardised responses are column-centred
+  z, sq, _ = kernels._rows_host(x, metric)
+  assert np.shares_memory(z, x)  # no copy of a full subject's responses
+  r = np.asarray(kernels.rdm(x, metric))
+  assert _err(r, squareform(pdist(x.astype(np.float64), metric))) < 1e-6
+  offset = x + 3.0  # not centred: centred on a copy, as before
+  z, _, _ = kernels._rows_host(offset, metric)
+  assert not np.shares_memory(z, offset)
+
+
+def test_width_bucket():
+  for d in (1, 7, 16, 17, 300, 2000, 19004, 39548):
+    b = kernels.width_bucket(d)
+    assert d <= b <= d * 1.125 + 1, (d, b)
+  assert kernels.width_bucket(39548) == 40960
+  assert kernels.width_bucket(300) == kernels.width_bucket(290) == 320
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'euclidean', 'cosine'])
+def test_widths_of_one_bucket_share_the_device_programs(metric):
+  """Two ROIs of 290 and 300 vertices: zero-padded to 320 columns, one
+  compile, the values of each true width (scipy, float64)."""
+  mesh = jax.make_mesh((8,), ('data',))
+  for impl, fn, kw in (
+    ('xla', kernels._rdm_blocks, {}),
+    ('xla', None, {'mesh': mesh}),
+  ):
+    counts = []
+    for d in (290, 300):
+      x = _x(n=64, d=d, seed=d)
+      r = np.asarray(kernels.rdm(x, metric, impl=impl, **kw))
+      assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
+      np.testing.assert_array_equal(r, r.T)
+      counts.append(kernels.prepare_rows._cache_size())
+      if fn is not None:
+        counts[-1] += fn._cache_size()
+    assert counts[1] == counts[0], 'the second width compiled again'
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
+@pytest.mark.parametrize('devices,block', [(1, 256), (1, 7), (8, 256)])
+def test_summarize_equals_rdm_stats(metric, devices, block):
+  """One pass over the RDM in memory = the streamed statistics (block 7:
+  several row blocks, the last one overlapping the one before)."""
+  x, k = _x(), 5
+  closest = 1.0 if metric == 'correlation' else None
+  mesh = None
+  if devices > 1:
+    mesh = jax.make_mesh((devices,), ('data',))
+  r = kernels.rdm(x, metric, mesh=mesh, tile=TILE if mesh is None else None)
+  got, mean, std = streaming.summarize(
+    r, k=k, closest_to=closest, bins=40, block=block
+  )
+  want = streaming.rdm_stats(
+    x, metric, k=k, closest_to=closest, bins=40, tile=TILE
+  )
+  kinds = ['lowest', 'highest'] + (['closest'] if closest else [])
+  for kind in kinds:
+    g, w = getattr(got, kind), getattr(want, kind)
+    np.testing.assert_allclose(g.values, w.values, rtol=2e-5)
+    np.testing.assert_array_equal(g.i, w.i)
+    np.testing.assert_array_equal(g.j, w.j)
+  assert (got.closest is None) == (closest is None)
+  # The data's range, to rounding; counts exactly np.histogram's on r.
+  np.testing.assert_allclose(got.hist_edges, want.hist_edges, atol=1e-5)
+  v32 = np.asarray(r)[np.triu_indices(N, 1)]
+  h, _ = np.histogram(v32, bins=got.hist_edges)
+  np.testing.assert_array_equal(got.hist_counts, h)
+  assert got.hist_counts.sum() == N * (N - 1) // 2
+  v = squareform(pdist(x, metric))[np.triu_indices(N, 1)]
+  np.testing.assert_allclose([mean, std], [v.mean(), v.std()], rtol=1e-5)
+
+
+def test_compare_many_ranks_once_and_equals_compare_rdms():
+  a, b = _vectors()
+  c = b[::-1].copy()
+  got = compare.compare_many(a, {'b': b, 'c': c}, compare.COMPARE_METHODS)
+  for name, other in (('b', b), ('c', c)):
+    for m in compare.COMPARE_METHODS:
+      assert got[name][m] == pytest.approx(
+        kernels.compare_rdms(a, other, m), abs=1e-7
+      )
+  with pytest.raises(InputError, match='sizes'):
+    compare.compare_many(a, {'short': b[:-1]})
+
+
+@pytest.mark.parametrize('offset', [0.0, 0.3, 3.0])
+@pytest.mark.parametrize('metric', ['correlation', 'cosine'])
+def test_host_gram_of_raw_rows_vs_float64(metric, offset):
+  """The CPU path centres on the Gram of the raw rows (no copy of x) where
+  row means are small, else prepares rows first: both near float64."""
+  x = _x(offset=offset).astype(np.float32)
+  ref = squareform(pdist(x.astype(np.float64), metric))
+  got = np.asarray(kernels.rdm(x, metric, impl='blas'))
+  assert _err(got, ref) < F32_TOL[metric]
+  np.testing.assert_array_equal(got, got.T)
+  np.testing.assert_array_equal(np.diag(got), 0.0)
+  raw = kernels._rdm_blas_raw(x, metric)
+  small_mean = metric == 'cosine' or offset < 1.0
+  assert (raw is None) == (not small_mean)
+
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_host_and_device_ranks_agree_with_scipy(ties):
+  a, _ = _vectors(ties=ties)
+  want = stats.rankdata(a)
+  host = np.asarray(compare._ranks(a.astype(np.float32)))
+  device = np.asarray(jax.jit(compare.avg_ranks)(a.astype(np.float32)))
+  np.testing.assert_array_equal(host, device)
+  np.testing.assert_allclose(host, want, rtol=0, atol=0)
+
+
+def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
+  """impl='auto': XLA for small inputs (the threaded BLAS call costs more
+  than the product there), host BLAS where rows, Gram work or input bytes
+  are large; shapes only, nothing allocated."""
+  if jax.default_backend() != 'cpu':
+    pytest.skip('the host BLAS path is for a CPU backend')
+
+  def auto(n, d, **kw):
+    x = jax.ShapeDtypeStruct((n, d), np.float32)
+    return kernels._auto_impl(x, **kw)
+
+  assert auto(256, 512) == 'xla'  # reported: blas 17.7 ms, xla 1.4 ms
+  assert auto(1024, 2048) == 'xla'
+  assert auto(kernels.AUTO_BLAS_MIN_ROWS - 1, 64) == 'xla'
+  assert auto(kernels.AUTO_BLAS_MIN_ROWS, 64) == 'blas'  # rows
+  assert auto(9841, 2000) == 'blas'  # a full subject's train split
+  assert auto(1024, 8192) == 'blas'  # Gram work
+  assert auto(16, 1 << 22) == 'blas'  # bytes of x: 256 MiB
+  assert auto(9841, 2000, precision='bf16') == 'xla'
+  assert auto(9841, 2000, tile=1024) == 'xla'
+  mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  assert auto(9841, 2000, mesh=mesh) == 'xla'
+  assert kernels._auto_impl(np.zeros(5)) == 'xla'  # the shape error's path
+  seen = []
+  jax.eval_shape(
+    lambda x: seen.append(kernels._auto_impl(x)) or x,
+    jax.ShapeDtypeStruct((9841, 2000), np.float32),
+  )
+  assert seen == ['xla']  # traced
+
+  # rdm(impl='auto') gives exactly the chosen path's values.
+  x = _x(n=64, d=40).astype(np.float32)
+  for metric in ('correlation', 'euclidean'):
+    auto_r = np.asarray(kernels.rdm(x, metric))
+    np.testing.assert_array_equal(auto_r, kernels.rdm(x, metric, impl='xla'))
+    with monkeypatch.context() as m:
+      m.setattr(kernels, 'AUTO_BLAS_MIN_ROWS', 64)
+      assert kernels._auto_impl(x) == 'blas'
+      np.testing.assert_array_equal(
+        kernels.rdm(x, metric), kernels.rdm(x, metric, impl='blas')
+      )
