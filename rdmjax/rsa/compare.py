@@ -120,20 +120,6 @@ def avg_ranks(v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   return jnp.zeros(m, jnp.float32).at[perm].set(avg)
 
 
-_ranks_jit = jax.jit(avg_ranks)
-
-
-def _ranks(v: jax.Array) -> jax.Array:
-  """Float32 average ranks where they are cheapest: on a CPU backend
-  scipy's `rankdata` (numpy's sort; XLA's CPU sort is several times
-  slower). Spearman itself ranks exactly (`_centred_ranks`)."""
-  if jax.default_backend() == 'cpu' and not isinstance(v, jax.core.Tracer):
-    from scipy import stats
-
-    return jnp.asarray(stats.rankdata(np.asarray(v)).astype(np.float32))
-  return _ranks_jit(v)
-
-
 _pearson_jit = jax.jit(pearson)
 
 

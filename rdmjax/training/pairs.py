@@ -8,8 +8,9 @@ inside one split, in the jitted step:
   targets come from ONE matrix product over the B response rows, and a model
   can embed the B images once (see `rdmjax.models.mlp`);
 - uniform batches: P independent pairs (the per-pair row gather baseline);
-- evaluation: every unordered pair of a held-out split, in fixed-shape tiles,
-  exactly once;
+- evaluation (`rdmjax.training.evaluation`): a fixed set of a held-out
+  split's pairs (all of them, or those among a seeded subset of its images),
+  scored once each;
 - `leaked`: the reference study's mistake, kept to measure it. Every split
   holds every image and the PAIRS are assigned to splits by a hash, so a test
   image is seen in training (in other pairs), though no test pair is.
@@ -88,7 +89,7 @@ def leaked_split(
   """The WRONG split, only to measure leakage: every split holds every image.
 
   Pairs, not images, are assigned to splits by `pair_split_id`, which
-  `make_batch` and `eval_batch` apply as a mask when `pairs.leaked` is set.
+  `make_batch` and `rdmjax.training.evaluation` apply as a mask when `pairs.leaked` is set.
 
   Returns:
     {'train', 'val', 'test'}: each arange(n_images) int32.
@@ -320,98 +321,4 @@ def batch_sharding(mesh: jax.sharding.Mesh, cfg: Any, axis: str = 'data'):
   out = {k: NamedSharding(mesh, P(axis)) for k in keys}
   if pc.sampler == 'block':
     out['block'] = NamedSharding(mesh, P())
-  return out
-
-
-def eval_tiles(
-  split_idx: np.ndarray, tile: int
-) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-  """Tiles covering every unordered pair of a split exactly once.
-
-  Args:
-    split_idx: [m] int image indices of the held-out split.
-    tile: images per tile side.
-
-  Returns:
-    (rows [t1], cols [t2], same) per tile, t1, t2 <= tile; tiles on the
-    diagonal (same=True) count only their strict upper triangle.
-  """
-  idx = np.asarray(split_idx, np.int32)
-  chunks = [idx[s : s + tile] for s in range(0, len(idx), tile)]
-  return [
-    (chunks[a], chunks[b], a == b)
-    for a in range(len(chunks))
-    for b in range(a, len(chunks))
-  ]
-
-
-def tile_pairs(
-  rows: np.ndarray, cols: np.ndarray, same: bool, tile: int
-) -> dict[str, np.ndarray]:
-  """A tile's pairs, padded to a fixed [tile * tile] shape (host numpy).
-
-  One compiled evaluation function then serves every tile.
-
-  Args:
-    rows: [t1] image indices, t1 <= tile.
-    cols: [t2] image indices, t2 <= tile.
-    same: rows is cols (a diagonal tile): keep only the strict upper triangle.
-    tile: the padded side.
-
-  Returns:
-    'rows', 'cols': [tile] int32 (padded with the first index);
-    'ri', 'cj': [tile * tile] int32 positions into rows / cols;
-    'i', 'j': [tile * tile] int32 image indices; 'mask': [tile * tile] f32.
-  """
-  t1, t2 = len(rows), len(cols)
-  if t1 > tile or t2 > tile:
-    raise InputError(f'tile of {t1}x{t2} images exceeds tile={tile}')
-  r = np.full(tile, rows[0], np.int32)
-  r[:t1] = rows
-  c = np.full(tile, cols[0], np.int32)
-  c[:t2] = cols
-  ri, cj = np.divmod(np.arange(tile * tile, dtype=np.int32), tile)
-  valid = (ri < t1) & (cj < t2)
-  if same:
-    valid &= ri < cj
-  return {
-    'rows': r,
-    'cols': c,
-    'ri': ri,
-    'cj': cj,
-    'i': r[ri],
-    'j': c[cj],
-    'mask': valid.astype(np.float32),
-  }
-
-
-def eval_batch(
-  data: Mapping[str, jax.Array],
-  tp: Mapping[str, jax.Array],
-  cfg: Any,
-  *,
-  split_id: int = 2,
-) -> dict[str, jax.Array]:
-  """Targets (and the leaked mask) of a padded tile, on device (jit-able).
-
-  Args:
-    data: {'z': [n_images, v] f32 standardised responses}.
-    tp: a `tile_pairs` dict.
-    cfg: the full config (or its pairs section).
-    split_id: with `pairs.leaked`, the pair split to keep (1 val, 2 test).
-
-  Returns:
-    tp's entries plus 'target': [tile * tile] f32; 'mask' also zero for
-    pairs of other splits when leaked.
-  """
-  pc, seed = _pairs_cfg(cfg)
-  z = data['z']
-  t = kernels.cross_rdm(
-    z[tp['rows']], z[tp['cols']], pc.metric, pc.get('precision', 'float32')
-  )
-  out = dict(tp)
-  out['target'] = t.reshape(-1)
-  if pc.leaked:
-    sid = pair_split_id(tp['i'], tp['j'], pc.fractions, seed)
-    out['mask'] = tp['mask'] * (sid == split_id).astype(jnp.float32)
   return out
