@@ -310,10 +310,11 @@ def _tau(tot: int, dis: int, xtie: int, ytie: int, ntie: int, b: bool):
 _CHUNK = 1 << 22
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-  """Cosine of two float32 [m] vectors, summed in float64 by chunks.
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+  """Cosine of two [m] vectors, summed in float64 by chunks.
 
-  As rsatoolbox's `_cosine`: 0 where either vector is all zeros.
+  As rsatoolbox's `_cosine`: 0 where either vector is all zeros (the one
+  cosine of rdmjax: `compare_rdms` and `rdmjax.rsa.group` use it).
   """
   ab = aa = bb = 0.0
   for s in range(0, a.shape[0], _CHUNK):
@@ -325,13 +326,14 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.clip(ab / (np.sqrt(aa) * np.sqrt(bb)), -1, 1))
 
 
-def _n_images(m: int) -> int:
-  """n with n(n-1)/2 = m, or an InputError."""
+def triangle_size(m: int) -> int:
+  """n with n(n-1)/2 = m: the images of a condensed RDM of m entries, or an
+  InputError (the one check of rdmjax.rsa)."""
   n = (1 + math.isqrt(1 + 8 * m)) // 2
-  if n * (n - 1) // 2 != m:
+  if m < 1 or n * (n - 1) // 2 != m:
     raise InputError(
-      f'{m} entries are no upper triangle n(n-1)/2: cka needs the RDM of '
-      'n images, square or condensed'
+      f'{m} entries are no upper triangle n(n-1)/2 of n >= 2 images: pass'
+      ' a square [n, n] RDM or its condensed upper triangle'
     )
   return n
 
@@ -400,7 +402,7 @@ class _Rdm:
 
   @functools.cached_property
   def n_images(self) -> int:
-    return _n_images(self.v.shape[0])
+    return triangle_size(self.v.shape[0])
 
   @functools.cached_property
   def row_means(self) -> tuple[np.ndarray, float]:
@@ -421,7 +423,7 @@ def _compare(a: _Rdm, b: _Rdm, methods) -> dict[str, float]:
       counts = counts or _kendall_counts(a.v, b.v)
       out[method] = _tau(*counts, b=method == 'kendall_tau_b')
     elif method == 'cosine':
-      out[method] = _cosine(a.host, b.host)
+      out[method] = cosine_similarity(a.host, b.host)
     else:
       out[method] = _cka(a, b)
   return out

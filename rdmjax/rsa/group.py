@@ -59,7 +59,12 @@ from scipy import stats as sps
 from rdmjax.errors import InputError
 from rdmjax.rsa import inference as stats
 from rdmjax.rsa import rdm as kernels
-from rdmjax.rsa.compare import COMPARE_METHODS, compare_many
+from rdmjax.rsa.compare import (
+  COMPARE_METHODS,
+  compare_many,
+  cosine_similarity,
+  triangle_size,
+)
 
 __all__ = [
   'NOISE_CEILING_METHODS',
@@ -271,15 +276,12 @@ def _triangle(r) -> np.ndarray:
 
 
 def _pearson64(a: np.ndarray, b: np.ndarray) -> float:
-  """As rsatoolbox's `compare_correlation`: centre, then cosine."""
-  return _cosine64(a - a.mean(), b - b.mean())
-
-
-def _cosine64(a: np.ndarray, b: np.ndarray) -> float:
-  na, nb = np.sqrt(a @ a), np.sqrt(b @ b)
-  if na == 0 or nb == 0:
+  """As rsatoolbox's `compare_correlation`: centre, then cosine; NaN for a
+  constant RDM (no correlation, as scipy)."""
+  a, b = a - a.mean(), b - b.mean()
+  if not a.any() or not b.any():
     return float('nan')
-  return float(a @ b / na / nb)
+  return cosine_similarity(a, b)
 
 
 def noise_ceiling(
@@ -327,8 +329,9 @@ def noise_ceiling(
     c = v - v.mean(1, keepdims=True)
     parts, compare, own = c / c.std(1, keepdims=True), _pearson64, v
   else:  # cosine
-    parts = v / np.sqrt((v**2).mean(1, keepdims=True))
-    compare, own = _cosine64, v
+    norm = np.sqrt((v**2).mean(1, keepdims=True))
+    parts = v / np.where(norm > 0, norm, 1.0)  # a zero RDM pools as zeros
+    compare, own = cosine_similarity, v
   total = parts.sum(0)
   rank = method == 'spearman'
   upper, lower = {}, {}
@@ -387,8 +390,8 @@ def consistency_bootstrap(
     raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')
   v = np.stack([_triangle(rdms[s]) for s in names])
   m = v.shape[1]
-  n = int(round((1 + math.sqrt(1 + 8 * m)) / 2))
-  if n * (n - 1) // 2 != m or n < 3:
+  n = triangle_size(m)
+  if n < 3:
     raise InputError(f'{m} dissimilarities are no RDM of at least 3 images')
   i, j = np.triu_indices(n, 1)
   ranks = np.stack([sps.rankdata(x) for x in v])

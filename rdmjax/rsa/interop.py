@@ -21,7 +21,6 @@ the two conversion functions.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -30,6 +29,7 @@ import numpy as np
 
 from rdmjax import files, paths
 from rdmjax.errors import InputError
+from rdmjax.rsa import compare
 
 __all__ = [
   'RsaRdm',
@@ -55,17 +55,6 @@ def _rsatoolbox():
   return rsatoolbox
 
 
-def _n_images(m: int) -> int:
-  """n with n(n-1)/2 = m, or an InputError."""
-  n = (1 + math.isqrt(1 + 8 * m)) // 2
-  if m < 1 or n * (n - 1) // 2 != m:
-    raise InputError(
-      f'{m} entries are no upper triangle n(n-1)/2 of n >= 2 images: pass'
-      ' a square [n, n] RDM or its condensed upper triangle'
-    )
-  return n
-
-
 def condensed(rdm) -> np.ndarray:
   """rdm: square [n, n] or condensed [n(n-1)/2] (numpy or jax) -> the
   condensed upper triangle, entries i < j row by row (scipy `squareform`
@@ -78,7 +67,7 @@ def condensed(rdm) -> np.ndarray:
   if not np.issubdtype(r.dtype, np.floating):
     r = r.astype(np.float64)
   if r.ndim == 1:
-    _n_images(r.shape[0])
+    compare.triangle_size(r.shape[0])
     return r
   if r.ndim != 2 or r.shape[0] != r.shape[1] or r.shape[0] < 2:
     raise InputError(
@@ -162,7 +151,7 @@ def to_rsatoolbox(
   """
   rsatoolbox = _rsatoolbox()
   v = condensed(rdm)
-  n = _n_images(v.shape[0])
+  n = compare.triangle_size(v.shape[0])
   pats = {}
   for name, values in (pattern_descriptors or {}).items():
     pats[name] = _per_image(f'pattern descriptor {name!r}', values, n)
@@ -283,7 +272,7 @@ def save_rdms(
   n = None
   for i, (name, r) in enumerate(rdms.items()):
     v = condensed(r)
-    m = _n_images(v.shape[0])
+    m = compare.triangle_size(v.shape[0])
     if n not in (None, m):
       raise InputError(
         f'RDM {name!r} is over {m} images, the first over {n}: save RDMs of'

@@ -362,3 +362,21 @@ def test_consistency_bootstrap_brute_force():
     assert out[key]['sd'] == pytest.approx(np.std(draws, ddof=1), abs=1e-5)
   with pytest.raises(InputError, match='at least two'):
     group.consistency_bootstrap({'a': rdms['a']})
+
+
+def test_cosine_ceiling_of_a_zero_rdm_is_zero_as_compare_rdms():
+  """One cosine in rdmjax (rsatoolbox's): 0 where an RDM is all zeros."""
+  from rdmjax.rsa import compare
+
+  rng = np.random.default_rng(3)
+  rdms = {'a': np.zeros(45), 'b': rng.random(45), 'c': rng.random(45)}
+  got = group.noise_ceiling(rdms, 'cosine')
+  assert got['per_subject_lower']['a'] == 0.0
+  pooled = rdms['b'] / np.sqrt((rdms['b'] ** 2).mean()) + rdms['c'] / np.sqrt(
+    (rdms['c'] ** 2).mean()
+  )
+  assert compare.compare_rdms(rdms['a'], pooled, 'cosine') == 0.0
+  # The other subjects' bounds stay numbers (the zero RDM pools as zeros).
+  assert np.isfinite(got['lower']) and np.isfinite(got['upper'])
+  want = compare.compare_rdms(rdms['b'], pooled, 'cosine')
+  assert got['per_subject_upper']['b'] == pytest.approx(want, abs=1e-6)
