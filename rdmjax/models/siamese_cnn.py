@@ -7,7 +7,7 @@ that early visual cortex is retinotopic in) and projected to an embedding.
 The pair head sees `[|ua - ub|, ua * ub]`, symmetric in the two images, then
 dense -> relu -> dense -> output ('linear' or 'sigmoid2' = 2 * sigmoid, the
 range of 1 - Pearson r). The study trained it with
-`alpha * (1 - pearson) + (1 - alpha) * MSE` (rdmjax.training.metrics.pearson_mse).
+`alpha * (1 - pearson) + (1 - alpha) * MSE` (rdmjax.training.losses.pearson_mse).
 As in the MLP, `embed` runs once per image, so block batches pay for the
 convolutions of B images, not of B(B-1) pair members.
 """

@@ -61,10 +61,16 @@ LossFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 _TINY = 1e-12
 
 
-def _weights(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-  if mask is None:
-    return jnp.ones(x.shape, jnp.float32)
-  return (mask > 0).astype(jnp.float32)
+def pearson_mse(
+  pred: jax.Array,
+  target: jax.Array,
+  mask: jax.Array | None = None,
+  alpha: float = 0.5,
+) -> jax.Array:
+  """The reference study's loss: alpha * (1 - r) + (1 - alpha) * MSE."""
+  return alpha * (1.0 - metrics.pearson(pred, target, mask)) + (
+    1.0 - alpha
+  ) * metrics.mse(pred, target, mask)
 
 
 def _safe_sqrt(v: jax.Array) -> jax.Array:
@@ -172,7 +178,7 @@ def soft_spearman(
     Scalar f32 in [0, 2]; 1 for constant predictions (zero gradient then).
   """
   pred = jnp.asarray(pred, jnp.float32)
-  w = _weights(pred, mask)
+  w = metrics.weights(pred, mask)
   p = pred.shape[0]
   if p > max_pairs:
     if key is None:
@@ -232,7 +238,7 @@ def pairwise_rank(
   """
   pred = jnp.asarray(pred, jnp.float32)
   target = jnp.asarray(target, jnp.float32)
-  w = _weights(pred, mask)
+  w = metrics.weights(pred, mask)
   a, b = _comparisons(pred.shape[0], max_pairs, key)
   sign = jnp.sign(target[a] - target[b])
   cw = w[a] * w[b] * jnp.abs(sign)
@@ -271,7 +277,7 @@ def get(config) -> LossFn:
     return lambda p, t, m, key=None: metrics.mse(p, t, m)
   if name == 'pearson_mse':
     alpha = float(tc.alpha)
-    return lambda p, t, m, key=None: metrics.pearson_mse(p, t, m, alpha)
+    return lambda p, t, m, key=None: pearson_mse(p, t, m, alpha)
   if name in ('soft_spearman', 'pairwise_rank'):
     temperature, max_pairs = _rank_settings(tc, name)
     fn = soft_spearman if name == 'soft_spearman' else pairwise_rank

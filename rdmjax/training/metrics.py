@@ -1,4 +1,4 @@
-"""Pair metrics and losses (jit-able), and a streaming evaluator (host).
+"""Pair metrics (jit-able) and a streaming evaluator (host).
 
 `pred`, `target`: [P] predicted and true dissimilarities; `mask`: [P], 1 =
 count the pair (padding and, in the leaked variant, other splits' pairs are
@@ -19,14 +19,19 @@ __all__ = [
   'PairMetricsAccumulator',
   'mse',
   'pearson',
-  'pearson_mse',
   'r2',
   'spearman',
 ]
 
 
-def _weights(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-  return jnp.ones_like(x) if mask is None else mask.astype(x.dtype)
+def weights(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """[P] weights of x's pairs: 1 where `mask > 0` (all, without a mask),
+  else 0; in x's dtype, at least float32. The one mask rule of the metrics
+  and the losses (`rdmjax.training.losses`)."""
+  dtype = jnp.promote_types(x.dtype, jnp.float32)
+  if mask is None:
+    return jnp.ones(x.shape, dtype)
+  return (mask > 0).astype(dtype)
 
 
 def _wmean(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -49,7 +54,7 @@ def r2(
   force_finite).
   """
   pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
-  w = _weights(pred, mask)
+  w = weights(pred, mask)
   ss_res = jnp.sum(w * jnp.square(target - pred))
   ss_tot = jnp.sum(w * jnp.square(target - _wmean(target, w)))
   safe = jnp.where(ss_tot > 0, ss_tot, 1.0)
@@ -63,20 +68,8 @@ def mse(
 ) -> jax.Array:
   """Mean squared error of the masked pairs. Scalar f32."""
   pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
-  w = _weights(pred, mask)
+  w = weights(pred, mask)
   return _wmean(jnp.square(pred - target), w)
-
-
-def pearson_mse(
-  pred: jax.Array,
-  target: jax.Array,
-  mask: jax.Array | None = None,
-  alpha: float = 0.5,
-) -> jax.Array:
-  """The reference study's loss: alpha * (1 - r) + (1 - alpha) * MSE."""
-  return alpha * (1.0 - pearson(pred, target, mask)) + (1.0 - alpha) * mse(
-    pred, target, mask
-  )
 
 
 class PairMetricsAccumulator:

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import mean_squared_error, r2_score
 
-from rdmjax.training import metrics
+from rdmjax.training import losses, metrics
 
 
 def _data(n=500, ties=False, seed=0):
@@ -68,9 +68,9 @@ def test_pearson_mse_is_the_study_loss():
   want = 0.3 * (1 - stats.pearsonr(p[k], t[k])[0]) + 0.7 * np.mean(
     (p[k] - t[k]) ** 2
   )
-  got = metrics.pearson_mse(jnp.asarray(p), jnp.asarray(t), m, alpha=0.3)
+  got = losses.pearson_mse(jnp.asarray(p), jnp.asarray(t), m, alpha=0.3)
   np.testing.assert_allclose(got, want, rtol=1e-5)
-  g = jax.grad(lambda x: metrics.pearson_mse(x, jnp.asarray(t), m))(
+  g = jax.grad(lambda x: losses.pearson_mse(x, jnp.asarray(t), m))(
     jnp.asarray(p, jnp.float32)
   )
   assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[~k] == 0)
