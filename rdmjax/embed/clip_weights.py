@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rdmjax.embed import hub
 from rdmjax.embed.clip_vision import (
   ARCHITECTURES,
   TowerConfig,
@@ -266,24 +267,13 @@ def resolve(name_or_dir: str, cache_dir: str | None = None) -> Path:
   the command that fetches it.
   """
   path = Path(name_or_dir).expanduser()
+  snap = hub.local_folder(
+    name_or_dir, cache_dir, 'openai/clip-vit-base-patch32', _not_found
+  )
   if path.is_dir():
     if not (path / 'config.json').is_file():
       raise InputError(f'CLIP checkpoint dir {path} has no config.json')
     return path
-  if name_or_dir.count('/') != 1 or name_or_dir.startswith(('.', '/', '~')):
-    raise InputError(
-      f'config.embed.model={name_or_dir!r} is neither a folder nor a hub id '
-      'like openai/clip-vit-base-patch32'
-    )
-  import huggingface_hub
-
-  try:
-    snap = huggingface_hub.snapshot_download(
-      name_or_dir, local_files_only=True, cache_dir=cache_dir
-    )
-  except (OSError, ValueError, huggingface_hub.errors.HfHubHTTPError):
-    raise _not_found(name_or_dir) from None
-  snap = Path(snap)
   if not (snap / 'config.json').is_file() or not _weight_files(snap):
     raise _not_found(name_or_dir)
   return snap

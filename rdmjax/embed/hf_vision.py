@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from rdmjax.embed import hub
 from rdmjax.errors import InputError
 
 _LAYER_RE = re.compile(
@@ -119,24 +120,9 @@ def resolve(name_or_dir: str, cache_dir: str | None = None) -> Path:
   Never makes a network call (as `clip_weights.resolve`); a missing model
   or file raises a one-line `InputError`.
   """
-  name = str(name_or_dir)
-  path = Path(name).expanduser()
-  if not path.is_dir():
-    if name.count('/') != 1 or name.startswith(('.', '/', '~')):
-      raise InputError(
-        f'config.embed.model={name!r} is neither a folder nor a hub id like '
-        'facebook/dinov2-small'
-      )
-    import huggingface_hub
-
-    try:
-      path = Path(
-        huggingface_hub.snapshot_download(
-          name, local_files_only=True, cache_dir=cache_dir
-        )
-      )
-    except (OSError, ValueError, huggingface_hub.errors.HfHubHTTPError):
-      raise _not_found(name) from None
+  path = hub.local_folder(
+    name_or_dir, cache_dir, 'facebook/dinov2-small', _not_found
+  )
   for need, what in (
     ('config.json', 'config.json'),
     (

@@ -148,6 +148,8 @@ def test_own_imports_sit_at_the_top():
   inside a function hides an edge from a reader (the graph above sees it)."""
   inner = []
   for path in sorted(PACKAGE.rglob('*.py')):
+    if path == PACKAGE / '__init__.py':  # the public face: lazy by design
+      continue
     for name, line, top in _imports(path):
       if not top and name.startswith('rdmjax'):
         inner.append(f'{path.relative_to(PACKAGE.parent)}:{line} {name}')
