@@ -15,6 +15,9 @@ from rdmjax.errors import InputError
 from rdmjax.models.mlp import ConcatMLP, SymmetricMLP
 from rdmjax.models.siamese_cnn import SiameseCNN
 
+# Models whose inputs are embeddings (the others read pixels).
+EMBEDDING_MODELS = ('mlp', 'concat_mlp')
+
 DTYPES = {
   'float32': jnp.float32,
   'bfloat16': jnp.bfloat16,

@@ -25,8 +25,7 @@ from rdmjax import data, paths
 from rdmjax.data import algonauts
 from rdmjax.embed import clip_weights
 from rdmjax.errors import InputError
-
-EMBEDDING_MODELS = ('mlp', 'concat_mlp')
+from rdmjax.models import EMBEDDING_MODELS
 
 
 def _writable(workdir) -> None:

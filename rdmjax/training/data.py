@@ -21,6 +21,7 @@ from rdmjax import data as data_lib
 from rdmjax import sharding
 from rdmjax.data import algonauts, embeddings, images, synthetic
 from rdmjax.errors import InputError
+from rdmjax.models import EMBEDDING_MODELS
 from rdmjax.models.mlp import check_output_range
 from rdmjax.rsa import compare
 from rdmjax.rsa import rdm as kernels
@@ -52,10 +53,6 @@ class Data:
   emb: np.ndarray | None = None
   z_noiseless: np.ndarray | None = None
   noise_ceiling: np.ndarray | None = None
-
-
-# Models whose inputs are embeddings (the others read pixels).
-EMBEDDING_MODELS = ('mlp', 'concat_mlp')
 
 
 def _model_meta(mc) -> dict[str, Any]:
