@@ -1,11 +1,14 @@
 """The RDM analysis of one ROI x metric, and the inputs it needs.
 
-`analyse` computes the extreme pairs and a histogram (streamed by
-`streaming.rdm_stats`, never n x n on the host), the moments, the heatmap
-(block means above `rdm.max_images` images) and the RSA against every
-embedding source and the noiseless ceiling. The rdm stage
-(`rdmjax.stages.rdm`) runs it over ROIs and metrics and writes the figures
-and the report; README.md ("RDM analysis") says what each number means.
+`analyse` computes the RDM whole, once (n x n f32: 387 MB at NSD size, on
+the accelerator, or in host memory on a CPU backend; never a second Gram
+product), and from it the extreme pairs, a
+histogram and the moments (`summary.matrix_stats`), the heatmap (block
+means above `rdm.max_images` images), the condensed triangle when it is
+kept, and the RSA against every embedding source and the noiseless
+ceiling. The rdm stage (`rdmjax.stages.rdm`) runs it over ROIs and metrics
+and writes the figures and the report; the docs' RDM page says what each
+number means.
 """
 
 from __future__ import annotations
@@ -17,10 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rdmjax.rsa import compare, repeats
-from rdmjax.rsa import inference as stats
+from rdmjax.rsa import compare, inference, repeats, summary
 from rdmjax.rsa import rdm as kernels
-from rdmjax.rsa import summary as streaming
 
 DISPLAY_SIZE = 1000  # heatmap side above max_images images
 CEILING = '\x00ceiling'  # the noiseless RDM among the compared sources
@@ -87,10 +88,10 @@ def display_block(n: int, max_images: int, size: int = DISPLAY_SIZE) -> int:
   return 1 if n <= max_images else -(-n // size)
 
 
-def _extremes(stats, ids: np.ndarray) -> dict[str, list[dict]]:
+def _extremes(summ, ids: np.ndarray) -> dict[str, list[dict]]:
   out = {}
   for kind, _ in KINDS:
-    e = getattr(stats, kind)
+    e = getattr(summ, kind)
     if e is None:
       continue
     out[kind] = [
@@ -151,7 +152,7 @@ def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
   if draws:
     i, j = np.triu_indices(n, 1)
     up = {k: np.asarray(compare.upper_triangle(v)) for k, v in others.items()}
-    got = stats.bootstrap_pair_scores(
+    got = inference.bootstrap_pair_scores(
       i,
       j,
       up,
@@ -165,7 +166,7 @@ def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
       rsa[k].update(interval=[s['low'], s['high']], draws=draws)
   if perms:
     for k, v in others.items():
-      t = stats.permutation_test(fmri, v, perms, seed)
+      t = inference.permutation_test(fmri, v, perms, seed)
       rsa[k].update(p=t['p'], n_perm=perms)
 
 
@@ -204,7 +205,7 @@ def analyse(
   c = config.rdm
   # One RDM, and every number from it: no second Gram product.
   full = kernels.rdm(x, metric, precision=c.precision, impl=stage_impl(c))
-  stats, mean, std = streaming.summarize(
+  summ, mean, std = summary.matrix_stats(
     full,
     k=c.top_k,
     closest_to=1.0 if metric == 'correlation' else None,
@@ -232,12 +233,12 @@ def analyse(
     'n_images': n,
     'n_vertices': x.shape[1],
     'n_pairs': n * (n - 1) // 2,
-    'min': float(stats.lowest.values[0]),
-    'max': float(stats.highest.values[0]),
+    'min': float(summ.lowest.values[0]),
+    'max': float(summ.highest.values[0]),
     'mean': mean,
     'std': std,
-    'extremes': _extremes(stats, ids),
-    'histogram': {'counts': stats.hist_counts, 'edges': stats.hist_edges},
+    'extremes': _extremes(summ, ids),
+    'histogram': {'counts': summ.hist_counts, 'edges': summ.hist_edges},
     'heatmap': 'full' if heat.shape[0] == n else f'block means {heat.shape}',
     'rsa': rsa,
     'ceiling': ceiling,

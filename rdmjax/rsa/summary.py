@@ -2,7 +2,7 @@
 
 `rdm_stats(x, ...)` never holds n x n: it scans upper-triangle tiles of
 the RDM (each one Gram block of `rdmjax.rsa.rdm`) with `lax.scan`, so a
-full subject (48M pairs) streams on any device. `summarize(r, ...)` takes
+full subject (48M pairs) streams on any device. `matrix_stats(r, ...)` takes
 the same statistics (and the moments) from an RDM already in memory, with
 no second Gram pass: one compiled program per n, whatever the metric or ROI.
 """
@@ -294,7 +294,7 @@ def _histogram_pass(r, edges, mean, *, block: int):
   return counts[:-1], ss
 
 
-def summarize(
+def matrix_stats(
   r,
   *,
   k: int = 5,

@@ -261,7 +261,7 @@ def test_block_mean_and_moments_match_numpy():
   assert analysis.display_matrix(r, n).shape == (n, n)
   assert analysis.display_matrix(r, n - 1, 10).shape == (10, 10)
   off = r[~np.eye(n, dtype=bool)].astype(np.float64)
-  _, mean, std = streaming.summarize(r, k=1)
+  _, mean, std = streaming.matrix_stats(r, k=1)
   np.testing.assert_allclose([mean, std], [off.mean(), off.std()], rtol=1e-5)
 
 

@@ -319,7 +319,7 @@ def test_widths_of_one_bucket_share_the_device_programs(metric):
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
 @pytest.mark.parametrize('devices,block', [(1, 256), (1, 7), (8, 256)])
-def test_summarize_equals_rdm_stats(metric, devices, block):
+def test_matrix_stats_equals_rdm_stats(metric, devices, block):
   """One pass over the RDM in memory = the streamed statistics (block 7:
   several row blocks, the last one overlapping the one before)."""
   x, k = _x(), 5
@@ -328,7 +328,7 @@ def test_summarize_equals_rdm_stats(metric, devices, block):
   if devices > 1:
     mesh = jax.make_mesh((devices,), ('data',))
   r = kernels.rdm(x, metric, mesh=mesh, tile=TILE if mesh is None else None)
-  got, mean, std = streaming.summarize(
+  got, mean, std = streaming.matrix_stats(
     r, k=k, closest_to=closest, bins=40, block=block
   )
   want = streaming.rdm_stats(
