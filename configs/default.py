@@ -46,7 +46,6 @@ def get_config(arg=None):
   # A group run: '' (one subject, data.subject), 'all' or 'subj01,subj02':
   # the pipeline per subject into WORKDIR/subjNN, then --mode=group.
   c.data.subjects = ''
-  c.data.synthetic_root = ''  # set by a group run: its shared data copy
   # The synthetic population of a group run (synthetic.write_population).
   c.data.population = ml_collections.ConfigDict(
     dict(

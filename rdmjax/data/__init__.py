@@ -13,26 +13,46 @@ import contextlib
 import os
 from pathlib import Path
 
-from rdmjax import paths
+from rdmjax import files, paths
 from rdmjax.data import algonauts, synthetic
 from rdmjax.errors import InputError
 from rdmjax.files import is_writer
 
+# In a group run's subject folder: the path of the group's synthetic data
+# (run state, kept in the workdir rather than in the user's config).
+SHARED_ROOT = 'shared_data_root.txt'
+
 
 def data_root(config, workdir: str | os.PathLike) -> Path:
   """The folder holding subjNN/: config.data.root, or the synthetic cache
-  (WORKDIR/data, or this host's cache when the workdir is remote)."""
+  (WORKDIR/data; a group run's copy for its subjects' folders; this host's
+  cache when the workdir is remote)."""
   if config.data.root:
     return Path(config.data.root).expanduser()
-  if config.data.get('synthetic_root'):  # a group run's shared copy
-    return Path(config.data.synthetic_root).expanduser()
   if paths.is_remote(workdir):
     return Path(paths.local_cache('data'))
+  shared = Path(workdir) / SHARED_ROOT
+  if shared.is_file():
+    return Path(shared.read_text().strip())
   return Path(workdir) / 'data'
 
 
+def subject_run(config, workdir, name: str):
+  """(config, workdir) of subject `name`'s run inside a group run on
+  `workdir`: data.subject set, and a folder WORKDIR/NAME that reads the
+  group's synthetic data (`SHARED_ROOT`)."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.data.subject = name
+  sub = paths.path(workdir) / name
+  if not config.data.root and not paths.is_remote(workdir) and is_writer():
+    sub.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(sub / SHARED_ROOT, f'{data_root(config, workdir)}\n')
+  return c, sub
+
+
 @contextlib.contextmanager
-def _host_lock(root: Path):
+def host_lock(root: Path):
   """Processes of one host take turns (a file lock) on root."""
   import fcntl
 
@@ -92,7 +112,7 @@ def subject_from_config(config, workdir: str | os.PathLike):
 
     if paths.is_remote(workdir):
       # No shared disk: every host writes (or finds) its own local copy.
-      with _host_lock(root):
+      with host_lock(root):
         ensure_synthetic(config, workdir)
     elif is_writer():
       ensure_synthetic(config, workdir)

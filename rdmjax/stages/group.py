@@ -38,16 +38,6 @@ from rdmjax.training import evaluation as evaluate
 from rdmjax.training import loop as train
 
 
-def _subject_config(config, workdir, name: str):
-  """The config of one subject's run inside a group run."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.data.subject = name
-    if not c.data.root:
-      c.data.synthetic_root = str(data.data_root(config, workdir))
-  return c
-
-
 def _headlines(res: dict) -> dict[str, float]:
   """Flat 'kind / name' -> value of one subject's results.json."""
   out = {}
@@ -70,7 +60,9 @@ def consistency(config, workdir, names: list[str]) -> dict[str, Any]:
   pairwise Spearman of the subjects' RDMs and the noise-ceiling bounds."""
   c = config.rdm
   subs = {
-    s: data.subject_from_config(_subject_config(config, workdir, s), workdir)
+    s: data.subject_from_config(
+      data.subject_run(config, workdir, s)[0], workdir
+    )
     for s in names
   }
   common, rows = group.shared_images(
@@ -139,8 +131,8 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
   m, low, high = (np.full((k, k), np.nan) for _ in range(3))
   errors, own_minus_other = {}, {}
   for b, test_name in enumerate(names):
-    cb = _subject_config(config, workdir, test_name)
-    prep = train.prepare(cb, workdir / test_name)
+    cb, sub = data.subject_run(config, workdir, test_name)
+    prep = train.prepare(cb, sub)
     eval_fn = evaluate.make_eval_fn(prep.graphdef, cb, prep.mesh)
     es = evaluate.eval_set(prep.data, 'test', cb, prep.mesh)
     want = {key: prep.data.meta[key] for key in ('model', 'd_in')}

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from tiny_run import POPULATION
 
-from rdmjax import config_lib, main, stages
+from rdmjax import config_lib, stages
+from rdmjax.run import group
 
 POP = POPULATION
 
@@ -35,7 +36,7 @@ def test_group_run_summarises_subjects_and_survives_a_failure(
     return real(stage, config, workdir)
 
   monkeypatch.setattr(stages, 'run', flaky)
-  main._run_group(_config(), tmp_path, ('rdm',))
+  group.run_group(_config(), tmp_path, ('rdm',))
   res = json.loads((tmp_path / 'results.json').read_text())['group']
   assert res['finished'] == ['subj01', 'subj03']
   assert 'simulated failure' in res['failed']['subj02']
@@ -74,7 +75,7 @@ def test_transfer_matrix_diagonal_is_each_subjects_own_score(tmp_path):
     c.ckpt.every = 2
     c.train.run_leaked = False
     c.train.bootstrap = 20
-  main._run_group(c, tmp_path, ('train',))
+  group.run_group(c, tmp_path, ('train',))
   res = json.loads((tmp_path / 'results.json').read_text())['group']
   tr = res['transfer']
   m = np.asarray(tr['matrix'], float)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rdmjax import main
+from rdmjax.run import group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,4 +77,4 @@ def test_task_identity_of_a_group_run(monkeypatch, env, want):
     monkeypatch.delenv(k, raising=False)
   for k, v in env.items():
     monkeypatch.setenv(k, v)
-  assert main.task_identity() == want
+  assert group.task_identity() == want
