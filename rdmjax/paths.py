@@ -34,3 +34,9 @@ def local_cache(*parts: str) -> epath.Path:
   """A folder under this host's cache ($XDG_CACHE_HOME/rdmjax/...)."""
   base = os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache'))
   return path(os.path.join(base, 'rdmjax', *parts))
+
+
+def relative(p, workdir) -> str | None:
+  """p as a path relative to workdir (as results.json names files), or
+  None for no path."""
+  return str(path(p).relative_to(workdir)) if p else None

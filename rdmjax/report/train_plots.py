@@ -123,7 +123,7 @@ def score_intervals(runs: dict[str, dict], labels: dict, path: Path) -> Path:
 
   Args:
     runs: run name -> name -> stat -> {value, low, high}
-      (`rdmjax.stages.train.test_scores`'s 'scores').
+      (`rdmjax.training.scoring.test_scores`'s 'scores').
     labels: name -> label.
     path: the PNG to write.
   """

@@ -51,6 +51,7 @@ from rdmjax.embed import clip_vision as cv
 from rdmjax.embed import hf_vision
 from rdmjax.embed.clip_weights import Preprocess, build_tower, preprocess
 from rdmjax.errors import InputError
+from rdmjax.report import embed as embed_report
 
 
 def _batches(
@@ -153,20 +154,6 @@ def _write_caches(
   return written
 
 
-def _markdown(result: dict[str, Any], subject: str) -> str:
-  rows = '\n'.join(
-    f'| {k} | {result["dims"][k]} | `{result["paths"][k]}` |'
-    for k in result['layers']
-  )
-  on = result.get('device') or f'{result["devices"]} devices'
-  return (
-    f'## Embeddings\n\n{result["model"]}, {sum(result["n_images"].values())} '
-    f'images of {subject} in {result["seconds"]:.1f} s '
-    f'({result["images_per_sec"]:.1f} images/s on {on}).\n\n'
-    f'| layer | dim | cache |\n|---|---|---|\n{rows}\n'
-  )
-
-
 def run(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   """The `--mode=embed` stage: embeds train and test images, writes caches.
 
@@ -243,7 +230,9 @@ def _finish(workdir, subj, per_split, layers, paths, seconds, ec, **head):
     batch_size=ec.batch_size,
   )
   report.update_results(workdir, 'embed', result)
-  report.write_section(workdir, 'embed', _markdown(result, subj.name))
+  report.write_section(
+    workdir, 'embed', embed_report.markdown(result, subj.name)
+  )
   return result
 
 

@@ -30,9 +30,10 @@ from absl import logging
 
 from rdmjax import paths, report
 from rdmjax.errors import InputError
+from rdmjax.report import sweep as sweep_report
 from rdmjax.rsa import inference as stats
 from rdmjax.stages import eval as eval_stage
-from rdmjax.training import baselines
+from rdmjax.training import baselines, scoring
 from rdmjax.training import evaluation as evaluate
 from rdmjax.training import loop as train
 
@@ -93,7 +94,7 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
       config, workdir, param, scored, 'test', scored[0]['name']
     )
   report.update_results(workdir, 'sweep', res)
-  report.write_section(workdir, 'sweep', _markdown(res))
+  report.write_section(workdir, 'sweep', sweep_report.markdown(res))
   return res
 
 
@@ -107,7 +108,7 @@ def _predictions(config, workdir, param, runs, split: str):
     c = _with(config, param, r['value'])
     d = workdir / 'sweep' / r['name']
     prep = train.prepare(c, d)
-    state, _, _ = eval_stage._restore(c, d, prep, 'best')
+    state, _, _ = scoring.restore(c, d, prep, 'best')
     fn = evaluate.make_eval_fn(prep.graphdef, c, prep.mesh)
     e = evaluate.eval_set(prep.data, split, c, prep.mesh)
     if es is not None and not (
@@ -169,76 +170,3 @@ def _paired(config, workdir, param, runs, split: str, ref: str) -> dict:
     },
   }
   return out
-
-
-def _iv(d: dict) -> str:
-  return f'{d["value"]:.3f} [{d["low"]:.3f}, {d["high"]:.3f}]'
-
-
-def _markdown(res: dict[str, Any]) -> str:
-  val = res['val']
-  rows = []
-  for r in res['runs']:
-    name = r['name']
-    v = val['scores'].get(name)
-    d = val['minus_reference'].get(name)
-    rows.append(
-      [
-        name + (' (chosen)' if name == res['chosen'] else ''),
-        '-' if v is None else _iv(v['spearman']),
-        '-' if d is None else _iv(d),
-        r['best_step'],
-      ]
-    )
-  m = res['test']['scores']['model']['spearman']
-  lines = [
-    f'## Sweep of `{res["param"]}`: chosen on validation pairs only',
-    '',
-    f'{val["n_pairs"]} validation pairs of {val["n_images"]} images; 95% '
-    'intervals from one bootstrap over those images, the same draws for '
-    'every run (so differences are paired).',
-    '',
-    report.md_table(
-      [
-        'value',
-        'validation Spearman [95%]',
-        'this minus chosen [95%, paired]',
-        'step',
-      ],
-      rows,
-    ),
-    f'Test pairs, scored once, for the chosen setting only: Spearman '
-    f'{m["value"]:.3f} [{m["low"]:.3f}, {m["high"]:.3f}] (95% interval, '
-    'bootstrap over test images).',
-    '',
-  ]
-  tc = res.get('test_comparison')
-  if tc:
-    rows = []
-    for name, st in tc['scores'].items():
-      d = tc['minus_reference'].get(name)
-      frac = st.get('fraction_of_ceiling')
-      rows.append(
-        [
-          name,
-          _iv(st['spearman']),
-          '-' if frac is None else _iv(frac),
-          '-' if d is None else _iv(d),
-        ]
-      )
-    lines += [
-      f'### Every run on the same {tc["n_pairs"]} test pairs (a comparison,'
-      ' not used for the choice)',
-      '',
-      report.md_table(
-        [
-          '',
-          'test Spearman [95%]',
-          'of ceiling [95%]',
-          f'minus {tc["reference"]} [95%, paired]',
-        ],
-        rows,
-      ),
-      '',
-    ]
-  return '\n'.join(lines)

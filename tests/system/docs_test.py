@@ -1,4 +1,4 @@
-"""Every `python` code block of README.md and docs/*.md runs as written.
+"""Every `python` code block of README.md and docs/**/*.md runs as written.
 
 The blocks of one file run in order, in one fresh process and an empty
 folder (a later block may use an earlier one's names), as a reader would
@@ -16,31 +16,54 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r'^```python( skip)?\n(.*?)^```', re.S | re.M)
-DOCS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
+# The Sphinx site's pages, in any subfolder but the build output.
+DOCS = [
+  REPO / 'README.md',
+  *sorted(
+    p
+    for p in (REPO / 'docs').rglob('*.md')
+    if '_build' not in p.relative_to(REPO / 'docs').parts
+  ),
+]
 
 
 def _blocks(path: Path) -> list[tuple[bool, str]]:
   return [(bool(m[1]), m[2]) for m in BLOCK.finditer(path.read_text())]
 
 
-def test_the_readme_has_the_quickstart():
-  runnable = [code for skip, code in _blocks(REPO / 'README.md') if not skip]
-  text = '\n'.join(runnable)
+def _runnable(path: Path) -> str:
+  return '\n'.join(code for skip, code in _blocks(path) if not skip)
+
+
+def test_the_readme_shows_the_public_face():
+  text = _runnable(REPO / 'README.md')
   for call in (
-    'load_subject',
-    'kernels.rdm',
-    'compare_rdms',
-    'summarize',
-    'embeddings.read',
-    'train.train',
-    'read_results',
-    'to_rsatoolbox',
+    'rdmjax.write_synthetic_subject',
+    'rdmjax.load_subject',
+    'rdmjax.rdm(',
+    'rdmjax.compare_rdms',
+    'rdmjax.noise_ceiling',
   ):
     assert call in text, call
 
 
+def test_the_docs_have_the_quickstart():
+  text = _runnable(REPO / 'docs' / 'getting-started.md')
+  for call in (
+    'load_subject',
+    'rdm.rdm',
+    'compare_rdms',
+    'matrix_stats',
+    'embeddings.read',
+    'loop.train',
+    'read_results',
+  ):
+    assert call in text, call
+  assert 'to_rsatoolbox' in _runnable(REPO / 'docs' / 'rdms.md')
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('doc', DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize('doc', DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_code_blocks_run(doc, tmp_path):
   blocks = _blocks(doc)
   for _, code in blocks:

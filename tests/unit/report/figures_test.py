@@ -14,9 +14,9 @@ from PIL import Image
 from rdmjax import config_lib
 from rdmjax.data import inputs  # noqa: E402
 from rdmjax.errors import InputError
+from rdmjax.report import group as group_report
 from rdmjax.report import plots, train_plots
 from rdmjax.rsa import analysis
-from rdmjax.stages import group
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -255,7 +255,7 @@ def test_colour_bars_labelled_and_no_text_overlaps(tmp_path, monkeypatch):
   )
   names = [f'subj0{k}' for k in range(1, 9)]
   m = np.random.default_rng(0).random((8, 8))
-  group.transfer_figure({'subjects': names, 'matrix': m}, tmp_path / 'f')
+  group_report.transfer_figure({'subjects': names, 'matrix': m}, tmp_path / 'f')
   assert len(figs) == 6
   for fig in figs:
     bars = [a for a in fig.axes if hasattr(a, '_colorbar')]

@@ -9,6 +9,7 @@ import pytest
 from tiny_run import tiny, workdir
 
 from rdmjax import files, report
+from rdmjax.report import train as train_report
 from rdmjax.stages import eval as eval_stage
 from rdmjax.stages import train as train_stage
 from rdmjax.training import loop as train
@@ -62,9 +63,9 @@ def test_eval_writes_results_report_section_and_summary(
   assert text.index('## Training') < text.index('## Evaluation')
   assert f'checkpoint step {ev["step"]}' in section
   assert f'validation Spearman {ev["val_spearman"]:.3f}' in section
-  spearman = train_stage._ci(m['spearman'])
-  fraction = train_stage._ci(m['fraction_of_ceiling'])
-  ceiling = train_stage._ci(ev['scores']['ceiling']['spearman'])
+  spearman = train_report.with_interval(m['spearman'])
+  fraction = train_report.with_interval(m['fraction_of_ceiling'])
+  ceiling = train_report.with_interval(ev['scores']['ceiling']['spearman'])
   assert f'| trained model | {spearman} |' in section
   assert f'| {fraction} |' in section
   assert f'| ceiling (noiseless) | {ceiling} |' in section
@@ -132,7 +133,7 @@ def test_results_json_cleans_nan_an_older_version_wrote(tmp_path):
 
 def test_a_non_finite_number_left_raises(monkeypatch):
   """allow_nan=False: a NaN the cleaning missed raises, never 'NaN'."""
-  monkeypatch.setattr(report, 'finite_json', lambda x: x)
+  monkeypatch.setattr(files, 'finite_json', lambda x: x)
   with pytest.raises(ValueError, match='Out of range float'):
     files.dumps_results({'x': [float('nan')]})
 

@@ -15,6 +15,7 @@ from rdmjax.errors import InputError
 from rdmjax.stages import train as train_stage
 from rdmjax.training import evaluation as evaluate
 from rdmjax.training import loop as train
+from rdmjax.training import scoring
 
 HERE = 'configs/x.py'
 _workdir = workdir
@@ -254,7 +255,7 @@ def test_test_scores_and_baselines_on_the_same_pairs(datadir, tmp_path):
 
   c = tiny(**{'train.steps': 2, 'ckpt.every': 1, 'train.bootstrap': 50})
   r = train.train(c, _workdir(datadir, tmp_path))
-  got = train_stage.test_scores(c, r)
+  got = scoring.test_scores(c, r)
   tp, d = r.test_pairs, r.data
   a, b = np.searchsorted(tp.images, tp.i), np.searchsorted(tp.images, tp.j)
   assert got['n_pairs'] == len(tp.i) == r.test['n_pairs']
@@ -548,7 +549,7 @@ def test_official_test_images_are_scored_with_training_statistics(
   np.testing.assert_allclose(
     tp.target, want[_condensed(tp.i - n, tp.j - n, n_test)], atol=2e-5
   )
-  scored = train_stage.test_scores(c, r)
+  scored = scoring.test_scores(c, r)
   got = scored['scores']
   assert 'ceiling' in got and np.isfinite(got['ceiling']['spearman']['value'])
   # The ridge's per-vertex accuracy, as the Algonauts devkit: scikit-learn's

@@ -20,7 +20,7 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.record_writer import masked_crc32c
 from tiny_run import tiny, workdir
 
-from rdmjax import report
+from rdmjax import files
 from rdmjax.stages import eval as eval_stage
 from rdmjax.training import loop as train
 from rdmjax.training import metric_writer
@@ -180,7 +180,7 @@ def test_off_writes_no_tensorboard_folder(datadir, tmp_path):
 
 
 def test_only_the_writer_process_writes(tmp_path, monkeypatch):
-  monkeypatch.setattr(report, 'is_writer', lambda: False)
+  monkeypatch.setattr(files, 'is_writer', lambda: False)
   with metric_writer.MetricWriter(tmp_path / 'tb', resume_step=0) as tb:
     tb.row({'step': 1, 'loss': 0.5})
   assert not (tmp_path / 'tb').exists()
