@@ -107,23 +107,8 @@ def score_table(scores: dict) -> str:
   return md_table(['', 'Spearman', 'Pearson', 'R^2', 'of ceiling'], rows)
 
 
-def markdown(res: dict[str, Any]) -> str:
-  lines = [
-    '## Training: predicted dissimilarity of held-out pairs',
-    '',
-    f'Model `{res["model"]}` on ROI `{res["roi"]}`, target '
-    f'`{res["metric"]}`, {res["steps"]} steps of '
-    f'{res["pairs_per_step"]} pairs; images split '
-    f'{res["n_images"]} (train/val/test). Test scores from the checkpoint '
-    f'with the best validation Spearman (step {res["best_step"]}). Every '
-    f'score: value on the test pairs [95% interval, bootstrap over test '
-    f'images, {res["bootstrap"]} draws], each baseline on the same pairs.',
-    '',
-    f'### Image-disjoint split: {pairs_cell(res["test"])} test pairs of '
-    f'{res["n_images"]["test"]} test images',
-    '',
-    score_table(res['scores']),
-  ]
+def _encoding(res: dict[str, Any]) -> list[str]:
+  lines: list[str] = []
   enc = res.get('encoding')
   if enc:
     nc = (
@@ -138,6 +123,11 @@ def markdown(res: dict[str, Any]) -> str:
       f'over {enc["n_vertices"]} vertices{nc}.',
       '',
     ]
+  return lines
+
+
+def _folds(res: dict[str, Any]) -> list[str]:
+  lines: list[str] = []
   if 'folds' in res:
     fo = res['folds']
     rows = [
@@ -155,6 +145,11 @@ def markdown(res: dict[str, Any]) -> str:
       '',
       md_table(['', 'Spearman', 'of ceiling'], rows),
     ]
+  return lines
+
+
+def _rois(res: dict[str, Any]) -> list[str]:
+  lines: list[str] = []
   if 'rois' in res:
     rows = [
       [
@@ -170,6 +165,11 @@ def markdown(res: dict[str, Any]) -> str:
       '',
       md_table(['ROI', 'Spearman', 'ceiling', 'of ceiling'], rows),
     ]
+  return lines
+
+
+def _leaked(res: dict[str, Any]) -> list[str]:
+  lines: list[str] = []
   if 'leaked' in res:
     lk, d = res['leaked'], res['leaked_minus_disjoint']
     what = (
@@ -185,6 +185,11 @@ def markdown(res: dict[str, Any]) -> str:
       'run were seen in training pairs; same steps and batch size.',
       '',
     ]
+  return lines
+
+
+def _study(res: dict[str, Any]) -> list[str]:
+  lines: list[str] = []
   if res.get('study'):
     lines += [
       '### The reference study side by side',
@@ -198,6 +203,29 @@ def markdown(res: dict[str, Any]) -> str:
       'pairing, and intervals from a bootstrap over test images.',
       '',
     ]
+  return lines
+
+
+def markdown(res: dict[str, Any]) -> str:
+  """report.md's train section from results.json's 'train' entry."""
+  lines = [
+    '## Training: predicted dissimilarity of held-out pairs',
+    '',
+    f'Model `{res["model"]}` on ROI `{res["roi"]}`, target '
+    f'`{res["metric"]}`, {res["steps"]} steps of '
+    f'{res["pairs_per_step"]} pairs; images split '
+    f'{res["n_images"]} (train/val/test). Test scores from the checkpoint '
+    f'with the best validation Spearman (step {res["best_step"]}). Every '
+    f'score: value on the test pairs [95% interval, bootstrap over test '
+    f'images, {res["bootstrap"]} draws], each baseline on the same pairs.',
+    '',
+    f'### Image-disjoint split: {pairs_cell(res["test"])} test pairs of '
+    f'{res["n_images"]["test"]} test images',
+    '',
+    score_table(res['scores']),
+  ]
+  for part in (_encoding, _folds, _rois, _leaked, _study):
+    lines += part(res)
   lines += [
     "- R^2 only where a prediction is fitted to the targets' values (the "
     'trained model, the reweighted RSA); the others are scored by rank and '

@@ -149,10 +149,27 @@ def fit_ridge(
     raise InputError(f'dtype {dtype!r}: use float64 or float32')
   if chunk < 1:
     raise InputError(f'chunk {chunk}: pass a positive number of vertices')
-  ft = np.dtype(dtype)
   x = np.asarray(x_train, np.float64)
+  x_mean, u, s, vt = _centred_svd(x)
+  if alphas is None:
+    alphas = RELATIVE_ALPHAS * np.sum(s**2) / x.shape[1]
+  alphas = np.atleast_1d(np.asarray(alphas, np.float64))
+  if alphas.ndim != 1 or not np.all(alphas > 0):
+    raise InputError(f'alphas {alphas}: pass positive penalties')
+  proj, cv_mse, y_mean = _cv_errors(u, s, alphas, y_train, cv, chunk, dtype)
+  if per_vertex:
+    best = np.argmin(cv_mse, axis=0)
+  else:
+    best = np.full(cv_mse.shape[1], np.argmin(cv_mse.mean(1)))
+  alpha = alphas[best]
+  weights, intercept = _solve(s, vt, proj, alpha, x_mean, y_mean, chunk)
+  return RidgeFit(weights, intercept, alpha, alphas, cv_mse, x_mean, y_mean)
+
+
+def _centred_svd(x: np.ndarray):
+  """(x_mean [d], U [n, r], s [r], V^T [r, d]) of x centred, the singular
+  values above rounding only."""
   n, d = x.shape
-  v = y_train.shape[1]
   if not np.isfinite(x).all():
     raise InputError('embeddings have non-finite values: drop those images')
   x_mean = x.mean(0)
@@ -160,12 +177,14 @@ def fit_ridge(
   if not s.size or s[0] == 0:
     raise InputError('embeddings are constant over images: nothing to fit')
   keep = s > s[0] * max(n, d) * np.finfo(np.float64).eps
-  u, s, vt = u[:, keep], s[keep], vt[keep]
-  if alphas is None:
-    alphas = RELATIVE_ALPHAS * np.sum(s**2) / d
-  alphas = np.atleast_1d(np.asarray(alphas, np.float64))
-  if alphas.ndim != 1 or not np.all(alphas > 0):
-    raise InputError(f'alphas {alphas}: pass positive penalties')
+  return x_mean, u[:, keep], s[keep], vt[keep]
+
+
+def _cv_errors(u, s, alphas, y_train, cv: str, chunk: int, dtype: str):
+  """(U^T Yc [r, v], CV mean squared errors [n_alphas, v], y_mean [v]),
+  reading y_train `chunk` vertices at a time."""
+  ft = np.dtype(dtype)
+  n, v = u.shape[0], y_train.shape[1]
   f = s**2 / (s**2 + alphas[:, None])  # [n_alphas, r] shrinkage factors
   lev = 1 / n + (u**2) @ f.T  # [n, n_alphas] diagonal of the hat matrix
   uf = u.astype(ft)
@@ -189,11 +208,12 @@ def fit_ridge(
       rss = ss - (2 * f - f**2) @ np.square(a, dtype=np.float64)
       df = 1 + f.sum(1, keepdims=True)
       cv_mse[:, cols] = np.maximum(rss, 0) / n / (1 - df / n) ** 2
-  if per_vertex:
-    best = np.argmin(cv_mse, axis=0)
-  else:
-    best = np.full(v, np.argmin(cv_mse.mean(1)))
-  alpha = alphas[best]
+  return proj, cv_mse, y_mean
+
+
+def _solve(s, vt, proj, alpha, x_mean, y_mean, chunk: int):
+  """Weights [d, v] f32 and intercepts [v] f32 at each vertex's alpha."""
+  d, v = vt.shape[1], proj.shape[1]
   weights = np.empty((d, v), np.float32)
   intercept = np.empty(v, np.float32)
   for lo in range(0, v, chunk):
@@ -202,7 +222,7 @@ def fit_ridge(
     w = vt.T @ (g * proj[:, cols])
     weights[:, cols] = w
     intercept[cols] = y_mean[cols] - x_mean @ w
-  return RidgeFit(weights, intercept, alpha, alphas, cv_mse, x_mean, y_mean)
+  return weights, intercept
 
 
 def _svd(xc):
