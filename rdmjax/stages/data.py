@@ -14,7 +14,7 @@ from pathlib import Path
 from absl import logging
 
 from rdmjax import data, files, paths, report
-from rdmjax.report import plots
+from rdmjax.report import rdm_plots
 
 
 def summarize(subject, rois) -> dict:
@@ -41,7 +41,7 @@ def run(config, workdir: str | Path) -> dict:
   files.atomic_write(
     workdir / 'summary.json', json.dumps(summary, indent=2) + '\n'
   )
-  fig = plots.images_and_responses(
+  fig = rdm_plots.images_and_responses(
     subject,
     rois=list(dict.fromkeys(rois)),
     n_images=4,

@@ -19,7 +19,7 @@ from rdmjax import data, paths, report
 from rdmjax.data import images, inputs
 from rdmjax.errors import InputError
 from rdmjax.report import mds as mds_plot
-from rdmjax.report import plots
+from rdmjax.report import plots, rdm_plots
 from rdmjax.report import rdm as rdm_report
 from rdmjax.rsa import analysis, interop, mds, repeats
 from rdmjax.rsa import rdm as kernels
@@ -38,7 +38,7 @@ def _pair_figure(subject, split, res, roi, metric, path, keep) -> Path:
     for kind, label in KINDS
     if kind in ext
   ]
-  return plots.image_pairs(
+  return rdm_plots.image_pairs(
     dict(zip(idx, imgs)),
     rows,
     ids=_ids(subject, split, keep),
@@ -111,7 +111,7 @@ def _analyse_all(
     entry['metrics'][metric] = res
     vlim = analysis.colour_limits(heat, res['histogram'])
     heats[roi, metric] = (heat, n, vlim, rows)
-    fig_paths[f'rdm_{roi}_{metric}'] = plots.rdm_heatmap(
+    fig_paths[f'rdm_{roi}_{metric}'] = rdm_plots.rdm_heatmap(
       heat,
       n=n,
       roi=roi,
@@ -203,9 +203,9 @@ def _summary_figures(results, heats, figs: Path, with_rsa: bool) -> dict:
   }
   rsa = {k: (v['rsa'], v['ceiling']) for k, v in flat.items()}
   return {
-    'rdms': plots.rdm_grid(heats, path=figs / 'rdms.png'),
-    'hist': plots.rdm_histograms(hists, path=figs / 'rdm_hist.png'),
-    'rsa': plots.rsa_bars(rsa, path=figs / 'rsa.png') if with_rsa else None,
+    'rdms': rdm_plots.rdm_grid(heats, path=figs / 'rdms.png'),
+    'hist': rdm_plots.rdm_histograms(hists, path=figs / 'rdm_hist.png'),
+    'rsa': rdm_plots.rsa_bars(rsa, path=figs / 'rsa.png') if with_rsa else None,
   }
 
 

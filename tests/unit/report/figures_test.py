@@ -15,7 +15,7 @@ from rdmjax import config_lib
 from rdmjax.data import inputs  # noqa: E402
 from rdmjax.errors import InputError
 from rdmjax.report import group as group_report
-from rdmjax.report import plots, train_plots
+from rdmjax.report import plots, rdm_plots, train_plots
 from rdmjax.rsa import analysis
 
 REPO = Path(__file__).resolve().parents[3]
@@ -176,7 +176,7 @@ def _captured(monkeypatch):
     figs.append(fig)
     return path
 
-  for mod in (plots, train_plots):
+  for mod in (plots, rdm_plots, train_plots):
     monkeypatch.setattr(mod, 'save_figure', capture)
   return figs
 
@@ -222,10 +222,10 @@ def test_colour_bars_labelled_and_no_text_overlaps(tmp_path, monkeypatch):
   heat, rows = _rdm_with_labels()
   n = len(rows)
   vlim = (1.0, 6.0)
-  plots.rdm_heatmap(
+  rdm_plots.rdm_heatmap(
     heat, n=n, roi='V1', metric='euclidean', vlim=vlim, path=tmp_path / 'a'
   )
-  plots.rdm_heatmap(
+  rdm_plots.rdm_heatmap(
     heat,
     n=n,
     roi='V1',
@@ -234,7 +234,7 @@ def test_colour_bars_labelled_and_no_text_overlaps(tmp_path, monkeypatch):
     path=tmp_path / 'b',
     rows=rows,
   )
-  plots.rdm_grid(
+  rdm_plots.rdm_grid(
     {
       ('V1', 'correlation'): (heat, n, vlim, rows),
       ('V1', 'sqeuclidean'): (heat, n, vlim, rows),
@@ -248,7 +248,7 @@ def test_colour_bars_labelled_and_no_text_overlaps(tmp_path, monkeypatch):
     for roi in ('V1', 'all')
     for m in ('correlation', 'sqeuclidean', 'cosine')
   }
-  plots.rsa_bars(rsa, tmp_path / 'd')
+  rdm_plots.rsa_bars(rsa, tmp_path / 'd')
   t = heat[:20, :20]
   train_plots.rdm_side_by_side(
     t, t, {'r2': 0.123, 'spearman': 0.456}, tmp_path / 'e'
@@ -273,7 +273,7 @@ def test_rsa_legend_outside_the_frame(tmp_path, monkeypatch):
   the axes' frame."""
   figs = _captured(monkeypatch)
   rsa = {('V1', 'correlation'): ({'s': {'spearman': 0.2}}, {'spearman': 0.6})}
-  plots.rsa_bars(rsa, tmp_path / 'r')
+  rdm_plots.rsa_bars(rsa, tmp_path / 'r')
   (fig,) = figs
   ax = fig.axes[0]
   r = fig.canvas.get_renderer()
@@ -303,7 +303,7 @@ def test_label_strips_and_names_on_block_means(tmp_path, monkeypatch):
   )
   brows = plots.block_labels(rows, block)
   assert len(brows) == m == coarse.shape[0]
-  plots.rdm_heatmap(
+  rdm_plots.rdm_heatmap(
     coarse,
     n=90,
     roi='V1',
