@@ -18,7 +18,7 @@ import numpy as np
 from jax import lax
 
 from rdmjax.errors import InputError
-from rdmjax.rsa.rdm import (
+from rdmjax.rsa.rows import (
   cast_for,
   check_input,
   default_tile,
