@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdmjax.data import algonauts, embeddings, synthetic
+from rdmjax.data import algonauts, checked_io, embeddings, synthetic
 from rdmjax.errors import InputError
 
 TINY = dict(
@@ -72,7 +72,7 @@ def test_normal_mapping_loads_as_numpy_does(root):
   for cls in algonauts.CLASSES:
     f = root / ROI / f'mapping_{cls}.npy'
     want = np.load(f, allow_pickle=True).item()
-    got = algonauts._load_mapping(f)
+    got = checked_io._load_mapping(f)
     assert got == want and s.mappings[cls] == want
     assert all(type(k) is int and type(v) is str for k, v in got.items())
 
@@ -80,7 +80,7 @@ def test_normal_mapping_loads_as_numpy_does(root):
 def test_mapping_with_numpy_keys_and_values_loads(tmp_path):
   f = tmp_path / 'm.npy'
   np.save(f, {np.int64(0): np.str_('Unknown'), np.uint8(1): 'V1v', 2: 'V1d'})
-  got = algonauts._load_mapping(f)
+  got = checked_io._load_mapping(f)
   assert got == {0: 'Unknown', 1: 'V1v', 2: 'V1d'}
   assert all(type(k) is int and type(v) is str for k, v in got.items())
 
@@ -108,12 +108,12 @@ def test_mapping_pickle_with_other_globals_is_refused(tmp_path):
   # A harmless-looking global that is still not numpy's array machinery.
   _npy_with_payload(f, pickle.dumps(io.BytesIO, protocol=4))
   with pytest.raises(InputError, match=r'_io\.BytesIO|io\.BytesIO'):
-    algonauts._load_mapping(f)
+    checked_io._load_mapping(f)
   # Dotted names (protocol 4) cannot reach past the allowed ones.
   payload = b'\x80\x04\x8c\x05numpy\x94\x8c\x0fndarray.__new__\x94\x93\x94.'
   _npy_with_payload(f, payload)
   with pytest.raises(InputError, match='ndarray.__new__'):
-    algonauts._load_mapping(f)
+    checked_io._load_mapping(f)
 
 
 @pytest.mark.parametrize(
