@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rdmjax.rsa import encoding
+from rdmjax.rsa import encoding, reweighted
 from rdmjax.rsa import rdm as kernels
 
 
@@ -140,7 +140,7 @@ def test_pairs(
     fits['ridge'] = fit
   out['ridge'] = _gather(kernels.rdm(fit.predict(emb[images]), metric), a, b)
   rw = _fit_reweighted(emb, data.z, train, metric, seed)
-  out['reweighted'] = _gather(encoding.reweighted_rdm(emb[images], rw), a, b)
+  out['reweighted'] = _gather(reweighted.reweighted_rdm(emb[images], rw), a, b)
   return out
 
 
@@ -157,7 +157,7 @@ def _fit_reweighted(
   if a.size > n_pairs:
     keep = np.sort(rng.choice(a.size, n_pairs, replace=False))
     a, b = a[keep], b[keep]
-  return encoding.fit_reweighted(emb[sub], a, b, target[a, b])
+  return reweighted.fit_reweighted(emb[sub], a, b, target[a, b])
 
 
 def encoding_accuracy(data, fit, rows) -> dict:

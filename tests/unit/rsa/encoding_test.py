@@ -9,7 +9,7 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.linear_model import Ridge, RidgeCV
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import encoding
+from rdmjax.rsa import encoding, reweighted
 
 ALPHAS = np.logspace(-2, 4, 7)
 
@@ -160,7 +160,7 @@ def test_reweighting_equals_scipy_nnls_on_centred_design():
   emb = rng.standard_normal((50, 9)) * rng.uniform(0.5, 2, 9)
   i, j = _pairs(50, 0)
   target = rng.uniform(0, 2, i.size) + 0.1 * np.abs(emb[i, 0] - emb[j, 0])
-  fit = encoding.fit_reweighted(emb, i, j, target, chunk=128)
+  fit = reweighted.fit_reweighted(emb, i, j, target, chunk=128)
   z = (emb - emb.mean(0)) / emb.std(0)
   design = (z[i] - z[j]) ** 2
   w, _ = optimize.nnls(design - design.mean(0), target - target.mean())
@@ -178,7 +178,7 @@ def test_reweighting_recovers_generator_and_rdm_is_brute_force():
   z = (emb - emb[:100].mean(0)) / emb[:100].std(0)
   target = 0.7 + ((z[i] - z[j]) ** 2) @ w_true
   target += 0.01 * rng.standard_normal(i.size)
-  fit = encoding.fit_reweighted(emb[:100], i, j, target)
+  fit = reweighted.fit_reweighted(emb[:100], i, j, target)
   np.testing.assert_allclose(fit.weights, w_true, atol=0.01)
   assert fit.intercept == pytest.approx(0.7, abs=0.01)
   test = emb[100:]
@@ -186,10 +186,10 @@ def test_reweighting_recovers_generator_and_rdm_is_brute_force():
   diff = zt[:, None, :] - zt[None, :, :]
   want = fit.intercept + (diff**2) @ fit.weights
   np.fill_diagonal(want, 0)
-  got = encoding.reweighted_rdm(test, fit)
+  got = reweighted.reweighted_rdm(test, fit)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   a, b = np.triu_indices(20, 1)
-  got = encoding.reweighted_pairs(test, fit, a, b)
+  got = reweighted.reweighted_pairs(test, fit, a, b)
   np.testing.assert_allclose(got, want[a, b], rtol=1e-10)
 
 
@@ -199,7 +199,7 @@ def test_reweighted_rsa_beats_unweighted_rdm():
   # Responses see 3 of the 12 dimensions, unequally.
   y = emb[:, :3] * [3.0, 1.5, 1.0] @ rng.standard_normal((3, 50))
   y += 0.3 * rng.standard_normal(y.shape)
-  out = encoding.reweighted_rsa(
+  out = reweighted.reweighted_rsa(
     emb[:200],
     y[:200],
     emb[200:],
