@@ -29,9 +29,8 @@ from absl import logging
 from rdmjax import data, paths, report
 from rdmjax.data.inputs import responses
 from rdmjax.report import group as group_report
-from rdmjax.rsa import group
-from rdmjax.rsa import inference as stats
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import group, inference
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa.analysis import BOOT_WORK
 from rdmjax.training import checkpoints as checkpoint
 from rdmjax.training import evaluation as evaluate
@@ -80,7 +79,7 @@ def consistency(config, workdir, names: list[str]) -> dict[str, Any]:
         except Exception as e:  # an ROI one subject lacks
           logging.warning('%s: %s skipped in the group ceiling: %s', s, roi, e)
           continue
-        rdms[s] = np.asarray(kernels.rdm(z, metric))
+        rdms[s] = np.asarray(rdm_lib.rdm(z, metric))
       if len(rdms) < 2:
         continue
       cons = group.intersubject_consistency(rdms)
@@ -110,6 +109,33 @@ def _draws(c, n: int, k: int) -> int:
   return min(want, max(50, int(4 * BOOT_WORK // max(work, 1)))) if want else 0
 
 
+def _predict_all(config, workdir, test_name, ckpts, errors):
+  """Every subject's best checkpoint's predictions of test_name's test
+  pairs: ({train subject: [P] f32}, the EvalSet); a checkpoint that fails
+  leaves its error in errors['train->test']."""
+  ck = config.ckpt
+  cb, sub = data.subject_run(config, workdir, test_name)
+  prep = train.prepare(cb, sub)
+  eval_fn = evaluate.make_eval_fn(prep.graphdef, cb, prep.mesh)
+  es = evaluate.eval_set(prep.data, 'test', cb, prep.mesh)
+  want = {key: prep.data.meta[key] for key in ('model', 'd_in')}
+  preds = {}
+  for train_name, path in ckpts.items():
+    try:
+      mngr = checkpoint.manager(
+        path, ck.every, ck.keep, ck.keep_best, read_only=True
+      )
+      step = checkpoint.pick_step(mngr, 'best')
+      state, _ = checkpoint.restore(mngr, step, prep.abstract, want)
+      mngr.close()
+      preds[train_name] = evaluate.predict(
+        eval_fn, state['params'], prep.device_data, es
+      )
+    except Exception as e:  # noqa: BLE001 (recorded in the matrix's place)
+      errors[f'{train_name}->{test_name}'] = f'{type(e).__name__}: {e}'[:300]
+  return preds, es
+
+
 def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
   """Cross-subject transfer: each subject's trained model (its best
   checkpoint) scored on every subject's test pairs with that subject's
@@ -126,37 +152,15 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
   ckpts = {s: p for s, p in ckpts.items() if p.is_dir()}
   if len(ckpts) < 2:
     return None
-  ck = config.ckpt
   k = len(names)
   m, low, high = (np.full((k, k), np.nan) for _ in range(3))
   errors, own_minus_other = {}, {}
   for b, test_name in enumerate(names):
-    cb, sub = data.subject_run(config, workdir, test_name)
-    prep = train.prepare(cb, sub)
-    eval_fn = evaluate.make_eval_fn(prep.graphdef, cb, prep.mesh)
-    es = evaluate.eval_set(prep.data, 'test', cb, prep.mesh)
-    want = {key: prep.data.meta[key] for key in ('model', 'd_in')}
-    preds = {}
-    for train_name in names:
-      if train_name not in ckpts:
-        continue
-      try:
-        mngr = checkpoint.manager(
-          ckpts[train_name], ck.every, ck.keep, ck.keep_best, read_only=True
-        )
-        step = checkpoint.pick_step(mngr, 'best')
-        state, _ = checkpoint.restore(mngr, step, prep.abstract, want)
-        mngr.close()
-        preds[train_name] = evaluate.predict(
-          eval_fn, state['params'], prep.device_data, es
-        )
-      except Exception as e:  # noqa: BLE001 (recorded in the matrix's place)
-        errors[f'{train_name}->{test_name}'] = f'{type(e).__name__}: {e}'[:300]
-    del prep
+    preds, es = _predict_all(config, workdir, test_name, ckpts, errors)
     if not preds:
       continue
     ia, ib = np.searchsorted(es.images, es.i), np.searchsorted(es.images, es.j)
-    got = stats.bootstrap_pair_scores(
+    got = inference.bootstrap_pair_scores(
       ia,
       ib,
       preds,
@@ -176,7 +180,7 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
         for key in ('value', 'samples')
       }
       own = got[test_name]['spearman']
-      diff = stats.summarize(
+      diff = inference.summarize(
         own['value'] - d['value'], own['samples'] - d['samples']
       )
       own_minus_other[test_name] = {

@@ -24,7 +24,7 @@ from rdmjax.errors import InputError
 from rdmjax.models import EMBEDDING_MODELS
 from rdmjax.models.mlp import check_output_range
 from rdmjax.rsa import compare
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.training import pairs
 
 
@@ -104,53 +104,9 @@ def load_data(config, workdir: str | Path) -> Data:
   subject = data_lib.subject_from_config(config, workdir)
   roi = config.data.roi
   official = _official(config)
-  x_resp = subject.responses(roi, 'train')
-  n = x_resp.shape[0]
-  split = _split(config, n)
-  if official:
-    x_test = subject.responses(roi, 'test')  # InputError if not released
-    n_test = x_test.shape[0]
-    x_resp = np.concatenate([x_resp, x_test])
-    del x_test
-    split['test'] = np.arange(n, n + n_test, dtype=np.int32)
-  std = algonauts.Standardizer.fit(x_resp, rows=split['train'])
-  z = std(x_resp, out=_own_f32(x_resp))  # in place: one copy of [n, v]
-  del x_resp
+  z, split, n = _standardised(config, subject, roi, official)
   parts = ('train', 'test') if official else ('train',)
-
-  def read_emb():
-    return np.concatenate(
-      [
-        embeddings.read(
-          data_lib.embeddings_path(config, workdir),
-          split=s,
-          expect_ids=subject.nsd_ids(s),
-        )[0]
-        for s in parts
-      ]
-    )
-
-  emb = None
-  if config.model.name in EMBEDDING_MODELS:
-    emb = read_emb()
-    x, d_in = emb, int(emb.shape[1])
-  elif config.model.name == 'siamese_cnn':
-    x = images.load_images(
-      [f for s in parts for f in subject.image_paths(s)],
-      mode='gray',
-      size=config.model.image_size,
-      num_workers=config.data.num_workers,
-    )
-    d_in = 0
-    try:  # the embedding baselines beside a pixel model, where they exist
-      emb = read_emb()
-    except InputError as e:
-      logging.info('no embedding baselines: %s', e)
-  else:
-    raise InputError(
-      f'model.name={config.model.name!r} unknown; use mlp, concat_mlp or '
-      'siamese_cnn'
-    )
+  x, d_in, emb = _model_inputs(config, workdir, subject, parts)
   z_clean = None
   if not config.data.root:
     z_clean = _noiseless(config, workdir, subject, roi, split, n, z.shape)
@@ -178,6 +134,61 @@ def load_data(config, workdir: str | Path) -> Data:
     mask = subject.roi_mask(roi)
     nc = np.concatenate([c[m] for c, m in zip(subject.noise_ceiling, mask)])
   return Data(z, x.astype(np.float32), split, meta, emb, z_clean, nc)
+
+
+def _standardised(config, subject, roi: str, official: bool):
+  """(z [n_images, v] f32 standardised on the training images, the split,
+  n training rows); official test rows after the training rows."""
+  x_resp = subject.responses(roi, 'train')
+  n = x_resp.shape[0]
+  split = _split(config, n)
+  if official:
+    x_test = subject.responses(roi, 'test')  # InputError if not released
+    n_test = x_test.shape[0]
+    x_resp = np.concatenate([x_resp, x_test])
+    del x_test
+    split['test'] = np.arange(n, n + n_test, dtype=np.int32)
+  std = algonauts.Standardizer.fit(x_resp, rows=split['train'])
+  z = std(x_resp, out=_own_f32(x_resp))  # in place: one copy of [n, v]
+  return z, split, n
+
+
+def _model_inputs(config, workdir, subject, parts):
+  """(model inputs: embeddings [n, d] or gray images [n, s, s], d_in, the
+  embeddings for the baselines or None)."""
+
+  def read_emb():
+    return np.concatenate(
+      [
+        embeddings.read(
+          data_lib.embeddings_path(config, workdir),
+          split=s,
+          expect_ids=subject.nsd_ids(s),
+        )[0]
+        for s in parts
+      ]
+    )
+
+  if config.model.name in EMBEDDING_MODELS:
+    emb = read_emb()
+    return emb, int(emb.shape[1]), emb
+  if config.model.name != 'siamese_cnn':
+    raise InputError(
+      f'model.name={config.model.name!r} unknown; use mlp, concat_mlp or '
+      'siamese_cnn'
+    )
+  x = images.load_images(
+    [f for s in parts for f in subject.image_paths(s)],
+    mode='gray',
+    size=config.model.image_size,
+    num_workers=config.data.num_workers,
+  )
+  emb = None
+  try:  # the embedding baselines beside a pixel model, where they exist
+    emb = read_emb()
+  except InputError as e:
+    logging.info('no embedding baselines: %s', e)
+  return x, 0, emb
 
 
 def _noiseless(config, workdir, subject, roi, split, n_train, shape):
@@ -259,5 +270,5 @@ def target_mean(config, data: Data, n: int = 256) -> float:
   rng = np.random.default_rng(config.seed)
   idx = data.split['train']
   pick = np.sort(rng.choice(idx, min(n, len(idx)), replace=False))
-  r = kernels.rdm(data.z[pick], config.pairs.metric)
+  r = rdm_lib.rdm(data.z[pick], config.pairs.metric)
   return float(np.mean(compare.upper_triangle(r)))
