@@ -9,7 +9,7 @@ Pairs per second of three ways to feed the pair MLP, at three stages:
                      two response rows per pair, two embeddings per pair;
             naive    the reference study's way: pairs drawn and their rows
                      gathered on the host (numpy), shipped to the device
-                     (targets there, by `kernels.paired`).
+                     (targets there, by `rdm_lib.paired`).
   stages    sampler     the batch alone (indices and targets);
             step        forward, backward, Adam on a batch made beforehand;
             end_to_end  both, as a training step runs them.
@@ -36,7 +36,7 @@ from flax import nnx
 
 from rdmjax import sharding
 from rdmjax.bench import time_fn
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.training import loop as train
 from rdmjax.training import pairs
 
@@ -122,7 +122,7 @@ def _measure(variant, config, data, dev, host, mesh, n_pairs, repeats):
     @jax.jit
     def targets(b):
       out = {k: b[k] for k in ('xa', 'xb', 'mask')}
-      return dict(out, target=kernels.paired(b['za'], b['zb'], metric))
+      return dict(out, target=rdm_lib.paired(b['za'], b['zb'], metric))
 
     bufs = {
       k: np.empty((n_pairs, a.shape[1]), np.float32)

@@ -21,7 +21,7 @@ import numpy as np
 from jax import lax
 
 from rdmjax.bench import time_fn
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 
 def numpy_rdm(x: np.ndarray) -> np.ndarray:
@@ -157,7 +157,7 @@ def run(config) -> Iterator[dict[str, Any]]:
     host[fig['name']] = fig.get('median_s_at_d', fig['median_s'])
     yield fig
   xd = jax.device_put(jnp.asarray(x))
-  tile = int(b.tile) or kernels.default_tile(n)
+  tile = int(b.tile) or rdm_lib.default_tile(n)
   # 'auto' is what users get (host BLAS on a CPU backend for f32/tf32); the
   # jitted XLA tiles are timed too, so the CPU figure shows both paths.
   impls = ['auto'] + (['xla'] if jax.default_backend() == 'cpu' else [])
@@ -179,7 +179,7 @@ def run(config) -> Iterator[dict[str, Any]]:
       if impl == 'xla' and prec == 'bf16':
         continue  # 'auto' already runs XLA for bf16
       fn = functools.partial(
-        kernels.rdm,
+        rdm_lib.rdm,
         metric='correlation',
         precision=prec,
         tile=None if impl == 'auto' else tile,
@@ -209,7 +209,7 @@ def full_rows_rdm(mesh):
   from jax.sharding import PartitionSpec as P
 
   def local(zr, za):
-    return 1.0 - kernels.gram(zr, za, 'float32')
+    return 1.0 - rdm_lib.gram(zr, za, 'float32')
 
   f = jax.shard_map(
     local, mesh=mesh, in_specs=(P('data'), P()), out_specs=P('data')
@@ -217,8 +217,8 @@ def full_rows_rdm(mesh):
 
   @jax.jit
   def run(x):
-    z, _, _ = kernels._rows(x, 'correlation')
-    return f(kernels._constrain(z, NamedSharding(mesh, P('data'))), z)
+    z, _, _ = rdm_lib._rows(x, 'correlation')
+    return f(rdm_lib._constrain(z, NamedSharding(mesh, P('data'))), z)
 
   return lambda x: run(jax.device_put(x, NamedSharding(mesh, P())))
 
@@ -229,11 +229,11 @@ def _mesh_figures(xd, n, d, base, reps, ref) -> Iterator[dict[str, Any]]:
   mesh = jax.make_mesh((nd,), ('data',))
   fns = {
     'one_device_xla': functools.partial(
-      kernels.rdm, metric='correlation', impl='xla'
+      rdm_lib.rdm, metric='correlation', impl='xla'
     ),
     f'full_rows_mesh{nd}': full_rows_rdm(mesh),
     f'rdmjax_mesh{nd}': functools.partial(
-      kernels.rdm, metric='correlation', mesh=mesh
+      rdm_lib.rdm, metric='correlation', mesh=mesh
     ),
   }
   times = {}

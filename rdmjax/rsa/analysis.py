@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rdmjax.rsa import compare, inference, repeats, summary
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 DISPLAY_SIZE = 1000  # heatmap side above max_images images
 CEILING = '\x00ceiling'  # the noiseless RDM among the compared sources
@@ -36,7 +36,7 @@ def stage_impl(c) -> str:
   """The RDM path of the rdm stage: on a CPU backend always the host BLAS
   Gram (nothing compiled per ROI width: a stage meets many widths, and a
   compile costs more than BLAS's overhead on small inputs); elsewhere
-  `kernels.rdm`'s 'auto'."""
+  `rdm_lib.rdm`'s 'auto'."""
   cpu = jax.default_backend() == 'cpu' and c.get('precision') != 'bf16'
   return 'blas' if cpu else 'auto'
 
@@ -204,7 +204,7 @@ def analyse(
   """
   c = config.rdm
   # One RDM, and every number from it: no second Gram product.
-  full = kernels.rdm(x, metric, precision=c.precision, impl=stage_impl(c))
+  full = rdm_lib.rdm(x, metric, precision=c.precision, impl=stage_impl(c))
   summ, mean, std = summary.matrix_stats(
     full,
     k=c.top_k,
@@ -221,7 +221,7 @@ def analyse(
   others = dict(emb_rdms)
   if noiseless is not None:
     nl = noiseless if subset is None else noiseless[subset]
-    others[CEILING] = kernels.rdm(
+    others[CEILING] = rdm_lib.rdm(
       nl, metric, precision=c.precision, impl=stage_impl(c)
     )
   # The fMRI RDM is ranked once for every comparison.

@@ -31,7 +31,7 @@ import threadpoolctl
 from scipy import linalg
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 __all__ = [
   'RELATIVE_ALPHAS',
@@ -326,8 +326,8 @@ def score_encoding(
   y = np.asarray(y_test, np.float32)
   if y.shape != pred.shape:
     raise InputError(f'test responses {y.shape}: pass [{len(pred)}, v]')
-  pred_rdm = np.asarray(kernels.rdm(pred, metric))
-  rho = kernels.compare_rdms(pred_rdm, kernels.rdm(y, metric), 'spearman')
+  pred_rdm = np.asarray(rdm_lib.rdm(pred, metric))
+  rho = rdm_lib.compare_rdms(pred_rdm, rdm_lib.rdm(y, metric), 'spearman')
   r = vertex_correlation(pred, y)
   out = dict(
     spearman=rho,
@@ -378,7 +378,7 @@ def predicted_pair_dissimilarities(
   i, j = np.asarray(i), np.asarray(j)
   out = [
     np.asarray(
-      kernels.paired(pred[i[lo : lo + chunk]], pred[j[lo : lo + chunk]], metric)
+      rdm_lib.paired(pred[i[lo : lo + chunk]], pred[j[lo : lo + chunk]], metric)
     )
     for lo in range(0, i.size, chunk)
   ]

@@ -57,8 +57,8 @@ import numpy as np
 from scipy import stats as sps
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import inference as stats
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import inference
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa.compare import (
   COMPARE_METHODS,
   compare_many,
@@ -217,8 +217,8 @@ def pairwise_consistency(
   """
 
   _check_method(method)
-  if metric not in kernels.METRICS:
-    raise InputError(f'metric {metric!r} unknown: use {kernels.METRICS}')
+  if metric not in rdm_lib.METRICS:
+    raise InputError(f'metric {metric!r} unknown: use {rdm_lib.METRICS}')
   min_images = max(int(min_images), 3)  # 3 pairs at least for a correlation
   names = list(responses)
   if set(names) != set(ids):
@@ -251,8 +251,8 @@ def pairwise_consistency(
           f'{common.size} shared images, fewer than min_images={min_images}'
         )
         continue
-      a = kernels.rdm(np.asarray(responses[s])[rows[s]], metric)
-      b = kernels.rdm(np.asarray(responses[t])[rows[t]], metric)
+      a = rdm_lib.rdm(np.asarray(responses[s])[rows[s]], metric)
+      b = rdm_lib.rdm(np.asarray(responses[t])[rows[t]], metric)
       mat[i, j] = mat[j, i] = compare_many(a, {0: b}, (method,))[0][method]
   return {
     'subjects': names,
@@ -402,7 +402,7 @@ def consistency_bootstrap(
     preds = {f'p{b}': v[b] for b in range(a + 1, k)}
     preds['lower'] = sps.rankdata(total - ranks[a])
     preds['upper'] = sps.rankdata(total)
-    got = stats.bootstrap_pair_scores(i, j, preds, v[a], n, n_boot, seed)
+    got = inference.bootstrap_pair_scores(i, j, preds, v[a], n, n_boot, seed)
     draws = {
       name: np.concatenate([[g['spearman']['value']], g['spearman']['samples']])
       for name, g in got.items()
@@ -417,7 +417,7 @@ def consistency_bootstrap(
     ('upper', up_draws),
   ):
     d = np.mean(d, axis=0)  # row 0: the original images
-    got = stats.summarize(d[0], d[1:], level)
+    got = inference.summarize(d[0], d[1:], level)
     out[name] = {key: x for key, x in got.items() if key != 'samples'}
   return out
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import optimize
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 __all__ = [
   'Reweighting',
@@ -107,7 +107,7 @@ def reweighted_rdm(emb, fit: Reweighting) -> np.ndarray:
     [n, n] f32, symmetric, zero diagonal.
   """
   z = _standardise(emb, fit.mean, fit.scale) * np.sqrt(fit.weights)
-  r = np.array(kernels.rdm(z.astype(np.float32), 'sqeuclidean'))
+  r = np.array(rdm_lib.rdm(z.astype(np.float32), 'sqeuclidean'))
   r += np.float32(fit.intercept)
   np.fill_diagonal(r, 0)
   return r
@@ -157,12 +157,12 @@ def reweighted_rsa(
   if np.shape(y_train)[0] != n:
     raise InputError(f'{n} embeddings, {np.shape(y_train)[0]} responses')
   sub = np.sort(rng.choice(n, min(n, n_images), replace=False))
-  target = np.asarray(kernels.rdm(np.asarray(y_train[sub]), metric))
+  target = np.asarray(rdm_lib.rdm(np.asarray(y_train[sub]), metric))
   a, b = np.triu_indices(sub.size, 1)
   if a.size > n_pairs:
     pick = np.sort(rng.choice(a.size, n_pairs, replace=False))
     a, b = a[pick], b[pick]
   fit = fit_reweighted(emb_train, sub[a], sub[b], target[a, b])
   r = reweighted_rdm(emb_test, fit)
-  rho = kernels.compare_rdms(r, kernels.rdm(np.asarray(y_test), metric))
+  rho = rdm_lib.compare_rdms(r, rdm_lib.rdm(np.asarray(y_test), metric))
   return dict(spearman=rho, rdm=r, fit=fit)

@@ -22,7 +22,7 @@ from rdmjax.report import mds as mds_plot
 from rdmjax.report import plots, rdm_plots
 from rdmjax.report import rdm as rdm_report
 from rdmjax.rsa import analysis, interop, mds, repeats
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa.analysis import KINDS
 
 
@@ -55,12 +55,12 @@ def _check(config, subject) -> int:
     raise InputError(f'rdm.split={c.split} has {n} images: an RDM needs >= 3')
   for roi in c.rois:
     subject.roi_mask(roi)
-  bad = [m for m in c.metrics if m not in kernels.METRICS]
-  if bad or c.precision not in kernels.PRECISIONS:
+  bad = [m for m in c.metrics if m not in rdm_lib.METRICS]
+  if bad or c.precision not in rdm_lib.PRECISIONS:
     raise InputError(
       f'rdm.metrics={tuple(c.metrics)}, rdm.precision={c.precision!r}: use '
-      f'metrics from {kernels.METRICS} and a precision from '
-      f'{kernels.PRECISIONS}'
+      f'metrics from {rdm_lib.METRICS} and a precision from '
+      f'{rdm_lib.PRECISIONS}'
     )
   return n
 
@@ -170,7 +170,7 @@ def _mds_figure(x, metric, labels, config, path, roi) -> Path:
   sub = x if rows is None else x[np.sort(rows)]
   keep = range(n) if rows is None else np.sort(rows)
   impl = analysis.stage_impl(config.rdm)
-  coords = mds.mds(np.asarray(kernels.rdm(sub, metric, impl=impl)))
+  coords = mds.mds(np.asarray(rdm_lib.rdm(sub, metric, impl=impl)))
   return mds_plot.mds_figure(
     coords,
     None if labels is None else [labels[k] for k in keep],
@@ -238,7 +238,7 @@ def run(config, workdir: str | Path) -> dict:
   if keep is not None:
     embs = {k: e[keep] for k, e in embs.items()}
   emb_rdms = {
-    name: kernels.rdm(e if subset is None else e[subset], precision=c.precision)
+    name: rdm_lib.rdm(e if subset is None else e[subset], precision=c.precision)
     for name, e in embs.items()
   }
   logging.info(

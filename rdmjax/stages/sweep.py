@@ -31,7 +31,7 @@ from absl import logging
 from rdmjax import paths, report
 from rdmjax.errors import InputError
 from rdmjax.report import sweep as sweep_report
-from rdmjax.rsa import inference as stats
+from rdmjax.rsa import inference
 from rdmjax.stages import eval as eval_stage
 from rdmjax.training import baselines, scoring
 from rdmjax.training import evaluation as evaluate
@@ -141,7 +141,7 @@ def _paired(config, workdir, param, runs, split: str, ref: str) -> dict:
     )
     keep = set(config.train.baselines) | {'ceiling'}
     extra = {k: v for k, v in base.items() if k in keep}
-  got = stats.bootstrap_pair_scores(
+  got = inference.bootstrap_pair_scores(
     ia,
     ib,
     {**preds, **extra},
@@ -164,7 +164,7 @@ def _paired(config, workdir, param, runs, split: str, ref: str) -> dict:
       name: {st: brief(d) for st, d in g.items()} for name, g in got.items()
     },
     'minus_reference': {
-      name: brief(stats.paired_difference(got, name, ref))
+      name: brief(inference.paired_difference(got, name, ref))
       for name in preds
       if name != ref
     },

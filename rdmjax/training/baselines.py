@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from rdmjax.rsa import encoding, reweighted
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 
 def split_rsa(
@@ -42,9 +42,9 @@ def split_rsa(
     y_metric: y's metric (the target's, as pairs.metric).
   """
   idx = np.asarray(idx)
-  rx = kernels.rdm(np.asarray(x)[idx], x_metric)
-  ry = kernels.rdm(np.asarray(y)[idx], y_metric)
-  return kernels.compare_rdms(rx, ry, 'spearman')
+  rx = rdm_lib.rdm(np.asarray(x)[idx], x_metric)
+  ry = rdm_lib.rdm(np.asarray(y)[idx], y_metric)
+  return rdm_lib.compare_rdms(rx, ry, 'spearman')
 
 
 def zero_shot_rsa(emb, z, idx, metric: str = 'correlation') -> float:
@@ -128,17 +128,17 @@ def test_pairs(
   out = {}
   if data.z_noiseless is not None:
     out['ceiling'] = _gather(
-      kernels.rdm(data.z_noiseless[images], metric), a, b
+      rdm_lib.rdm(data.z_noiseless[images], metric), a, b
     )
   if data.emb is None:
     return out
   emb = np.asarray(data.emb, np.float32)
-  out['zero_shot'] = _gather(kernels.rdm(emb[images], 'correlation'), a, b)
+  out['zero_shot'] = _gather(rdm_lib.rdm(emb[images], 'correlation'), a, b)
   train = np.asarray(data.split['train'])
   fit = encoding.fit_ridge(emb[train], _Rows(data.z, train), dtype='float32')
   if fits is not None:
     fits['ridge'] = fit
-  out['ridge'] = _gather(kernels.rdm(fit.predict(emb[images]), metric), a, b)
+  out['ridge'] = _gather(rdm_lib.rdm(fit.predict(emb[images]), metric), a, b)
   rw = _fit_reweighted(emb, data.z, train, metric, seed)
   out['reweighted'] = _gather(reweighted.reweighted_rdm(emb[images], rw), a, b)
   return out
@@ -152,7 +152,7 @@ def _fit_reweighted(
 
   rng = np.random.default_rng([seed, 0x4E77])
   sub = np.sort(rng.choice(train, min(len(train), n_images), replace=False))
-  target = np.asarray(kernels.rdm(z[sub], metric))
+  target = np.asarray(rdm_lib.rdm(z[sub], metric))
   a, b = np.triu_indices(sub.size, 1)
   if a.size > n_pairs:
     keep = np.sort(rng.choice(a.size, n_pairs, replace=False))

@@ -6,7 +6,7 @@ of them, else every pair among a fixed seeded subset of its images, about
 that many pairs (`pick_images`). In the leaked variant the split's pairs
 are those `pairs.pair_split_id` assigns to it, among all images or a
 seeded subset alike. Their targets come once from the RDM of those images
-(`kernels.rdm`: one matrix product, never a per-pair row gather).
+(`rdm_lib.rdm`: one matrix product, never a per-pair row gather).
 
 `make_eval_fn` compiles one program that embeds the set's images once and
 predicts every pair in fixed-size batches (`lax.map`); only the
@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rdmjax import sharding
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.training import metrics, pairs
 
 
@@ -123,7 +123,7 @@ def leaked_pair_counts(n: int, fractions: tuple, seed: int) -> tuple:
 def eval_set(data, split: str, config, mesh) -> EvalSet:
   """Picks a split's scored pairs and computes their targets (once a run).
 
-  The targets: the RDM of the picked images' responses (`kernels.rdm`:
+  The targets: the RDM of the picked images' responses (`rdm_lib.rdm`:
   the host's BLAS on a CPU, the device's matrix product else), its upper
   triangle (in the leaked variant, the pairs of this split only).
 
@@ -135,7 +135,7 @@ def eval_set(data, split: str, config, mesh) -> EvalSet:
   pc = config.pairs
   sid = pairs.SPLIT_ID[split]
   images, n_all = pick_images(data.z.shape[0], data.split[split], sid, config)
-  r = kernels.rdm(
+  r = rdm_lib.rdm(
     data.z[images], pc.metric, precision=pc.get('precision', 'float32')
   )
   a, b = np.triu_indices(len(images), 1)

@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 SPLITS = ('train', 'val', 'test')
 SPLIT_ID = {name: k for k, name in enumerate(SPLITS)}  # pair_split_id's codes
@@ -182,7 +182,7 @@ def block_targets(
   Returns:
     [B, B] f32 dissimilarity matrix (index with `block_pairs`).
   """
-  return kernels.cross_rdm(z_rows, z_rows, metric, precision)
+  return rdm_lib.cross_rdm(z_rows, z_rows, metric, precision)
 
 
 def sample_uniform(
@@ -224,7 +224,7 @@ def pair_targets(
   Returns:
     [P] f32 dissimilarities.
   """
-  return kernels.paired(z[i], z[j], metric)
+  return rdm_lib.paired(z[i], z[j], metric)
 
 
 def _pairs_cfg(cfg: Any) -> tuple[Any, int]:

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import group
-from rdmjax.rsa import inference as stats
+from rdmjax.rsa import group, inference
 from rdmjax.training import baselines
 from rdmjax.training import checkpoints as checkpoint
 from rdmjax.training import loop as train
@@ -40,7 +39,7 @@ def test_scores(config, result: train.TrainResult) -> dict[str, Any]:
   keep = set(config.train.baselines) | {'ceiling'}
   preds = {'model': tp.pred, **{k: v for k, v in base.items() if k in keep}}
   a, b = np.searchsorted(tp.images, tp.i), np.searchsorted(tp.images, tp.j)
-  got = stats.bootstrap_pair_scores(
+  got = inference.bootstrap_pair_scores(
     a,
     b,
     preds,
@@ -90,7 +89,7 @@ def leaked_minus_disjoint(disjoint: dict, leaked: dict) -> dict[str, Any]:
   value = point(leaked['scores'], 'model', stat) - point(
     disjoint['scores'], 'model', stat
   )
-  d = stats.difference_interval(a, b, value=value)
+  d = inference.difference_interval(a, b, value=value)
   return dict(stat=stat, **{k: v for k, v in d.items() if k != 'samples'})
 
 

@@ -8,7 +8,7 @@ are those of `launch/gpu_rdm_bench.sh` on an H200 at full-subject size
 import numpy as np
 import pytest
 
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 pytestmark = pytest.mark.gpu
 
@@ -21,7 +21,7 @@ def test_rdm_precision_on_gpu(precision, tol):
   x = np.random.default_rng(0).standard_normal((1500, 8192), np.float32)
   x64 = x.astype(np.float64)
   ref = 1.0 - np.corrcoef(x64)
-  r = np.asarray(kernels.rdm(x, 'correlation', precision=precision))
+  r = np.asarray(rdm_lib.rdm(x, 'correlation', precision=precision))
   iu = np.triu_indices(len(x), 1)
   assert np.abs(r[iu] - ref[iu]).max() / np.abs(ref[iu]).max() < tol
   np.testing.assert_array_equal(r, r.T)

@@ -106,11 +106,11 @@ RDM_WORKER = """
 import jax, numpy as np
 from jax.experimental import multihost_utils
 jax.distributed.initialize()
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 x = np.random.default_rng(0).normal(size=(203, 64)) + 3.0
 mesh = jax.make_mesh((jax.device_count(),), ('data',))
 for metric in ('correlation', 'euclidean'):
-  r = kernels.rdm(x, metric, mesh=mesh)
+  r = rdm_lib.rdm(x, metric, mesh=mesh)
   r = multihost_utils.process_allgather(r, tiled=True)
   if jax.process_index() == 0:
     np.save(f'{OUT}/{metric}.npy', np.asarray(r))

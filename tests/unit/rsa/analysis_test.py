@@ -24,7 +24,7 @@ from rdmjax.data import (
 from rdmjax.errors import InputError
 from rdmjax.report import plots
 from rdmjax.rsa import analysis
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa import summary as streaming
 from rdmjax.stages import rdm as rdm_stage
 
@@ -272,7 +272,7 @@ def test_rsa_on_a_subset_matches_scipy(run):
   sub = analysis.rsa_subset(len(x), 50, seed=3)
   assert len(sub) == 50 and np.all(np.diff(sub) > 0)
   assert analysis.rsa_subset(len(x), len(x), seed=3) is None
-  emb = {'fake': kernels.rdm(run['fake'][sub])}
+  emb = {'fake': rdm_lib.rdm(run['fake'][sub])}
   config = config.copy_and_resolve_references()
   config.rdm.max_images = 50
   res, heat = analysis.analyse(

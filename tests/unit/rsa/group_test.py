@@ -14,7 +14,7 @@ from scipy import stats
 
 from rdmjax.errors import InputError
 from rdmjax.rsa import group
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 
 def _sym(rng, n, dtype=np.float32, levels=None):
@@ -152,8 +152,8 @@ def test_pairwise_consistency_brute_force():
   common = sorted(set(ids['a'].tolist()) & set(ids['b'].tolist()))
   ra = [ids['a'].tolist().index(i) for i in common]
   rb = [ids['b'].tolist().index(i) for i in common]
-  da = kernels.rdm(resp['a'][ra], 'correlation')
-  db = kernels.rdm(resp['b'][rb], 'correlation')
+  da = rdm_lib.rdm(resp['a'][ra], 'correlation')
+  db = rdm_lib.rdm(resp['b'][rb], 'correlation')
   want = stats.spearmanr(_tri(da), _tri(db))[0]
   assert out['matrix'][0, 1] == pytest.approx(want, abs=1e-12)
   assert out['matrix'][1, 0] == out['matrix'][0, 1]
@@ -168,8 +168,8 @@ def test_pairwise_consistency_brute_force():
   rows_a = [ids['a'].tolist().index(i) for i in range(5)]
   rows_c = [ids['c'].tolist().index(i) for i in range(5)]
   want = stats.spearmanr(
-    _tri(kernels.rdm(resp['a'][rows_a], 'euclidean')),
-    _tri(kernels.rdm(resp['c'][rows_c], 'euclidean')),
+    _tri(rdm_lib.rdm(resp['a'][rows_a], 'euclidean')),
+    _tri(rdm_lib.rdm(resp['c'][rows_c], 'euclidean')),
   )[0]
   assert five['matrix'][0, 2] == pytest.approx(want, abs=1e-12)
 

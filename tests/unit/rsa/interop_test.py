@@ -15,7 +15,7 @@ from scipy.spatial.distance import squareform
 
 from rdmjax.errors import InputError
 from rdmjax.rsa import compare, interop
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 
 N, D = 40, 30
 
@@ -42,7 +42,7 @@ def _ref(x, metric):
 
 
 def test_condensed_is_squareform_order():
-  r = np.asarray(kernels.rdm(_x(), 'correlation'))
+  r = np.asarray(rdm_lib.rdm(_x(), 'correlation'))
   v = interop.condensed(r)
   assert v.dtype == np.float32
   np.testing.assert_array_equal(v, squareform(r, checks=False))
@@ -55,7 +55,7 @@ def test_condensed_is_squareform_order():
 
 
 def test_rdmjax_to_rsatoolbox_and_back_is_exact():
-  r = kernels.rdm(_x(), 'correlation')  # a jax array
+  r = rdm_lib.rdm(_x(), 'correlation')  # a jax array
   ids = np.arange(N) * 7 + 100
   rows = np.arange(N) + 5
   rdms = interop.to_rsatoolbox(
@@ -115,7 +115,7 @@ def test_rsatoolbox_calc_rdm_equals_rdmjax(metric):
   ref = _ref(x, metric)
   assert _err(theirs.matrix, ref) < 1e-12
 
-  ours = np.asarray(kernels.rdm(x, metric), np.float64)
+  ours = np.asarray(rdm_lib.rdm(x, metric), np.float64)
   if metric == 'euclidean':
     ours = ours**2 / D  # rsatoolbox's convention
   assert _err(ours, ref) < 1e-5  # float32 against float64
@@ -124,8 +124,8 @@ def test_rsatoolbox_calc_rdm_equals_rdmjax(metric):
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
 def test_rsatoolbox_spearman_equals_rdmjax_spearman(metric):
-  a = kernels.rdm(_x(seed=1), metric)
-  b = kernels.rdm(_x(seed=2), metric)
+  a = rdm_lib.rdm(_x(seed=1), metric)
+  b = rdm_lib.rdm(_x(seed=2), metric)
   ra = interop.to_rsatoolbox(a, measure=metric)
   rb = interop.to_rsatoolbox(b, measure=metric)
   theirs = float(rsatoolbox.rdm.compare(ra, rb, method='spearman')[0, 0])
@@ -148,8 +148,8 @@ def test_missing_rsatoolbox_says_how_to_install(monkeypatch):
 
 def test_save_load_round_trip(tmp_path):
   x = _x()
-  r1 = kernels.rdm(x, 'correlation')
-  r2 = np.asarray(kernels.rdm(x, 'euclidean'))
+  r1 = rdm_lib.rdm(x, 'correlation')
+  r2 = np.asarray(rdm_lib.rdm(x, 'euclidean'))
   ids = np.arange(N) * 3
   rdms = {
     'V1 correlation': r1,  # square, jax

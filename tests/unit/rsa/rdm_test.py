@@ -15,7 +15,7 @@ from scipy.spatial.distance import pdist, squareform
 
 from rdmjax.errors import InputError
 from rdmjax.rsa import compare
-from rdmjax.rsa import rdm as kernels
+from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa import summary as streaming
 
 N, D, TILE = 200, 300, 64  # n > tile and not a multiple of it
@@ -41,23 +41,23 @@ F32_TOL = {'correlation': 1e-6, 'euclidean': 1e-6, 'sqeuclidean': 1e-6}
 F32_TOL['cosine'] = 2e-5
 
 
-@pytest.mark.parametrize('metric', kernels.METRICS)
+@pytest.mark.parametrize('metric', rdm_lib.METRICS)
 @pytest.mark.parametrize('tile', [None, TILE])
 def test_rdm_matches_scipy_pdist(metric, tile):
   x = _x()
-  r = np.asarray(kernels.rdm(x, metric, tile=tile))
+  r = np.asarray(rdm_lib.rdm(x, metric, tile=tile))
   assert r.shape == (N, N) and r.dtype == np.float32
   assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
   np.testing.assert_array_equal(r, r.T)
   np.testing.assert_array_equal(np.diag(r), 0)
 
 
-@pytest.mark.parametrize('metric', kernels.METRICS)
+@pytest.mark.parametrize('metric', rdm_lib.METRICS)
 def test_host_blas_and_xla_paths_agree(metric):
   x = _x()
   ref = squareform(pdist(x, metric))
   for impl in ('blas', 'xla'):
-    r = np.asarray(kernels.rdm(x, metric, impl=impl))
+    r = np.asarray(rdm_lib.rdm(x, metric, impl=impl))
     assert _err(r, ref) < F32_TOL[metric], impl
     np.testing.assert_array_equal(r, r.T)
     np.testing.assert_array_equal(np.diag(r), 0)
@@ -65,7 +65,7 @@ def test_host_blas_and_xla_paths_agree(metric):
 
 def test_correlation_matches_corrcoef_and_rsatoolbox():
   x = _x()
-  r = np.asarray(kernels.rdm(x, 'correlation', tile=TILE))
+  r = np.asarray(rdm_lib.rdm(x, 'correlation', tile=TILE))
   assert _err(r, 1 - np.corrcoef(x)) < 1e-6
   rsa = pytest.importorskip('rsatoolbox')
   ds = rsa.data.Dataset(x)
@@ -73,7 +73,7 @@ def test_correlation_matches_corrcoef_and_rsatoolbox():
   assert _err(r, ref) < 1e-6
   # rsatoolbox's euclidean is squared and divided by the channel count.
   ref = rsa.rdm.calc_rdm(ds, method='euclidean').get_matrices()[0]
-  assert _err(np.asarray(kernels.rdm(x, 'sqeuclidean')) / D, ref) < 1e-6
+  assert _err(np.asarray(rdm_lib.rdm(x, 'sqeuclidean')) / D, ref) < 1e-6
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_correlation_matches_corrcoef_and_rsatoolbox():
 def test_precisions(precision, tol):
   # On CPU tf32 is float32; the GPU script measures the real TF32 error.
   x = _x()
-  r = kernels.rdm(x, 'correlation', precision=precision, tile=TILE)
+  r = rdm_lib.rdm(x, 'correlation', precision=precision, tile=TILE)
   assert _err(r, 1 - np.corrcoef(x)) < tol
 
 
@@ -92,8 +92,8 @@ def test_mesh_equals_single_device():
   mesh = jax.make_mesh((8,), ('data',))
   for n in (N, 203):  # divisible by 8 and not
     x = _x(n=n)
-    one = np.asarray(kernels.rdm(x, 'correlation'))
-    many = kernels.rdm(x, 'correlation', mesh=mesh)
+    one = np.asarray(rdm_lib.rdm(x, 'correlation'))
+    many = rdm_lib.rdm(x, 'correlation', mesh=mesh)
     np.testing.assert_allclose(np.asarray(many), one, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(many), np.asarray(many).T)
 
@@ -101,7 +101,7 @@ def test_mesh_equals_single_device():
 @pytest.mark.parametrize('n_dev', [1, 2, 3, 8])
 def test_mesh_strips_cover_the_matrix_with_half_the_blocks(n_dev):
   n = 203
-  b, rows = kernels.mesh_strips(n, n_dev)
+  b, rows = rdm_lib.mesh_strips(n, n_dev)
   nb = 2 * n_dev
   assert b * nb >= n and rows.shape == (n_dev, 2)
   assert sorted(rows.reshape(-1)) == list(range(nb))  # each row once
@@ -120,20 +120,20 @@ def test_degenerate_row_names_index(metric):
   x = _x()
   x[17] = 0.0 if metric == 'cosine' else 2.5
   with pytest.raises(InputError, match=r'image index\) 17 '):
-    kernels.rdm(x, metric)
+    rdm_lib.rdm(x, metric)
   with pytest.raises(InputError, match=r'image index\) 17 '):
     streaming.rdm_stats(x, metric)
 
 
 def test_bad_arguments():
   with pytest.raises(InputError, match='metric'):
-    kernels.rdm(_x(), 'manhattan')
+    rdm_lib.rdm(_x(), 'manhattan')
   with pytest.raises(InputError, match='precision'):
-    kernels.rdm(_x(), precision='fp8')
+    rdm_lib.rdm(_x(), precision='fp8')
   with pytest.raises(InputError, match='shape'):
-    kernels.rdm(np.zeros(5))
+    rdm_lib.rdm(np.zeros(5))
   with pytest.raises(InputError, match='method'):
-    kernels.compare_rdms(np.ones(3), np.ones(3), 'tau_b')
+    rdm_lib.compare_rdms(np.ones(3), np.ones(3), 'tau_b')
 
 
 def test_upper_triangle_is_squareform_order():
@@ -151,7 +151,7 @@ def _vectors(m=3000, ties=False, seed=1):
 @pytest.mark.parametrize('ties', [False, True])
 def test_compare_rdms_vs_scipy_and_rsatoolbox(ties):
   a, b = _vectors(ties=ties)
-  got = {m: kernels.compare_rdms(a, b, m) for m in compare.COMPARE_METHODS}
+  got = {m: rdm_lib.compare_rdms(a, b, m) for m in compare.COMPARE_METHODS}
   assert abs(got['spearman'] - stats.spearmanr(a, b)[0]) < 1e-5
   assert abs(got['pearson'] - stats.pearsonr(a, b)[0]) < 1e-5
   if not ties:  # tau-b equals tau-a without ties
@@ -166,7 +166,7 @@ def test_compare_large_magnitudes_do_not_overflow():
   # their product passed the float32 maximum and Spearman came out 0.
   a, b = _vectors()
   for scale in (1e19, 1e-19):
-    got = kernels.compare_rdms(a * scale, b * scale, 'pearson')
+    got = rdm_lib.compare_rdms(a * scale, b * scale, 'pearson')
     assert abs(got - stats.pearsonr(a, b)[0]) < 1e-5
 
 
@@ -174,10 +174,10 @@ def test_compare_square_equals_condensed():
   x, y = _x(n=60), _x(n=60, seed=5)
   rx, ry = squareform(pdist(x)), squareform(pdist(y))
   for method in compare.COMPARE_METHODS:
-    sq = kernels.compare_rdms(rx, ry, method)
-    assert sq == kernels.compare_rdms(squareform(rx), squareform(ry), method)
+    sq = rdm_lib.compare_rdms(rx, ry, method)
+    assert sq == rdm_lib.compare_rdms(squareform(rx), squareform(ry), method)
   with pytest.raises(InputError, match='same images'):
-    kernels.compare_rdms(rx, ry[:-1, :-1])
+    rdm_lib.compare_rdms(rx, ry[:-1, :-1])
 
 
 def _brute_pairs(ref, order):
@@ -196,7 +196,7 @@ def _clear_target(v, k):
   raise AssertionError('no target without near-ties')
 
 
-@pytest.mark.parametrize('metric', kernels.METRICS)
+@pytest.mark.parametrize('metric', rdm_lib.METRICS)
 def test_rdm_stats_vs_brute_force(metric):
   x, k, c = _x(), 6, None
   ref = squareform(pdist(x, metric))
@@ -214,7 +214,7 @@ def test_rdm_stats_vs_brute_force(metric):
     np.testing.assert_array_equal(got.j, j)
   # Histogram: the range is the data's, bins as np.histogram on the float32
   # RDM; a value within rounding of an edge may land on either side.
-  v = np.asarray(compare.upper_triangle(kernels.rdm(x, metric, tile=TILE)))
+  v = np.asarray(compare.upper_triangle(rdm_lib.rdm(x, metric, tile=TILE)))
   h, edges = np.histogram(
     v, bins=40, range=tuple(map(float, s.hist_edges[[0, -1]]))
   )
@@ -235,11 +235,11 @@ def test_rdm_stats_range_and_no_closest():
 
 def test_vmap_over_subjects_equals_loop():
   xs = np.stack([_x(n=40, d=50, seed=s) for s in range(3)])
-  batched = jax.vmap(lambda x: kernels.rdm(x, 'correlation', tile=16))(xs)
+  batched = jax.vmap(lambda x: rdm_lib.rdm(x, 'correlation', tile=16))(xs)
   chex.assert_shape(batched, (3, 40, 40))
   for s in range(3):
     # Batched products may sum in another order: equal to rounding.
-    one = kernels.rdm(xs[s], tile=16)
+    one = rdm_lib.rdm(xs[s], tile=16)
     np.testing.assert_allclose(batched[s], one, rtol=0, atol=1e-6)
 
 
@@ -250,16 +250,16 @@ def test_no_recompile_for_same_shapes():
   )
   x = _x(n=37, d=20)
   for impl in ('xla', 'auto'):
-    kernels.rdm(x, 'euclidean', impl=impl)
-  kernels.compare_rdms(x[0], x[1], 'spearman')
+    rdm_lib.rdm(x, 'euclidean', impl=impl)
+  rdm_lib.compare_rdms(x[0], x[1], 'spearman')
   streaming.rdm_stats(x, 'correlation', k=3)
   before = traces.count('/jax/core/compile/jaxpr_trace_duration')
   assert before > 0  # the listener sees traces
   for seed in range(3):
     y = _x(n=37, d=20, seed=seed + 10)
     for impl in ('xla', 'auto'):
-      kernels.rdm(y, 'euclidean', impl=impl)
-    kernels.compare_rdms(y[0], y[1], 'spearman')
+      rdm_lib.rdm(y, 'euclidean', impl=impl)
+    rdm_lib.compare_rdms(y[0], y[1], 'spearman')
     streaming.rdm_stats(y, 'correlation', k=3)
   assert traces.count('/jax/core/compile/jaxpr_trace_duration') == before
 
@@ -267,8 +267,8 @@ def test_no_recompile_for_same_shapes():
 def test_device_rdm_is_one_product_shape_in_a_loop():
   """The XLA path: a scan over the upper tiles, one dot in the program."""
   x = _x(n=N, d=64)
-  z, sq, _ = kernels.prepare_rows(x, 'correlation')
-  hlo = kernels._rdm_blocks.lower(
+  z, sq, _ = rdm_lib.prepare_rows(x, 'correlation')
+  hlo = rdm_lib._rdm_blocks.lower(
     z, sq, metric='correlation', precision='float32', tile=TILE
   ).as_text()
   assert hlo.count('dot_general') == 1
@@ -279,21 +279,21 @@ def test_device_rdm_is_one_product_shape_in_a_loop():
 def test_host_euclidean_uses_centred_columns_uncopied(metric):
   x = _x(offset=0.0).astype(np.float32)
   x -= x.mean(0)  # standardised responses are column-centred
-  z, sq, _ = kernels._rows_host(x, metric)
+  z, sq, _ = rdm_lib._rows_host(x, metric)
   assert np.shares_memory(z, x)  # no copy of a full subject's responses
-  r = np.asarray(kernels.rdm(x, metric))
+  r = np.asarray(rdm_lib.rdm(x, metric))
   assert _err(r, squareform(pdist(x.astype(np.float64), metric))) < 1e-6
   offset = x + 3.0  # not centred: centred on a copy, as before
-  z, _, _ = kernels._rows_host(offset, metric)
+  z, _, _ = rdm_lib._rows_host(offset, metric)
   assert not np.shares_memory(z, offset)
 
 
 def test_width_bucket():
   for d in (1, 7, 16, 17, 300, 2000, 19004, 39548):
-    b = kernels.width_bucket(d)
+    b = rdm_lib.width_bucket(d)
     assert d <= b <= d * 1.125 + 1, (d, b)
-  assert kernels.width_bucket(39548) == 40960
-  assert kernels.width_bucket(300) == kernels.width_bucket(290) == 320
+  assert rdm_lib.width_bucket(39548) == 40960
+  assert rdm_lib.width_bucket(300) == rdm_lib.width_bucket(290) == 320
 
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean', 'cosine'])
@@ -302,16 +302,16 @@ def test_widths_of_one_bucket_share_the_device_programs(metric):
   compile, the values of each true width (scipy, float64)."""
   mesh = jax.make_mesh((8,), ('data',))
   for impl, fn, kw in (
-    ('xla', kernels._rdm_blocks, {}),
+    ('xla', rdm_lib._rdm_blocks, {}),
     ('xla', None, {'mesh': mesh}),
   ):
     counts = []
     for d in (290, 300):
       x = _x(n=64, d=d, seed=d)
-      r = np.asarray(kernels.rdm(x, metric, impl=impl, **kw))
+      r = np.asarray(rdm_lib.rdm(x, metric, impl=impl, **kw))
       assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
       np.testing.assert_array_equal(r, r.T)
-      counts.append(kernels.prepare_rows._cache_size())
+      counts.append(rdm_lib.prepare_rows._cache_size())
       if fn is not None:
         counts[-1] += fn._cache_size()
     assert counts[1] == counts[0], 'the second width compiled again'
@@ -327,7 +327,7 @@ def test_matrix_stats_equals_rdm_stats(metric, devices, block):
   mesh = None
   if devices > 1:
     mesh = jax.make_mesh((devices,), ('data',))
-  r = kernels.rdm(x, metric, mesh=mesh, tile=TILE if mesh is None else None)
+  r = rdm_lib.rdm(x, metric, mesh=mesh, tile=TILE if mesh is None else None)
   got, mean, std = streaming.matrix_stats(
     r, k=k, closest_to=closest, bins=40, block=block
   )
@@ -358,7 +358,7 @@ def test_compare_many_ranks_once_and_equals_compare_rdms():
   for name, other in (('b', b), ('c', c)):
     for m in compare.COMPARE_METHODS:
       assert got[name][m] == pytest.approx(
-        kernels.compare_rdms(a, other, m), abs=1e-7
+        rdm_lib.compare_rdms(a, other, m), abs=1e-7
       )
   with pytest.raises(InputError, match='sizes'):
     compare.compare_many(a, {'short': b[:-1]})
@@ -371,11 +371,11 @@ def test_host_gram_of_raw_rows_vs_float64(metric, offset):
   row means are small, else prepares rows first: both near float64."""
   x = _x(offset=offset).astype(np.float32)
   ref = squareform(pdist(x.astype(np.float64), metric))
-  got = np.asarray(kernels.rdm(x, metric, impl='blas'))
+  got = np.asarray(rdm_lib.rdm(x, metric, impl='blas'))
   assert _err(got, ref) < F32_TOL[metric]
   np.testing.assert_array_equal(got, got.T)
   np.testing.assert_array_equal(np.diag(got), 0.0)
-  raw = kernels._rdm_blas_raw(x, metric)
+  raw = rdm_lib._rdm_blas_raw(x, metric)
   small_mean = metric == 'cosine' or offset < 1.0
   assert (raw is None) == (not small_mean)
 
@@ -397,12 +397,12 @@ def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
 
   def auto(n, d, **kw):
     x = jax.ShapeDtypeStruct((n, d), np.float32)
-    return kernels._auto_impl(x, **kw)
+    return rdm_lib._auto_impl(x, **kw)
 
   assert auto(256, 512) == 'xla'  # reported: blas 17.7 ms, xla 1.4 ms
   assert auto(1024, 2048) == 'xla'
-  assert auto(kernels.AUTO_BLAS_MIN_ROWS - 1, 64) == 'xla'
-  assert auto(kernels.AUTO_BLAS_MIN_ROWS, 64) == 'blas'  # rows
+  assert auto(rdm_lib.AUTO_BLAS_MIN_ROWS - 1, 64) == 'xla'
+  assert auto(rdm_lib.AUTO_BLAS_MIN_ROWS, 64) == 'blas'  # rows
   assert auto(9841, 2000) == 'blas'  # a full subject's train split
   assert auto(1024, 8192) == 'blas'  # Gram work
   assert auto(16, 1 << 22) == 'blas'  # bytes of x: 256 MiB
@@ -410,10 +410,10 @@ def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
   assert auto(9841, 2000, tile=1024) == 'xla'
   mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
   assert auto(9841, 2000, mesh=mesh) == 'xla'
-  assert kernels._auto_impl(np.zeros(5)) == 'xla'  # the shape error's path
+  assert rdm_lib._auto_impl(np.zeros(5)) == 'xla'  # the shape error's path
   seen = []
   jax.eval_shape(
-    lambda x: seen.append(kernels._auto_impl(x)) or x,
+    lambda x: seen.append(rdm_lib._auto_impl(x)) or x,
     jax.ShapeDtypeStruct((9841, 2000), np.float32),
   )
   assert seen == ['xla']  # traced
@@ -421,11 +421,11 @@ def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
   # rdm(impl='auto') gives exactly the chosen path's values.
   x = _x(n=64, d=40).astype(np.float32)
   for metric in ('correlation', 'euclidean'):
-    auto_r = np.asarray(kernels.rdm(x, metric))
-    np.testing.assert_array_equal(auto_r, kernels.rdm(x, metric, impl='xla'))
+    auto_r = np.asarray(rdm_lib.rdm(x, metric))
+    np.testing.assert_array_equal(auto_r, rdm_lib.rdm(x, metric, impl='xla'))
     with monkeypatch.context() as m:
-      m.setattr(kernels, 'AUTO_BLAS_MIN_ROWS', 64)
-      assert kernels._auto_impl(x) == 'blas'
+      m.setattr(rdm_lib, 'AUTO_BLAS_MIN_ROWS', 64)
+      assert rdm_lib._auto_impl(x) == 'blas'
       np.testing.assert_array_equal(
-        kernels.rdm(x, metric), kernels.rdm(x, metric, impl='blas')
+        rdm_lib.rdm(x, metric), rdm_lib.rdm(x, metric, impl='blas')
       )
