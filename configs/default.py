@@ -129,7 +129,7 @@ def get_config(arg=None):
   c.model.name = 'mlp'
   c.model.order_free = True  # concat_mlp: average both orders
   # MLP hidden widths, 0 to 3 layers (chosen on validation Spearman only:
-  # `--mode=sweep`, README.md "Choosing settings").
+  # `--mode=sweep`, docs/training.md "Sweeps").
   c.model.hidden = (512,)
   c.model.output = 'linear'  # 'linear' or 'sigmoid2' (2 * sigmoid)
   c.model.channels = (16, 32)  # Siamese CNN conv channels

@@ -112,7 +112,7 @@ def load_config(value: str) -> Any:
 
 
 def _short(path: str) -> str:
-  """A shipped config's path as README writes it: configs/NAME.py."""
+  """A shipped config's path as the docs write it: configs/NAME.py."""
   d = str(configs_dir()) + os.sep
   return 'configs/' + path[len(d) :] if path.startswith(d) else path
 

@@ -2,7 +2,7 @@
 
 Pure numpy functions of latents, filter channels and seeded generators;
 `rdmjax.data.synthetic` writes their outputs in the Algonauts layout. The
-model itself is described in README.md, "The synthetic subject".
+model itself is described in docs/data.md, "The synthetic subject".
 """
 
 from __future__ import annotations

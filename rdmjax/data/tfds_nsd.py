@@ -7,7 +7,7 @@ demand). `build(config, data_dir, manual_dir=...)` writes it once;
 of a split is row i of its fMRI. Examples: `image` (the PNG byte for byte),
 `nsd_id`, `index`, `lh_fmri`, `rh_fmri` (empty where the download has no
 test fMRI). A `ShardBasedBuilder`, not `GeneratorBasedBuilder`, whose
-shuffler needs `tf.io.gfile` past 1 GB: README.md, "TFDS dataset".
+shuffler needs `tf.io.gfile` past 1 GB: docs/data.md, "TFDS dataset".
 """
 
 from __future__ import annotations

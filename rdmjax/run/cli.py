@@ -6,7 +6,7 @@
   * finds the config file: `--config=configs/NAME.py[:ARG]` is that path
     when it exists, else the config of that file name shipped with rdmjax
     (`configs_dir()`: an installed wheel's rdmjax/configs/, a checkout's
-    top-level configs/), so README commands run from any folder after
+    top-level configs/), so the documented commands run from any folder after
     `pip install .`;
   * ends every mistake in the flags or the config (an unknown or mistyped
     field or section, a wrong type, a missing config file, a bad config

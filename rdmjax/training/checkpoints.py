@@ -7,8 +7,8 @@ image split, leaked, validation Spearman, pairs seen). Kept: the last
 Spearman. `manager()` deletes the temporary folders a kill mid-save leaves;
 `restore_newest` falls back past a listed step that does not read back;
 `restore` checks the meta first, so another model's checkpoint ends in one
-line. Why these cases arise (Orbax's rename, deletes, no fsync): README.md,
-"Training and evaluation".
+line. Why these cases arise (Orbax's rename, deletes, no fsync):
+docs/training.md, "Checkpoints and resume".
 """
 
 from __future__ import annotations
