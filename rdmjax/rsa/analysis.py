@@ -13,6 +13,7 @@ number means.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -32,12 +33,48 @@ KINDS = (
 )
 
 
-def stage_impl(c) -> str:
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How `analyse` computes (the rdm stage fills it from `config.rdm`).
+
+  Attributes:
+    precision: of `rdmjax.rsa.rdm.rdm`.
+    top_k: extreme pairs kept of each kind.
+    bins: histogram bins.
+    max_images: the largest n whose heatmap shows each image.
+    bootstrap: at most this many bootstrap draws of the RSA (0: none).
+    permutations: at most this many permutations of its test (0: none).
+    seed: of the draws and permutations.
+  """
+
+  precision: str = 'float32'
+  top_k: int = 5
+  bins: int = 100
+  max_images: int = 1000
+  bootstrap: int = 0
+  permutations: int = 0
+  seed: int = 0
+
+  @classmethod
+  def from_config(cls, config) -> Options:
+    c = config.rdm
+    return cls(
+      precision=str(c.precision),
+      top_k=int(c.top_k),
+      bins=int(c.bins),
+      max_images=int(c.max_images),
+      bootstrap=int(c.get('bootstrap', 0)),
+      permutations=int(c.get('permutations', 0)),
+      seed=int(config.seed),
+    )
+
+
+def stage_impl(precision: str) -> str:
   """The RDM path of the rdm stage: on a CPU backend always the host BLAS
   Gram (nothing compiled per ROI width: a stage meets many widths, and a
   compile costs more than BLAS's overhead on small inputs); elsewhere
-  `rdm_lib.rdm`'s 'auto'."""
-  cpu = jax.default_backend() == 'cpu' and c.get('precision') != 'bf16'
+  `rdmjax.rsa.rdm.rdm`'s 'auto'."""
+  cpu = jax.default_backend() == 'cpu' and precision != 'bf16'
   return 'blas' if cpu else 'auto'
 
 
@@ -137,18 +174,18 @@ def _restrict(r: jax.Array, idx: jax.Array) -> jax.Array:
 BOOT_WORK, PERM_WORK = 5e8, 2e9
 
 
-def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
+def _uncertainty(rsa: dict, fmri, others: dict, opts: Options) -> None:
   """Adds to each rsa[source]: the 95% interval of its Spearman (bootstrap
-  over the RSA images, at most `c.bootstrap` draws) and the p-value of a
-  permutation test of the images' labels (at most `c.permutations`; 0:
+  over the RSA images, at most `opts.bootstrap` draws) and the p-value of a
+  permutation test of the images' labels (at most `opts.permutations`; 0:
   none); fewer (never below 100) where draws x pairs would pass the caps
   above. The numbers used are recorded ('draws', 'n_perm')."""
   if not others:
     return
   n = fmri.shape[0]
   m = n * (n - 1) // 2
-  draws = min(int(c.get('bootstrap', 0)), max(100, int(BOOT_WORK // m)))
-  perms = min(int(c.get('permutations', 0)), max(100, int(PERM_WORK // m)))
+  draws = min(opts.bootstrap, max(100, int(BOOT_WORK // m)))
+  perms = min(opts.permutations, max(100, int(PERM_WORK // m)))
   if draws:
     i, j = np.triu_indices(n, 1)
     up = {k: np.asarray(compare.upper_triangle(v)) for k, v in others.items()}
@@ -159,14 +196,14 @@ def _uncertainty(rsa: dict, fmri, others: dict, c, seed: int) -> None:
       np.asarray(compare.upper_triangle(fmri)),
       n,
       n_boot=draws,
-      seed=seed,
+      seed=opts.seed,
     )
     for k, v in got.items():
       s = v['spearman']
       rsa[k].update(interval=[s['low'], s['high']], draws=draws)
   if perms:
     for k, v in others.items():
-      t = inference.permutation_test(fmri, v, perms, seed)
+      t = inference.permutation_test(fmri, v, perms, opts.seed)
       rsa[k].update(p=t['p'], n_perm=perms)
 
 
@@ -174,7 +211,7 @@ def analyse(
   x: np.ndarray,
   metric: str,
   ids: np.ndarray,
-  config,
+  opts: Options,
   emb_rdms: dict[str, jax.Array],
   subset: np.ndarray | None,
   noiseless: np.ndarray | None,
@@ -188,7 +225,7 @@ def analyse(
     x: [n_images, v] f32 responses (standardised if configured).
     metric: an RDM metric.
     ids: [n_images] NSD ids.
-    config: the run's config (uses `config.rdm`).
+    opts: how to compute (`Options`).
     emb_rdms: source -> [m, m] correlation RDM of its embeddings over the
       RSA images (m = n, or len(subset)).
     subset: [m] image indices of the RSA, or None for all.
@@ -202,17 +239,17 @@ def analyse(
   Returns:
     (results dict, heatmap [s, s] f32 with s = n or ~DISPLAY_SIZE).
   """
-  c = config.rdm
+  impl = stage_impl(opts.precision)
   # One RDM, and every number from it: no second Gram product.
-  full = rdm_lib.rdm(x, metric, precision=c.precision, impl=stage_impl(c))
+  full = rdm_lib.rdm(x, metric, precision=opts.precision, impl=impl)
   summ, mean, std = summary.matrix_stats(
     full,
-    k=c.top_k,
+    k=opts.top_k,
     closest_to=1.0 if metric == 'correlation' else None,
-    bins=c.bins,
+    bins=opts.bins,
     metric=metric,
   )
-  heat = display_matrix(full, c.max_images, order=order)
+  heat = display_matrix(full, opts.max_images, order=order)
   if keep_rdm is not None:
     keep_rdm(np.asarray(compare.upper_triangle(full)))
   rep_bias = None if reps is None else repeats.bias(full, reps, metric)
@@ -222,11 +259,11 @@ def analyse(
   if noiseless is not None:
     nl = noiseless if subset is None else noiseless[subset]
     others[CEILING] = rdm_lib.rdm(
-      nl, metric, precision=c.precision, impl=stage_impl(c)
+      nl, metric, precision=opts.precision, impl=impl
     )
   # The fMRI RDM is ranked once for every comparison.
   rsa = compare.compare_many(part, others)
-  _uncertainty(rsa, part, others, c, config.seed)
+  _uncertainty(rsa, part, others, opts)
   ceiling = rsa.pop(CEILING, None)
   n = x.shape[0]
   out = {

@@ -9,11 +9,10 @@ squared Euclidean distance of two images is
 
 and Euclidean RDMs rank images by their repeat counts as much as by their
 content (1 - Pearson is affected less: the noise also lowers every
-correlation). This module finds the counts and measures that bias:
+correlation). This module reads NSD's counts and measures that bias (a
+run finds its counts with `rdmjax.data.inputs.repeat_counts`):
 
-- `counts(config, subject, workdir)`: [n_train] int or None, from
-  `config.data.repeats` ('' = found: `training_split/n_repeats.npy` beside
-  the fMRI, or the synthetic subject's own), a `.npy`, or NSD's
+- `from_expdesign(path, subject, ids)`: the counts from NSD's
   `nsd_expdesign.mat` (trials of the training sessions counted per image);
 - `bias(rdm, counts, metric)`: Spearman of each image's mean dissimilarity
   with its repeat count, the mean dissimilarity per pair of counts, and

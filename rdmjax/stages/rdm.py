@@ -92,6 +92,7 @@ def _analyse_all(
     rows = plots.block_labels(
       [labels[k] for k in order], analysis.display_block(n, c.max_images)
     )
+  opts = analysis.Options.from_config(config)
   bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
   for roi, metric, x, nl in _per_roi(config, workdir, subject, rois, keep):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)
@@ -103,7 +104,7 @@ def _analyse_all(
         f, workdir
       )
     res, heat = analysis.analyse(
-      x, metric, ids, config, emb_rdms, subset, nl, reps, saver, order=order
+      x, metric, ids, opts, emb_rdms, subset, nl, reps, saver, order=order
     )
     entry = results['rois'].setdefault(
       roi, {'n_vertices': x.shape[1], 'metrics': {}}
@@ -169,7 +170,7 @@ def _mds_figure(x, metric, labels, config, path, roi) -> Path:
   rows = analysis.rsa_subset(n, MDS_IMAGES, config.seed)
   sub = x if rows is None else x[np.sort(rows)]
   keep = range(n) if rows is None else np.sort(rows)
-  impl = analysis.stage_impl(config.rdm)
+  impl = analysis.stage_impl(config.rdm.precision)
   coords = mds.mds(np.asarray(rdm_lib.rdm(sub, metric, impl=impl)))
   return mds_plot.mds_figure(
     coords,

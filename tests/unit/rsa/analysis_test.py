@@ -276,7 +276,13 @@ def test_rsa_on_a_subset_matches_scipy(run):
   config = config.copy_and_resolve_references()
   config.rdm.max_images = 50
   res, heat = analysis.analyse(
-    x, 'correlation', subject.nsd_ids('train'), config, emb, sub, None
+    x,
+    'correlation',
+    subject.nsd_ids('train'),
+    analysis.Options.from_config(config),
+    emb,
+    sub,
+    None,
   )
   assert heat.shape == (len(x), len(x))  # n < DISPLAY_SIZE: no averaging
   f = _rdm64(_z(subject.responses('V1', 'train'))[sub], 'correlation')
