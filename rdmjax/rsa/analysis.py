@@ -35,7 +35,8 @@ KINDS = (
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """How `analyse` computes (the rdm stage fills it from `config.rdm`).
+  """How `analyse` computes (the rdm stage fills it from `config.rdm`:
+  `rdmjax.stages.rdm.analysis_options`).
 
   Attributes:
     precision: of `rdmjax.rsa.rdm.rdm`.
@@ -54,19 +55,6 @@ class Options:
   bootstrap: int = 0
   permutations: int = 0
   seed: int = 0
-
-  @classmethod
-  def from_config(cls, config) -> Options:
-    c = config.rdm
-    return cls(
-      precision=str(c.precision),
-      top_k=int(c.top_k),
-      bins=int(c.bins),
-      max_images=int(c.max_images),
-      bootstrap=int(c.get('bootstrap', 0)),
-      permutations=int(c.get('permutations', 0)),
-      seed=int(config.seed),
-    )
 
 
 def stage_impl(precision: str) -> str:

@@ -26,6 +26,20 @@ from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa.analysis import KINDS
 
 
+def analysis_options(config) -> analysis.Options:
+  """`rdmjax.rsa.analysis.Options` from config.rdm and config.seed."""
+  c = config.rdm
+  return analysis.Options(
+    precision=str(c.precision),
+    top_k=int(c.top_k),
+    bins=int(c.bins),
+    max_images=int(c.max_images),
+    bootstrap=int(c.get('bootstrap', 0)),
+    permutations=int(c.get('permutations', 0)),
+    seed=int(config.seed),
+  )
+
+
 def _pair_figure(subject, split, res, roi, metric, path, keep) -> Path:
   ext = res['extremes']
   idx = sorted({p[k] for ps in ext.values() for p in ps for k in 'ij'})
@@ -92,7 +106,7 @@ def _analyse_all(
     rows = plots.block_labels(
       [labels[k] for k in order], analysis.display_block(n, c.max_images)
     )
-  opts = analysis.Options.from_config(config)
+  opts = analysis_options(config)
   bar = tqdm(total=len(rois) * len(c.metrics), desc='RDM analysis', unit='RDM')
   for roi, metric, x, nl in _per_roi(config, workdir, subject, rois, keep):
     logging.info('%s / %s: %d images x %d vertices', roi, metric, *x.shape)

@@ -165,3 +165,16 @@ def test_heavy_imports_on_first_use_only():
       if at_top and name.split('.')[0] in HEAVY:
         top.append(f'{path.relative_to(PACKAGE.parent)}:{line} {name}')
   assert not top, top
+
+
+def test_rsa_takes_no_config():
+  """rsa/ is config-free: arrays in, arrays out (no parameter named
+  config or cfg; a stage resolves the config once)."""
+  found = []
+  for path in sorted((PACKAGE / 'rsa').glob('*.py')):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        names = [a.arg for a in node.args.args + node.args.kwonlyargs]
+        if {'config', 'cfg'} & set(names):
+          found.append(f'{path.name}:{node.lineno} {node.name}')
+  assert not found, found

@@ -279,7 +279,7 @@ def test_rsa_on_a_subset_matches_scipy(run):
     x,
     'correlation',
     subject.nsd_ids('train'),
-    analysis.Options.from_config(config),
+    rdm_stage.analysis_options(config),
     emb,
     sub,
     None,
