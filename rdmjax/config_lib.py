@@ -186,9 +186,6 @@ def load_sibling(
   it this way:
   `c = config_lib.load_sibling(__file__, 'default', 'tiny')`.
   """
-  import importlib.util
-  import os
-
   path = os.path.join(os.path.dirname(os.path.abspath(here)), f'{name}.py')
   spec = importlib.util.spec_from_file_location(f'_rdmjax_config_{name}', path)
   module = importlib.util.module_from_spec(spec)
@@ -204,7 +201,6 @@ def get_config(spec: str = 'default.py') -> ml_collections.ConfigDict:
   `config_lib.get_config('default.py:tiny')`. The result is unlocked: set
   fields as attributes (`c.train.steps = 50`).
   """
-
   path, colon, arg = spec.partition(':')
   if not path.startswith(('configs/', '/', '.')) and not os.path.isfile(path):
     path = f'configs/{path}'

@@ -14,6 +14,7 @@ import math
 import os
 from typing import Any
 
+import jax
 import numpy as np
 from etils import epath
 
@@ -65,8 +66,6 @@ def dumps_results(results: dict[str, Any]) -> str:
 
 def is_writer() -> bool:
   """True in the one process that writes a run's files (process 0)."""
-  import jax
-
   return jax.process_index() == 0
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flax
 import jax
 
 from rdmjax import files, paths
@@ -88,8 +89,6 @@ def _git_commit() -> str | None:
 
 def context() -> dict[str, Any]:
   """Where a figure was measured."""
-  import flax
-
   devices = jax.devices()
   return dict(
     device_kind=devices[0].device_kind,

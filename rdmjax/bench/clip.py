@@ -21,7 +21,9 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
+import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rdmjax import bench, sharding
@@ -39,7 +41,6 @@ def flops_per_image(cfg) -> float:
 
 
 def _jax_rows(config, hf, mesh) -> Iterator[dict]:
-  import jax.numpy as jnp
 
   cfg = cv.tower_config(hf)
   s = cfg.image_size
@@ -83,6 +84,7 @@ def _jax_rows(config, hf, mesh) -> Iterator[dict]:
 
 def _torch_rows(config, hf, batches) -> list[dict]:
   try:
+    # PyTorch, on first use: only the hf backend and references need it.
     import torch
     import transformers
   except ImportError:
@@ -135,7 +137,7 @@ def run(config: Any) -> Iterator[dict]:
   Args:
     config: the full config (sections embed, bench, mesh).
   """
-  import flax
+  # transformers, on first use: heavy, and only some stages need it.
   from transformers import CLIPVisionConfig
 
   arch = config.embed.model

@@ -106,7 +106,6 @@ def _measure(variant, config, data, dev, host, mesh, n_pairs, repeats):
 
   Yields (stage, timing, loss) as each is measured.
   """
-
   rng, z, x, idx = host
   e = x.shape[1]
   sampler = 'block' if variant == 'block' else 'uniform'

@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from scipy.spatial.distance import pdist
 
 from rdmjax.bench import time_fn
 from rdmjax.rsa import rdm as rdm_lib
@@ -32,12 +35,12 @@ def numpy_rdm(x: np.ndarray) -> np.ndarray:
 
 
 def _scipy(x):
-  from scipy.spatial.distance import pdist
 
   return pdist(x, 'correlation')
 
 
 def _rsatoolbox(x):
+  # rsatoolbox, on first use: optional (the test and bench extras).
   import rsatoolbox
 
   return rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), 'correlation')
@@ -205,8 +208,6 @@ def run(config) -> Iterator[dict[str, Any]]:
 def full_rows_rdm(mesh):
   """The sharded baseline: each device computes whole row blocks
   `z[rows] @ z.T` (the full matrix, twice one triangle's arithmetic)."""
-  from jax.sharding import NamedSharding
-  from jax.sharding import PartitionSpec as P
 
   def local(zr, za):
     return 1.0 - rdm_lib.gram(zr, za, 'float32')

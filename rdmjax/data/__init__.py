@@ -10,11 +10,15 @@ mapping, goes to each host's local cache instead (`rdmjax.paths`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 
+import jax
+from jax.experimental import multihost_utils
+
 from rdmjax import files, paths
-from rdmjax.data import algonauts, synthetic
+from rdmjax.data import algonauts, synthetic, synthetic_population
 from rdmjax.errors import InputError
 from rdmjax.files import is_writer
 
@@ -54,8 +58,6 @@ def subject_run(config, workdir, name: str):
 @contextlib.contextmanager
 def host_lock(root: Path):
   """Processes of one host take turns (a file lock) on root."""
-  import fcntl
-
   root.mkdir(parents=True, exist_ok=True)
   with open(root / '.lock', 'w') as f:
     fcntl.flock(f, fcntl.LOCK_EX)
@@ -73,7 +75,6 @@ def population(config) -> bool:
 def subjects(config) -> list[str]:
   """The subjects of a group run: `data.subjects` 'all' (the population's,
   or subj01 ... subj08 on real data) or a comma-separated list."""
-
   want = str(config.data.get('subjects', ''))
   if want == 'all':
     n = 8 if config.data.root else int(config.data.population.n_subjects)
@@ -89,10 +90,9 @@ def subjects(config) -> list[str]:
 
 def ensure_synthetic(config, workdir) -> None:
   """Writes the synthetic subject, or the population of a group run."""
-
   root = data_root(config, workdir)
   if population(config):
-    synthetic.ensure_population(root, **dict(config.data.population))
+    synthetic_population.ensure_population(root, **dict(config.data.population))
   else:
     synthetic.ensure_subject(
       root, config.data.subject, **dict(config.data.synthetic)
@@ -105,11 +105,8 @@ def subject_from_config(config, workdir: str | os.PathLike):
   Returns:
     An `rdmjax.data.algonauts.Subject`.
   """
-
   root = data_root(config, workdir)
   if not config.data.root:
-    import jax
-
     if paths.is_remote(workdir):
       # No shared disk: every host writes (or finds) its own local copy.
       with host_lock(root):
@@ -117,8 +114,6 @@ def subject_from_config(config, workdir: str | os.PathLike):
     elif is_writer():
       ensure_synthetic(config, workdir)
     if jax.process_count() > 1:  # the others read what process 0 wrote
-      from jax.experimental import multihost_utils
-
       multihost_utils.sync_global_devices('rdmjax synthetic subject')
   # Memory-mapped: stages read an ROI's columns a chunk of rows at a time
   # instead of holding both hemispheres (1.5 GB for a full subject).

@@ -104,7 +104,6 @@ def read(
   Returns:
     (embeddings [n, d] f32, meta dict with `nsd_ids` and `splits` added).
   """
-
   path = paths.path(path)
   if not path.is_file():
     raise InputError(

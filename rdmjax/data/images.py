@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from rdmjax.errors import InputError
 
 
 def _read_png(path: Path, mode: str, size: int | None) -> np.ndarray:
-  from PIL import Image, UnidentifiedImageError
 
   try:
     with Image.open(path) as im:
@@ -59,8 +60,6 @@ def load_images(
   with ThreadPoolExecutor(max(1, num_workers)) as pool:
     it = pool.map(read, paths)
     if progress and len(paths) > 500:
-      from tqdm.auto import tqdm
-
       it = tqdm(it, total=len(paths), desc='decoding images', unit='img')
     out = list(it)
   shapes = {a.shape for a in out}

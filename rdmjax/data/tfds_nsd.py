@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from PIL import Image
 
 from rdmjax.data import algonauts, synthetic
 from rdmjax.errors import InputError
@@ -320,7 +321,6 @@ def load(
 
 
 def _decode_png(data: bytes) -> np.ndarray:
-  from PIL import Image
 
   with Image.open(io.BytesIO(data)) as im:
     return np.asarray(im.convert('RGB'))

@@ -325,7 +325,6 @@ def make_forward(model: VisionTower, layers: Sequence[str], mesh):
   closed-over constant, which would be baked into the program); batches are
   split over the mesh's `data` axis.
   """
-
   graphdef, state = nnx.split(model)
   state = sharding.put_replicated(state, mesh)
   data = sharding.batch_sharding(mesh)

@@ -21,6 +21,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from PIL import Image
+from safetensors.numpy import load_file
 
 from rdmjax.embed import hub
 from rdmjax.embed.clip_vision import (
@@ -65,8 +67,6 @@ def preprocess_image(image: Any, prep: Preprocess = Preprocess()) -> np.ndarray:
   Returns:
     [crop, crop, 3] f32 pixels (NHWC order, unlike HF's CHW).
   """
-  from PIL import Image
-
   if not isinstance(image, Image.Image):
     image = Image.fromarray(np.asarray(image, np.uint8))
   image = image.convert('RGB')
@@ -136,7 +136,7 @@ def build_tower(embed_cfg: Any, seed: int = 0):
   Returns:
     (tower, hf vision config, Preprocess, model description str).
   """
-  import jax.numpy as jnp
+  # transformers, on first use: heavy, and only some stages need it.
   from transformers import CLIPVisionConfig
 
   if embed_cfg.dtype not in DTYPES:
@@ -295,11 +295,10 @@ def read_state_dict(folder: Path) -> dict[str, np.ndarray]:
   sd = {}
   for f in files:
     if f.suffix == '.safetensors':
-      from safetensors.numpy import load_file
-
       sd.update(load_file(str(f)))
     else:
       try:
+        # PyTorch, on first use: only the hf backend and references need it.
         import torch
       except ImportError:
         raise InputError(
@@ -313,6 +312,7 @@ def read_state_dict(folder: Path) -> dict[str, np.ndarray]:
 
 def read_hf_config(folder: Path) -> Any:
   """`CLIPConfig` or `CLIPVisionConfig` from a folder's config.json."""
+  # transformers, on first use: heavy, and only some stages need it.
   from transformers import CLIPConfig, CLIPVisionConfig
 
   kind = json.loads((folder / 'config.json').read_text()).get('model_type')

@@ -45,6 +45,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,7 @@ def resolve(name_or_dir: str, cache_dir: str | None = None) -> Path:
 
 def _torch():
   try:
+    # PyTorch, on first use: only the hf backend and references need it.
     import torch
   except ImportError:
     raise InputError(
@@ -150,6 +152,7 @@ def _torch():
 @contextlib.contextmanager
 def _quiet_transformers():
   """No weight-loading progress bars or info lines while loading."""
+  # transformers, on first use: heavy, and only some stages need it.
   from transformers.utils import logging as hf_logging
 
   bars = hf_logging.is_progress_bar_enabled()
@@ -168,6 +171,7 @@ def load_processor(folder: Path) -> Any:
   """The folder's `AutoImageProcessor`, the PIL implementation where there
   is one: the reference preprocessing, whether torchvision is installed or
   not (its fast processors resize slightly differently)."""
+  # transformers, on first use: heavy, and only some stages need it.
   import transformers
 
   auto = transformers.AutoImageProcessor
@@ -271,6 +275,7 @@ class HFVision:
         f'config.embed.dtype={dtype!r} unknown; use float32 or bfloat16'
       )
     torch = _torch()
+    # transformers, on first use: heavy, and only some stages need it.
     import transformers
 
     self.torch = torch
@@ -394,8 +399,6 @@ def batches(
 ) -> Iterator[tuple[Any, int]]:
   """(load(chunk), len(chunk)) per chunk of `size`, loading one ahead in a
   thread (decoding and preprocessing overlap the model's forward)."""
-  from concurrent.futures import ThreadPoolExecutor
-
   if size < 1:
     raise InputError(f'config.embed.batch_size={size}: use 1 or more')
   it = iter(items)

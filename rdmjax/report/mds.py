@@ -30,7 +30,6 @@ def mds_figure(
   Returns:
     The path written.
   """
-
   xy = np.asarray(coords, np.float64)
   if xy.ndim != 2 or xy.shape[1] < 1:
     raise InputError(f'coords shape {xy.shape}: pass [n, dim]')

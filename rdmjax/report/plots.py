@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.cluster import hierarchy
+from scipy.spatial.distance import squareform
 
 from rdmjax import paths
 from rdmjax.errors import InputError
@@ -25,6 +28,7 @@ from rdmjax.files import atomic_write, is_writer
 
 
 def pyplot():
+  # matplotlib, on first use: only stages that draw need it.
   import matplotlib
 
   matplotlib.use('Agg')
@@ -68,6 +72,7 @@ def save_figure(fig, path: Path, vector: Sequence[str] | None = None) -> Path:
   a copy per vector format beside it (path with suffix .pdf, .svg; default
   `vector_formats()`), each through `report.atomic_write`; returns the
   PNG's path."""
+  # matplotlib, on first use: only stages that draw need it.
   import matplotlib
 
   path = paths.path(path)
@@ -115,9 +120,6 @@ def cluster_order(heat: np.ndarray) -> np.ndarray:
   Returns:
     [m] int, rows in dendrogram order (similar rows adjacent).
   """
-  from scipy.cluster import hierarchy
-  from scipy.spatial.distance import squareform
-
   cond = squareform(np.asarray(heat, np.float64), checks=False)
   return hierarchy.leaves_list(hierarchy.linkage(cond, method='average'))
 
@@ -161,8 +163,6 @@ def block_labels(labels: Sequence, block: int) -> list[str]:
   """The label of each row of a heatmap of block means over `block`
   consecutive images (`analysis.display_block`): the most common label of
   its images (the first of ties)."""
-  from collections import Counter
-
   labels = [str(v) for v in labels]
   if block <= 1:
     return labels

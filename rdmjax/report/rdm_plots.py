@@ -29,7 +29,6 @@ def images_and_responses(
   subject, rois: Sequence[str], n_images: int = 4, path: Path = Path('x.png')
 ) -> Path:
   """A few training images, each beside its response profile per ROI."""
-
   plt = pyplot()
   n = min(n_images, subject.n_images('train'))
   idx = np.linspace(0, subject.n_images('train') - 1, n).astype(int)

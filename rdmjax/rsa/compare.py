@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from scipy import stats
 
 from rdmjax.errors import InputError
 
@@ -198,8 +199,6 @@ def _centred_ranks(v: jax.Array):
   """
   m = v.shape[0]
   if _host_ranking() or m >= _EXACT_DEVICE_MAX:
-    from scipy import stats
-
     r = stats.rankdata(np.asarray(v))  # float64 average ranks: exact
     return 2 * r - (m + 1)
   return _centred_rank2(v)

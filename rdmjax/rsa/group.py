@@ -215,7 +215,6 @@ def pairwise_consistency(
     mean of the finite off-diagonal pairs, 'skipped': {(s, t): reason},
     'metric', 'method'}.
   """
-
   _check_method(method)
   if metric not in rdm_lib.METRICS:
     raise InputError(f'metric {metric!r} unknown: use {rdm_lib.METRICS}')
@@ -384,7 +383,6 @@ def consistency_bootstrap(
     `intersubject_consistency`'s 'mean' and `noise_ceiling`'s bounds;
     'n_boot'.
   """
-
   names = list(rdms)
   if len(names) < 2:
     raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.spatial.distance import squareform
 
 from rdmjax import files, paths
 from rdmjax.errors import InputError
@@ -46,6 +47,7 @@ FORMAT = 'rdmjax.rdms/1'
 
 def _rsatoolbox():
   try:
+    # rsatoolbox, on first use: optional (the test and bench extras).
     import rsatoolbox
     import rsatoolbox.rdm  # noqa: F401
   except ImportError as e:
@@ -199,8 +201,6 @@ def from_rsatoolbox(rdms) -> RsaRdm:
   Returns:
     `RsaRdm` (matrix, pattern_descriptors, measure, rdm_descriptors).
   """
-  from scipy.spatial.distance import squareform
-
   rsatoolbox = _rsatoolbox()
   if not isinstance(rdms, rsatoolbox.rdm.RDMs):
     raise InputError(f'{type(rdms).__name__}: pass an rsatoolbox.rdm.RDMs')
@@ -262,7 +262,6 @@ def save_rdms(
   Returns:
     The path written (an `etils.epath.Path`).
   """
-
   if not rdms:
     raise InputError('no RDMs to save: pass {name: rdm, ...}')
   names = [str(k) for k in rdms]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import linalg
+from scipy.sparse import linalg as splinalg
 
 from rdmjax.errors import InputError
 
@@ -72,12 +74,8 @@ def mds(rdm, dim: int = 2, seed: int = 0) -> np.ndarray:
   b += r.mean()
   b *= -0.5
   if n <= _DENSE_MAX or dim >= n - 1:
-    from scipy import linalg
-
     lam, v = linalg.eigh(b, subset_by_index=(n - dim, n - 1))
   else:
-    from scipy.sparse import linalg as splinalg
-
     v0 = np.random.default_rng(seed).standard_normal(n)
     lam, v = splinalg.eigsh(b, k=dim, which='LA', v0=v0)
   order = np.argsort(lam)[::-1]

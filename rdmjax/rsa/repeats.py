@@ -30,6 +30,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats as sps
+from scipy.io import loadmat
 
 from rdmjax.errors import InputError
 
@@ -53,8 +54,6 @@ def from_expdesign(
   Returns:
     [n] int counts (1..3 for Algonauts training images).
   """
-  from scipy.io import loadmat
-
   s = int(subject[-2:]) - 1
   d = loadmat(path)
   order = np.asarray(d['masterordering']).ravel().astype(np.int64) - 1

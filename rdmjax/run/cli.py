@@ -24,6 +24,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, NoReturn
 
+import ml_collections
 from absl import flags
 
 from rdmjax import stages
@@ -137,8 +138,6 @@ def check_field(config: Any, field: str) -> str | None:
   """None if `--config.FIELD` names a field of config, else the error: the
   closest key at the level where FIELD went wrong (difflib), or that
   level's keys."""
-  import ml_collections
-
   parts = field.split('.')
   node = config
   for i, part in enumerate(parts):

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
@@ -73,7 +74,6 @@ def lock(workdir) -> Iterator[None]:
   if paths.is_remote(workdir):
     yield
     return
-  import fcntl
 
   f = open(os.fspath(workdir / LOCK), 'a+')  # noqa: SIM115 (held open)
   try:

@@ -9,5 +9,4 @@ from rdmjax import bench
 
 def run(config, workdir: str | Path) -> list[dict]:
   """Prints each figure as measured; appends them to WORKDIR/bench.jsonl."""
-
   return bench.run(config, workdir)

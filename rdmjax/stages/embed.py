@@ -42,6 +42,8 @@ from typing import Any
 
 import jax
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
 
 from rdmjax import data as rdata
 from rdmjax import paths, report, sharding
@@ -93,8 +95,6 @@ def embed_paths(
   desc: str = 'embedding',
 ) -> dict[str, np.ndarray]:
   """Embeds image files: {layer: [n, d] f32}, rows in `paths` order."""
-  from tqdm.auto import tqdm
-
   data = sharding.batch_sharding(mesh)
   outs, pending = [], None
   bar = tqdm(total=len(paths), desc=desc, unit='img', disable=not progress)
@@ -238,9 +238,6 @@ def _finish(workdir, subj, per_split, layers, paths, seconds, ec, **head):
 
 def _run_hf(config: Any, workdir: str | os.PathLike) -> dict[str, Any]:
   """`run` with `config.embed.backend='hf'`: a transformers model, PyTorch."""
-  from PIL import Image
-  from tqdm.auto import tqdm
-
   ec = config.embed
   layers = tuple(ec.hf_layers)
   # The model first: a missing one stops before any data is written.

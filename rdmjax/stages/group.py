@@ -103,7 +103,6 @@ def _draws(c, n: int, k: int) -> int:
   """Bootstrap draws for the consistency intervals: rdm.bootstrap, fewer
   where S(S-1)/2 + 2S Spearman series of n(n-1)/2 pairs would exceed 4
   times the RSA's work cap (`rdmjax.rsa.analysis.BOOT_WORK`)."""
-
   want = int(c.get('bootstrap', 0))
   work = n * (n - 1) // 2 * (k * (k - 1) // 2 + 2 * k)
   return min(want, max(50, int(4 * BOOT_WORK // max(work, 1)))) if want else 0
@@ -147,7 +146,6 @@ def transfer(config, workdir, names: list[str]) -> dict[str, Any] | None:
   a 95% interval, and the column its own model minus the mean of the
   other subjects' models, a paired difference with its interval.
   """
-
   ckpts = {s: workdir / s / 'ckpt' for s in names}
   ckpts = {s: p for s, p in ckpts.items() if p.is_dir()}
   if len(ckpts) < 2:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import numpy as np
 from absl import logging
+from tqdm.auto import tqdm
 
 from rdmjax import data, paths, report
 from rdmjax.data import images, inputs
@@ -91,8 +93,6 @@ def _analyse_all(
 
   keep: the analysed images of the split (None: all); reps: their repeat
   counts, or None."""
-  from tqdm.auto import tqdm
-
   c, split, figs = config.rdm, config.rdm.split, paths.path(workdir) / 'figures'
   ids, n = _ids(subject, split, keep), results['n_images']
   heats, fig_paths = {}, {}
@@ -198,8 +198,6 @@ def _mds_figure(x, metric, labels, config, path, roi) -> Path:
 def _per_roi(config, workdir, subject, rois, keep):
   """(roi, metric, responses, noiseless) with each ROI's responses read,
   standardised and put on the device once for all its metrics."""
-  import jax
-
   c = config.rdm
   for roi in rois:
     x = inputs.responses(subject, roi, c.split, c.standardize, keep)

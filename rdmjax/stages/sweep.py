@@ -67,7 +67,6 @@ def _with(config, param: str, value):
 
 def run(config, workdir: str | Path) -> dict[str, Any]:
   """Runs the sweep; returns the results.json 'sweep' entry."""
-
   workdir = paths.path(workdir)
   param, values = _values(config)
   runs = []
@@ -102,7 +101,6 @@ def _predictions(config, workdir, param, runs, split: str):
   """Each run's best checkpoint on the split's pairs: (EvalSet, prep of
   the last run, name -> [P] predictions). All runs share the image split,
   so their pairs are the same (checked)."""
-
   preds, es, prep = {}, None, None
   for r in runs:
     c = _with(config, param, r['value'])

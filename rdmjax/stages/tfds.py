@@ -19,7 +19,6 @@ from rdmjax.data import tfds_nsd
 
 def run(config, workdir: str | Path) -> dict:
   """Builds (once) and returns {'config', 'data_dir', 'splits': {name: n}}."""
-
   workdir = paths.path(workdir)
   data_dir = workdir / 'tensorflow_datasets'
   if config.data.root:

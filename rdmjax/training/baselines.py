@@ -123,7 +123,6 @@ def test_pairs(
   Returns:
     name -> [P] f32, for the baselines the run has data for.
   """
-
   a, b = np.searchsorted(images, i), np.searchsorted(images, j)
   out = {}
   if data.z_noiseless is not None:
@@ -149,7 +148,6 @@ def _fit_reweighted(
 ):
   """Reweighting fitted on up to n_pairs pairs of up to n_images training
   images (their targets: one RDM)."""
-
   rng = np.random.default_rng([seed, 0x4E77])
   sub = np.sort(rng.choice(train, min(len(train), n_images), replace=False))
   target = np.asarray(rdm_lib.rdm(z[sub], metric))
@@ -171,7 +169,6 @@ def encoding_accuracy(data, fit, rows) -> dict:
     fit: `encoding.fit_ridge` on the run's training images.
     rows: the test images' rows.
   """
-
   rows = np.asarray(rows)
   pred = fit.predict(np.asarray(data.emb, np.float32)[rows])
   r = encoding.vertex_correlation(pred, data.z[rows])

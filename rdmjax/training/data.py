@@ -100,7 +100,6 @@ def load_data(config, workdir: str | Path) -> Data:
   their rows appended after the training images'; else a seeded split of
   the training images.
   """
-
   subject = data_lib.subject_from_config(config, workdir)
   roi = config.data.roi
   official = _official(config)
@@ -196,7 +195,6 @@ def _noiseless(config, workdir, subject, roi, split, n_train, shape):
   statistics of their own training rows (read a chunk at a time), kept
   only for the test images (every image, leaked): [n, v] with the other
   rows never written, so never resident (np.zeros maps them lazily)."""
-
   root = data_lib.data_root(config, workdir)
 
   def read(rows, part='train'):
@@ -228,7 +226,6 @@ def _own_f32(x: np.ndarray) -> np.ndarray | None:
 def check_batch(config, data: Data, mesh) -> None:
   """Start-up checks: the output reaches the targets, the batch divides
   over devices, the split is big."""
-
   check_output_range(config.model.output, config.pairs.metric)
   n_dev = sharding.data_size(mesh)
   pc = config.pairs
@@ -266,7 +263,6 @@ def check_batch(config, data: Data, mesh) -> None:
 
 def target_mean(config, data: Data, n: int = 256) -> float:
   """Mean target over the pairs of n random training images."""
-
   rng = np.random.default_rng(config.seed)
   idx = data.split['train']
   pick = np.sort(rng.choice(idx, min(n, len(idx)), replace=False))

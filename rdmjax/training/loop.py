@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
+from tqdm.auto import tqdm
 
 from rdmjax import (
   files,
@@ -100,7 +101,6 @@ def predict(model, x: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
 
 def abstract_model(config, d_in: int):
   """(graphdef, abstract state) without allocating parameters."""
-
   model = nnx.eval_shape(
     lambda: build_model(config.model, d_in, rngs=nnx.Rngs(0))
   )
@@ -114,7 +114,6 @@ def init_state(config, d_in: int, tx, mesh, bias: float = 0.0):
   training target as bias, so the first steps learn the ranking, not the
   offset (1 - r ~ 1).
   """
-
   graphdef, _ = abstract_model(config, d_in)
   rep = sharding.replicated(mesh)
   if config.model.output == 'sigmoid2':
@@ -307,8 +306,6 @@ def _restore(prep: Prepared, mngr, state, workdir: Path):
 
 def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
   """Steps from `start` to the end (or stop_after); logs, scores, saves."""
-  from tqdm.auto import tqdm
-
   steps, n_pairs = int(config.train.steps), pairs.batch_size(config)
   step_fn = make_train_step(
     prep.graphdef, prep.tx, prep.lr_fn, config, prep.mesh

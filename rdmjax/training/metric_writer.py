@@ -39,6 +39,7 @@ checkpoint adds a second point at the same step.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -119,6 +120,7 @@ def _pb():
 def records(data: bytes) -> Iterator[bytes]:
   """The records of TFRecord-framed bytes; stops at a torn or damaged
   record (what a crash mid-write leaves at the end of a file)."""
+  # tensorboardX, on first use: it imports PyTorch where installed.
   from tensorboardX.record_writer import masked_crc32c
 
   at = 0
@@ -193,6 +195,7 @@ def drop_after(logdir: str | os.PathLike, step: int) -> int:
 
 def _frame(rec: bytes) -> bytes:
   """rec framed as tensorboardX's RecordWriter writes it."""
+  # tensorboardX, on first use: it imports PyTorch where installed.
   from tensorboardX.record_writer import masked_crc32c
 
   head = struct.pack('<Q', len(rec))
@@ -238,6 +241,7 @@ class MetricWriter:
       drop_after(self.logdir, int(resume_step))
 
   def _open(self):
+    # tensorboardX, on first use: it imports PyTorch where installed.
     from tensorboardX.record_writer import RecordWriter
 
     Event, _, SessionLog = _pb()
@@ -305,8 +309,6 @@ class MetricWriter:
     self._file.close()
     self._file = None
     if self._staging is not None:
-      import shutil
-
       shutil.rmtree(self._staging, ignore_errors=True)
       self._staging = None
 

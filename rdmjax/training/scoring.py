@@ -97,7 +97,6 @@ def across_folds(scored: list[dict], seeds: list[int]) -> dict[str, Any]:
   """Mean over repeated image splits with a 95% t interval (the folds'
   spread: what another split of the images would give), per prediction
   and statistic (`rdmjax.rsa.group.mean_sem`, the splits as its units)."""
-
   out: dict[str, Any] = {'seeds': seeds, 'n': len(scored)}
   for name in scored[0]['scores']:
     out[name] = {}

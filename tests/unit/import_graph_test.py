@@ -178,3 +178,30 @@ def test_rsa_takes_no_config():
         if {'config', 'cfg'} & set(names):
           found.append(f'{path.name}:{node.lineno} {node.name}')
   assert not found, found
+
+
+# Packages a module may import inside a function (on first use, each with a
+# comment saying why): heavy or optional ones a stage pays for only if used.
+LAZY = (*HEAVY, 'matplotlib', 'huggingface_hub')
+
+
+def test_only_heavy_packages_load_on_first_use():
+  """Every import inside a function is of a heavy or optional package, with
+  a comment (or 'first use' in the lines just above) saying so."""
+  bad = []
+  for path in sorted(PACKAGE.rglob('*.py')):
+    if path == PACKAGE / '__init__.py':  # the public face: lazy by design
+      continue
+    src = path.read_text().splitlines()
+    tree = ast.parse('\n'.join(src))
+    top = set(map(id, tree.body))
+    for node in ast.walk(tree):
+      if not isinstance(node, ast.Import | ast.ImportFrom) or id(node) in top:
+        continue
+      mod = node.module if isinstance(node, ast.ImportFrom) else None
+      mod = (mod or node.names[0].name).split('.')[0]
+      above = '\n'.join(src[max(0, node.lineno - 6) : node.lineno])
+      said = '#' in above or 'first use' in above
+      if mod not in LAZY or not said:
+        bad.append(f'{path.relative_to(PACKAGE.parent)}:{node.lineno} {mod}')
+  assert not bad, bad
