@@ -7,22 +7,11 @@ c_i * c_j times; pairs of two copies of one image are left out like
 self-pairs (rsatoolbox sets them to NaN). So every draw is a weighted
 statistic of the original pairs with integer weights w = c[i] * c[j], and
 the pairs need not be all pairs of the images (a hashed subset works alike):
-
-- Spearman: Pearson of the average ranks of the expanded multiset. A tie
-  group spanning cumulative weights (S, E] ranks (S + E + 1) / 2; the
-  values are sorted once, so a draw is a cumulative sum of the sorted
-  weights and gathers, never a sort. Ranks are exact int32, centred by the
-  weighted mean (W + 1) / 2 without rounding.
-- Pearson: weighted, centred twice (float64 on the host, then per draw).
-- R^2: 1 - SS_res / SS_tot around the weighted target mean, as
-  `rdmjax.training.metrics.r2` (a constant target gives 1 for a perfect prediction,
-  else 0).
-
-Draws run on the device in float32 (`lax.map` over chunks of draws):
-within 1e-6 of a float64 reference per draw (relative, for R^2). 5e5 pairs
-of 1000 images, a model and a ceiling, 1000 draws: 19-31 s on 2 busy CPU
-cores. Percentile intervals ignore NaN draws (a draw with no pair, or a
-constant RDM).
+Spearman, Pearson and R^2 per draw are `weighted_pair_stats`
+(`rdmjax.rsa._weighted`: float32 on the device, within 1e-6 of a float64
+reference). 5e5 pairs of 1000 images, a model and a ceiling, 1000 draws:
+19-31 s on 2 busy CPU cores. Percentile intervals ignore NaN draws (a draw
+with no pair, or a constant RDM).
 
 Permutation test (`permutation_test`): image labels of one RDM are permuted
 (rows and columns together). Its ranks as a multiset do not change, so the
@@ -32,8 +21,6 @@ dot product with the other RDM's centred ranks.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +28,9 @@ from jax import lax
 from scipy import stats as sps
 
 from rdmjax.errors import InputError
+from rdmjax.rsa._weighted import PAIR_STATS as PAIR_STATS
+from rdmjax.rsa._weighted import prepare_pairs, run_draws
+from rdmjax.rsa._weighted import weighted_pair_stats as weighted_pair_stats
 
 __all__ = [
   'bootstrap_counts',
@@ -53,10 +43,7 @@ __all__ = [
   'weighted_pair_stats',
 ]
 
-PAIR_STATS = ('spearman', 'pearson', 'r2')
-_B1, _B2 = 32, 128  # cumulative-sum blocks: _B1 * _B2 pairs per outer block
-_SUM_BLK = 512  # two-level float32 sums
-_CHUNK = 32  # draws per compiled call
+_CHUNK = 32  # permutations per compiled call
 
 
 def bootstrap_counts(n_images: int, n_boot: int, seed: int = 0) -> np.ndarray:
@@ -175,205 +162,6 @@ def paired_difference(
   )
 
 
-def _run_bounds(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """v [P] -> (order, lo, hi): the sorting order and, per entry in v's
-  order, its tie run's sorted positions [lo, hi) (int32)."""
-  o = np.argsort(v, kind='stable')
-  s = v[o]
-  new = np.r_[True, s[1:] != s[:-1]]
-  starts = np.flatnonzero(new)
-  ends = np.r_[starts[1:], len(s)]
-  run = np.cumsum(new) - 1
-  lo, hi = np.empty(len(v), np.int32), np.empty(len(v), np.int32)
-  lo[o], hi[o] = starts[run], ends[run]
-  return o, lo, hi
-
-
-def _prepare(i, j, preds, target, n_images):
-  """Host-side, once: sorted pair images, tie runs, scaled values (padded)."""
-  i = np.asarray(i).ravel()
-  j = np.asarray(j).ravel()
-  t = np.asarray(target, np.float64).ravel()
-  names = list(preds)
-  ps = [np.asarray(preds[k], np.float64).ravel() for k in names]
-  p = t.size
-  if not names:
-    raise InputError('preds is empty: pass name -> [P] predictions')
-  if i.shape != (p,) or j.shape != (p,) or any(v.shape != (p,) for v in ps):
-    raise InputError(
-      f'i {i.shape}, j {j.shape}, target {t.shape}, preds '
-      f'{[v.shape for v in ps]}: pass [P] arrays of one length'
-    )
-  if p < 1:
-    raise InputError('no pairs: pass P >= 1')
-  if i.min() < 0 or j.max() >= n_images or np.any(i >= j):
-    raise InputError(
-      f'pair indices must satisfy 0 <= i < j < n_images={n_images}'
-    )
-  if not all(np.isfinite(v).all() for v in [t, *ps]):
-    raise InputError('target and predictions must be finite')
-  # Pairs in the target's order: its sorted weights are the pair weights.
-  ot = np.argsort(t, kind='stable')
-  i, j, t = i[ot], j[ot], t[ot]
-  ps = [v[ot] for v in ps]
-  # Pads up to a multiple of the cumsum blocks are pairs of a phantom image
-  # n_images, drawn 0 times: weight 0, sorted last in every order.
-  pp = -(-p // (_B1 * _B2)) * _B1 * _B2
-  pad = np.arange(p, pp, dtype=np.int32)
-
-  def padded(v, fill):
-    return np.concatenate([v, np.full(pp - p, fill, v.dtype)])
-
-  ii, jj, lo, hi = [], [], [], []
-  for v in [t, *ps]:
-    o, lo_v, hi_v = _run_bounds(v)
-    ii.append(padded(i[o].astype(np.int32), n_images))
-    jj.append(padded(j[o].astype(np.int32), n_images))
-    lo.append(np.concatenate([lo_v, pad]))
-    hi.append(np.concatenate([hi_v, pad + 1]))
-  sd_t = t.std() or 1.0
-  x = [(t - t.mean()) / sd_t] + [(v - v.mean()) / (v.std() or 1.0) for v in ps]
-  d = [(t - v) / sd_t for v in ps]
-  consts = {
-    'i': np.stack(ii),  # [V, pp] pair images in each vector's sorted order
-    'j': np.stack(jj),
-    'lo': np.stack(lo),  # [V, pp] per pair: its tie run's sorted positions
-    'hi': np.stack(hi),  # [lo, hi) in each vector's order
-    'x': np.stack([padded(v, 0.0) for v in x]).astype(np.float32),
-    'd': np.stack([padded(v, 0.0) for v in d]).astype(np.float32),
-  }
-  return names, consts
-
-
-def _cumsum(ws: jax.Array) -> jax.Array:
-  """Inclusive cumulative sum along the last axis, exact, as int32.
-
-  ws: [V, pp] float32 integer weights below 2^24 / 4096. Two levels of
-  block matrix products with a triangle of ones (XLA's CPU cumsum is
-  several times slower); block sums stay below 2^24, so float32 is exact,
-  and the offsets between outer blocks add up in int32.
-  """
-  v, pp = ws.shape
-  u1 = jnp.triu(jnp.ones((_B1, _B1), jnp.float32))
-  u2 = jnp.triu(jnp.ones((_B2, _B2), jnp.float32))
-  # HIGHEST: full float32 products also where the default is TF32 (GPUs).
-  dot = functools.partial(jnp.matmul, precision=lax.Precision.HIGHEST)
-  y = dot(ws.reshape(-1, _B1), u1).reshape(v, -1, _B1)
-  t1 = y[..., -1]  # [V, pp / B1] block totals
-  y2 = dot(t1.reshape(-1, _B2), u2).reshape(v, -1, _B2)
-  t2 = y2[..., -1].astype(jnp.int32)  # [V, pp / (B1 B2)]
-  off2 = jnp.cumsum(t2, -1) - t2
-  off1 = (y2 - t1.reshape(y2.shape)).astype(jnp.int32) + off2[..., None]
-  out = y.astype(jnp.int32) + off1.reshape(v, -1)[..., None]
-  return out.reshape(v, pp)
-
-
-def _sum(x: jax.Array) -> jax.Array:
-  """Two-level float32 sum over the last axis (a multiple of _SUM_BLK)."""
-  return x.reshape(x.shape[:-1] + (-1, _SUM_BLK)).sum(-1).sum(-1)
-
-
-def _one_draw(c, consts):
-  """Spearman, Pearson and R^2 [K] each for one draw's counts c [n + 1]."""
-  ws = c[consts['i']] * c[consts['j']]  # [V, pp] weights, sorted orders
-  big_w = ws[0].astype(jnp.int32).sum()
-  cw = _cumsum(ws)  # [V, pp] inclusive
-  # Exclusive sums, materialized by the concatenation: XLA fuses a cheap
-  # producer into the gathers below, recomputing the block sums per
-  # gathered element (measured 10x slower).
-  e0 = jnp.concatenate([jnp.zeros_like(cw[:, :1]), cw], 1)
-  # A tie run at sorted positions [lo, hi) spans the cumulative weights
-  # (S, E] = (e0[lo], e0[hi]]: 2 * average rank - (W + 1) = S + E - W,
-  # exact, in pair order (no overflow: S - W <= 0).
-  lo, hi = consts['lo'], consts['hi']
-  ranks = jnp.stack(
-    [(e0[v][lo[v]] - big_w) + e0[v][hi[v]] for v in range(cw.shape[0])]
-  )
-  w = ws[0]  # pair order = the target's sorted order
-  scale = 1.0 / jnp.maximum(big_w, 1).astype(jnp.float32)
-  rk = ranks.astype(jnp.float32) * scale
-  rt, rp = rk[0], rk[1:]
-  wrt = w * rt
-  rho = _sum(wrt * rp) / jnp.sqrt(_sum(wrt * rt) * _sum(w * rp * rp))
-  x = consts['x']
-  xc = x - (_sum(w * x) * scale)[:, None]
-  sxx = _sum(w * xc * xc)
-  r = _sum(w * xc[0] * xc[1:]) / jnp.sqrt(sxx[0] * sxx[1:])
-  ss_res = _sum(w * consts['d'] * consts['d'])
-  ss_tot = sxx[0]
-  safe = jnp.where(ss_tot > 0, ss_tot, 1.0)
-  r2 = jnp.where(
-    ss_tot > 0, 1.0 - ss_res / safe, jnp.where(ss_res > 0, 0.0, 1.0)
-  )
-  r2 = jnp.where(big_w > 0, r2, jnp.nan)  # no pair drawn
-  return rho, r, r2
-
-
-@jax.jit
-def _draws(counts, consts):
-  zero = jnp.zeros((counts.shape[0], 1), jnp.float32)  # the phantom image
-  c = jnp.concatenate([counts.astype(jnp.float32), zero], 1)
-  return lax.map(lambda ci: _one_draw(ci, consts), c)
-
-
-def weighted_pair_stats(
-  i, j, preds: dict, target, counts, n_images: int | None = None
-) -> dict[str, dict[str, np.ndarray]]:
-  """Spearman, Pearson and R^2 of each prediction for given image counts.
-
-  Draw b weights pair (i, j) by counts[b, i] * counts[b, j]: the statistic
-  of the multiset in which image k comes counts[b, k] times (pairs of two
-  copies of one image left out). All-ones counts give the plain statistics.
-
-  Args:
-    i, j: [P] int pair images, 0 <= i < j < n_images (any subset of pairs).
-    preds: name -> [P] predicted dissimilarities.
-    target: [P] true dissimilarities.
-    counts: [B, n_images] non-negative int counts (`bootstrap_counts`).
-    n_images: image-set size (default counts.shape[1]).
-
-  Returns:
-    name -> {'spearman', 'pearson', 'r2'} -> [B] float64.
-  """
-  counts = np.asarray(counts)
-  if counts.ndim != 2:
-    raise InputError(f'counts shape {counts.shape}: pass [B, n_images]')
-  n = counts.shape[1] if n_images is None else int(n_images)
-  if counts.shape[1] != n:
-    raise InputError(f'counts shape {counts.shape}: pass [B, {n}]')
-  return _run(_prepare(i, j, preds, target, n), counts)
-
-
-def _run(prepared, counts: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-  """`weighted_pair_stats` of `_prepare`d pairs: chunks of draws."""
-  names, consts = prepared
-  n = counts.shape[1]
-  # Exact float32 block sums need weights below 2^24 / 4096 (counts < 64);
-  # the total weight must fit int32.
-  cmax = int(counts.max())
-  p = consts['x'].shape[1]
-  if counts.min() < 0 or cmax * cmax * _B1 * _B2 >= 2**24:
-    raise InputError(f'counts in [{counts.min()}, {cmax}]: need 0 to 63')
-  if min(n * n // 2, p * cmax * cmax) >= 2**31:
-    raise InputError(f'{p} pairs, counts up to {cmax}: total weight > int32')
-  consts = jax.tree.map(jnp.asarray, consts)
-  b = counts.shape[0]
-  chunk = min(_CHUNK, b)
-  out = []
-  for s in range(0, b, chunk):
-    part = counts[s : s + chunk]
-    fill = chunk - part.shape[0]
-    if fill:
-      part = np.concatenate([part, np.ones((fill, n), part.dtype)])
-    got = _draws(jnp.asarray(part, jnp.int32), consts)
-    out.append([np.asarray(g, np.float64)[: chunk - fill] for g in got])
-  cols = [np.concatenate([o[q] for o in out]) for q in range(3)]
-  return {
-    name: {s: cols[q][:, k] for q, s in enumerate(PAIR_STATS)}
-    for k, name in enumerate(names)
-  }
-
-
 def bootstrap_pair_scores(
   i,
   j,
@@ -412,7 +200,7 @@ def bootstrap_pair_scores(
   counts = np.concatenate(
     [np.ones((1, n_images), np.int32), bootstrap_counts(n_images, n_boot, seed)]
   )
-  got = _run(_prepare(i, j, preds, target, n_images), counts)
+  got = run_draws(prepare_pairs(i, j, preds, target, n_images), counts)
   out = {}
   for name in preds:
     out[name] = {

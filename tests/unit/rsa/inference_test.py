@@ -17,7 +17,7 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import r2_score
 
 from rdmjax.errors import InputError
-from rdmjax.rsa import compare
+from rdmjax.rsa import _weighted, compare
 from rdmjax.rsa import inference as rstats
 from rdmjax.rsa import rdm as kernels
 
@@ -137,7 +137,7 @@ def test_sum_does_not_depend_on_the_reduce_order():
   x[:, :n] = 1.0
   x[:, 0] = 2.0**25
   x[1] = x[1, ::-1]
-  got = np.asarray(rstats._sum(jnp.asarray(x)), np.float64)
+  got = np.asarray(_weighted._sum(jnp.asarray(x)), np.float64)
   np.testing.assert_array_equal(got, 2.0**25 + 4096)
   assert np.cumsum(x[0])[-1] != 2.0**25 + 4096  # a sequential float32 sum
 
