@@ -46,7 +46,8 @@ def get_config(arg=None):
   # A group run: '' (one subject, data.subject), 'all' or 'subj01,subj02':
   # the pipeline per subject into WORKDIR/subjNN, then --mode=group.
   c.data.subjects = ''
-  # The synthetic population of a group run (synthetic.write_population).
+  # The synthetic population of a group run
+  # (synthetic_population.write_population).
   c.data.population = ml_collections.ConfigDict(
     dict(
       n_subjects=8,

@@ -11,14 +11,19 @@ incomplete). The generative model and the extras' contents: README.md, "The
 synthetic subject".
 
 Any size is written in bounded memory (peak RSS 1.1 GB at NSD subj01's
-10,000 images, 39,548 vertices and 425 px; ~14 min on 2 CPU cores): images are rendered, saved and
-filtered IMAGE_CHUNK at a time, keeping only their filter channels; each
-hemisphere's random parameters are drawn up front (O(v)), then its signal,
-trials and z-scoring are computed VERTEX_CHUNK vertices at a time and
-written straight into the `.npy` files. Deterministic in the seed, and the
-values do not depend on the chunk sizes: every random stream is keyed by
+10,000 images, 39,548 vertices and 425 px; ~14 min on 2 CPU cores): images
+are rendered and filtered IMAGE_BLOCK at a time and saved IMAGE_CHUNK at a
+time, keeping only their filter channels; each hemisphere's random
+parameters are drawn up front (O(v)), then its signal, trials and z-scoring
+are computed VERTEX_BLOCK vertices at a time and written VERTEX_CHUNK at a
+time straight into the `.npy` files. Deterministic in the seed, and the
+bytes do not depend on the chunk sizes: every random stream is keyed by
 the seed and a fixed block (IMAGE_BLOCK images rendered by one generator,
-VERTEX_BLOCK vertices' trial noise from one), and chunks are whole blocks.
+VERTEX_BLOCK vertices' trial noise from one), everything is computed per
+fixed block too (a BLAS kernel, so a product's rounding, is chosen by its
+shape), and chunks, whole blocks, only group the reads and writes. (Another
+machine's BLAS may round the products otherwise: the files are bitwise
+the same on one machine, to ~1e-6 across machines.)
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import json
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from rdmjax.data import embeddings as embeddings_lib
 from rdmjax.data.algonauts import read_columns
@@ -61,14 +68,16 @@ FORMAT_VERSION = 2
 N_FSAVERAGE = 163842
 N_NSD = 73000
 HEMIS = ('lh', 'rh')
-# Random streams come per block (fixed: they set the values); work proceeds
-# per chunk of whole blocks (chunk sizes only bound the memory: two image
-# chunks and one vertex chunk's [n_images, n_repeats, chunk] trials held).
+SUBJECTS = tuple(f'subj0{k}' for k in range(1, 9))
+# Random streams and computations come per block (fixed: they set the
+# values); reads and writes per chunk of whole blocks (chunk sizes only set
+# the memory: two image chunks and one vertex chunk's [n_images, chunk]
+# responses held, plus one block's [n_images, n_repeats, block] trials).
 IMAGE_BLOCK, IMAGE_CHUNK = 32, 128
 VERTEX_BLOCK, VERTEX_CHUNK = 256, 1024
 # The streams' keys (SeedSequence spawn keys, after the seed).
 _IDS, _LATENTS, _RENDER, _MAPS, _REPS, _HEMI, _NOISE, _ROIS, _EMBED = range(9)
-_POP = 9  # a population's shared image pool
+POOL_KEY = 9  # a population's shared image pool (`synthetic_population`)
 
 
 def extras_dir(root: str | os.PathLike, subject: str = 'subj01') -> Path:
@@ -204,10 +213,6 @@ def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
   Returns:
     chan: [n, 15, POOL_RES**2] f32, `filter_channels` of every image.
   """
-  from concurrent.futures import ThreadPoolExecutor
-
-  from tqdm import tqdm
-
   n, n_train, size = ids.size, p['n_train'], p['image_size']
   folders = []
   for stem in ('training_split/training', 'test_split/test'):
@@ -243,7 +248,10 @@ def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
         pool.submit(save, i, images[i - sl.start])
         for i in range(sl.start, sl.stop)
       ]
-      chan[sl] = filter_channels(images)
+      for b in _chunks(sl.stop, IMAGE_BLOCK, IMAGE_BLOCK, sl.start):
+        chan[b] = filter_channels(
+          images[b.start - sl.start : b.stop - sl.start]
+        )
     for f in pending:
       f.result()
     bar.update(len(pending))
@@ -267,9 +275,22 @@ def _write_cols(path: Path, cols: slice, x: np.ndarray) -> None:
   del f
 
 
+def _vertex_block(p, k, prm, feats, n_reps, b: slice):
+  """(measured, noiseless) [n, len(b)] f32 of one VERTEX_BLOCK b of
+  hemisphere k: its own noise stream, and products and reductions of one
+  fixed shape (a BLAS kernel is chosen by shape), whatever the chunk."""
+  n, n_rep = n_reps.size, p['n_repeats']
+  rng = _rng(p['seed'], _NOISE, k, b.start // VERTEX_BLOCK)
+  noise = rng.standard_normal((n, n_rep, b.stop - b.start), np.float32)
+  shared = prm['factors'] @ prm['load'][:, b]
+  sig = hemi_signal(feats, prm, b)
+  return measure(sig, prm['ncsnr'][b], n_reps, noise, shared)
+
+
 def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
-  """Writes one hemisphere's measured and noiseless responses, in chunks."""
-  hemi, n_train, n_rep = HEMIS[k], p['n_train'], p['n_repeats']
+  """Writes one hemisphere's measured and noiseless responses: computed per
+  VERTEX_BLOCK, written per VERTEX_CHUNK."""
+  hemi, n_train = HEMIS[k], p['n_train']
   n, v = n_reps.size, prm['prf'].size
   files = {
     'saved': (
@@ -285,21 +306,13 @@ def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
     _new_npy(train, (n_train, v))
     _new_npy(test, (n - n_train, v))
   for cols in _chunks(v, VERTEX_BLOCK, VERTEX_CHUNK):
-    noise = np.empty((n, n_rep, cols.stop - cols.start), np.float32)
+    out = {
+      key: np.empty((n, cols.stop - cols.start), np.float32) for key in files
+    }
     for b in _chunks(cols.stop, VERTEX_BLOCK, VERTEX_BLOCK, cols.start):
-      rng = _rng(p['seed'], _NOISE, k, b.start // VERTEX_BLOCK)
-      noise[:, :, b.start - cols.start : b.stop - cols.start] = (
-        rng.standard_normal((n, n_rep, b.stop - b.start), np.float32)
-      )
-    shared = prm['factors'] @ prm['load'][:, cols]
-    sig = hemi_signal(feats, prm, cols)
-    out = dict(
-      zip(
-        ('saved', 'clean'),
-        measure(sig, prm['ncsnr'][cols], n_reps, noise, shared),
-      )
-    )
-    del noise, shared, sig
+      got = _vertex_block(p, k, prm, feats, n_reps, b)
+      for key, x in zip(('saved', 'clean'), got):
+        out[key][:, b.start - cols.start : b.stop - cols.start] = x
     for key, (train, test) in files.items():
       _write_cols(train, cols, out[key][:n_train])
       _write_cols(test, cols, out[key][n_train:])
@@ -310,11 +323,11 @@ def _generate(
 ) -> None:
   """Writes a subject into subj/ and its extras into extras/ (not params).
 
-  pool: a population's images (`population_pool`) and this subject's rows
-  of it ('rows', train then test): the images, their latents, latent
-  features' model and embeddings come from the pool (the same image, the
-  same everything, in every subject); ROIs, vertices, repeats and noise
-  from the subject's own seed."""
+  pool: a population's images (`synthetic_population.population_pool`) and
+  this subject's rows of it ('rows', train then test): the images, their
+  latents, latent features' model and embeddings come from the pool (the
+  same image, the same everything, in every subject); ROIs, vertices,
+  repeats and noise from the subject's own seed."""
   n_train, n_test = p['n_train'], p['n_test']
   n_rep, seed = p['n_repeats'], p['seed']
   n = n_train + n_test
@@ -409,7 +422,7 @@ def write_subject(
 ) -> Path:
   """Writes a synthetic subject in the Algonauts layout (see module doc).
 
-  (`_pool`: used by `write_population`.)
+  (`_pool`: used by `synthetic_population.write_population`.)
 
   Written into a temporary folder and renamed into place; `params.json` in
   `extras_dir` is written last, so a subject without it is incomplete.
@@ -484,149 +497,3 @@ def ensure_subject(
     except ValueError:
       pass
   return write_subject(root, subject, progress=progress, **kwargs)
-
-
-SUBJECTS = tuple(f'subj0{k}' for k in range(1, 9))
-
-
-def population_pool(
-  n_images: int, image_size: int, seed: int
-) -> dict[str, object]:
-  """A population's images: NSD ids, latents, rendered images, standardised
-  latent matrix, the latent-feature model and the embeddings, all keyed by
-  the population seed (an image is the same in every subject)."""
-  ids = np.sort(_rng(seed, _POP, 0).choice(N_NSD, n_images, replace=False))
-  lat = draw_latents(_rng(seed, _POP, 1), n_images)
-  images = np.empty((n_images, image_size, image_size, 3), np.uint8)
-  for b in _chunks(n_images, IMAGE_BLOCK, IMAGE_BLOCK):
-    part = {k: x[b] for k, x in lat.items()}
-    rng = _rng(seed, _POP, 2, b.start // IMAGE_BLOCK)
-    images[b] = render(part, image_size, rng)
-  z = standardise(latent_matrix(lat))
-  return dict(
-    ids=ids,
-    lat=lat,
-    images=images,
-    z=z,
-    maps=random_maps(_rng(seed, _POP, 3), z.shape[1]),
-    emb=synthetic_embeddings(lat, _rng(seed, _POP, 4)),
-  )
-
-
-def _population_plan(n_subjects, n_shared, n_train, n_test, nv_lh, nv_rh, seed):
-  """Per subject: pool rows (train, test) and vertex counts. The first
-  n_shared pool images are in every subject's training set (as NSD's
-  shared images); each subject's other images are its own."""
-  if not 1 <= n_subjects <= 8 or not 2 <= n_shared <= n_train - 2:
-    raise InputError(
-      f'synthetic population: n_subjects={n_subjects} must lie in [1, 8] '
-      f'and n_shared={n_shared} in [2, n_train - 2 = {n_train - 2}]'
-    )
-  own = n_train - n_shared + n_test
-  rng = _rng(seed, _POP, 5)
-  scale = rng.uniform(0.85, 1.15, (n_subjects, 2))
-  plans, start = [], n_shared
-  for k in range(n_subjects):
-    mine = np.arange(start, start + own)
-    start += own
-    train = np.sort(np.concatenate([np.arange(n_shared), mine[: own - n_test]]))
-    plans.append(
-      dict(
-        subject=SUBJECTS[k],
-        rows=np.concatenate([train, mine[own - n_test :]]),
-        n_vertices_lh=int(round(nv_lh * scale[k, 0])),
-        n_vertices_rh=int(round(nv_rh * scale[k, 1])),
-        seed=int(seed) * 1000 + k + 1,
-      )
-    )
-  return plans, start
-
-
-def write_population(
-  root: str | os.PathLike,
-  *,
-  n_subjects: int = 8,
-  n_shared: int = 150,
-  n_train: int = 400,
-  n_test: int = 50,
-  n_vertices_lh: int = 700,
-  n_vertices_rh: int = 760,
-  image_size: int = 64,
-  n_repeats: int = 3,
-  seed: int = 0,
-  progress: bool = True,
-) -> list[Path]:
-  """Writes subj01 ... subjNN under root, each in the Algonauts layout, from
-  one latent model: the first n_shared images (by NSD id) are in every
-  subject's training set, the others are each subject's own; images,
-  embeddings and the latent-to-feature model are shared, while each
-  subject has its own vertex counts (0.85 to 1.15 times the given ones),
-  ROI layout, repeats and noise. `root/synthetic_extras/population.json`
-  (written last) records the parameters.
-
-  Returns:
-    The subjects' folders.
-  """
-  desc = dict(
-    format_version=FORMAT_VERSION,
-    n_subjects=int(n_subjects),
-    n_shared=int(n_shared),
-    n_train=int(n_train),
-    n_test=int(n_test),
-    n_vertices_lh=int(n_vertices_lh),
-    n_vertices_rh=int(n_vertices_rh),
-    image_size=int(image_size),
-    n_repeats=int(n_repeats),
-    seed=int(seed),
-  )
-  plans, n_pool = _population_plan(
-    n_subjects, n_shared, n_train, n_test, n_vertices_lh, n_vertices_rh, seed
-  )
-  pool = population_pool(n_pool, image_size, seed)
-  root = Path(root)
-  marker = root / 'synthetic_extras' / 'population.json'
-  marker.unlink(missing_ok=True)
-  out = []
-  for plan in plans:
-    out.append(
-      write_subject(
-        root,
-        plan['subject'],
-        n_train=n_train,
-        n_test=n_test,
-        n_vertices_lh=plan['n_vertices_lh'],
-        n_vertices_rh=plan['n_vertices_rh'],
-        image_size=image_size,
-        n_repeats=n_repeats,
-        seed=plan['seed'],
-        progress=progress,
-        _pool=dict(pool, rows=plan['rows'], describe=desc),
-      )
-    )
-  marker.parent.mkdir(parents=True, exist_ok=True)
-  tmp = marker.with_suffix('.tmp')
-  tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
-  os.replace(tmp, marker)
-  return out
-
-
-def ensure_population(root: str | os.PathLike, **kwargs) -> list[Path]:
-  """The population under root, written only if absent, incomplete or made
-  with other parameters (keyword arguments as `write_population`)."""
-  root = Path(root)
-  marker = root / 'synthetic_extras' / 'population.json'
-  n = int(kwargs.get('n_subjects', 8))
-  if marker.is_file():
-    want = inspect.signature(write_population).parameters
-    desc = {
-      k: int(kwargs.get(k, v.default))
-      for k, v in want.items()
-      if v.kind == v.KEYWORD_ONLY and k != 'progress' and not k.startswith('_')
-    }
-    try:
-      have = json.loads(marker.read_text())
-    except ValueError:
-      have = None
-    if have == dict(desc, format_version=FORMAT_VERSION):
-      return [root / s for s in SUBJECTS[:n]]
-  return write_population(root, **kwargs)

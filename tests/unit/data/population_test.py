@@ -4,7 +4,7 @@ each subject its own vertices and noise (issue 12's known answers)."""
 import numpy as np
 import pytest
 
-from rdmjax.data import algonauts, embeddings, synthetic
+from rdmjax.data import algonauts, embeddings, synthetic, synthetic_population
 from rdmjax.rsa import group
 
 SMALL = dict(
@@ -22,7 +22,7 @@ SMALL = dict(
 @pytest.fixture(scope='module')
 def pop(tmp_path_factory):
   root = tmp_path_factory.mktemp('pop')
-  synthetic.ensure_population(root, **SMALL)
+  synthetic_population.ensure_population(root, **SMALL)
   subs = {
     s: algonauts.load_subject(root, s) for s in ('subj01', 'subj02', 'subj03')
   }
@@ -69,5 +69,5 @@ def test_subjects_agree_on_shared_images_beyond_chance(pop):
 def test_rewrites_only_on_other_parameters(pop):
   root, _ = pop
   before = (root / 'subj01' / 'training_split').stat().st_mtime_ns
-  synthetic.ensure_population(root, **SMALL)
+  synthetic_population.ensure_population(root, **SMALL)
   assert (root / 'subj01' / 'training_split').stat().st_mtime_ns == before
