@@ -7,7 +7,7 @@ responses `{lh,rh}_{train,test}.npy`, [n, v] float32, read by `noiseless`,
 and `latents.npz`: `latents_{train,test}` [n, 21] named by `latent_names`,
 and `n_reps_train`, the repeats averaged per training image; all read by
 `read_extras`) and `params.json` (written last: a subject without it is
-incomplete). The generative model and the extras' contents: README.md, "The
+incomplete). The generative model and the extras' contents: docs/data.md, "The
 synthetic subject".
 
 Any size is written in bounded memory (peak RSS 1.1 GB at NSD subj01's
