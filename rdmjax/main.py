@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging as std_logging
 import os
 import sys
 
@@ -103,6 +104,16 @@ def _distributed(group_run: bool) -> tuple[int, int]:
   return 0, 1
 
 
+def _quiet_logs() -> None:
+  """Without --verbosity (-v) on the command line, INFO logs stay hidden:
+  rdmjax's own (the stage lines are printed) and third-party ones such as
+  fontTools' font subsetting, matplotlib's and orbax's. Warnings stay."""
+  if flags.FLAGS['verbosity'].present:
+    return
+  logging.set_verbosity(logging.WARNING)
+  std_logging.getLogger().setLevel(std_logging.WARNING)
+
+
 def _fail(message: str) -> None:
   print(f'rdmjax: error: {message}', file=sys.stderr)
   sys.exit(2)
@@ -118,9 +129,14 @@ def main(argv: list[str]) -> None:
     'bench',
   )
   task = _distributed(group_run) if _DISTRIBUTED.value else (0, 1)
+  _quiet_logs()
   if _CACHE.value:
     cache = os.path.expanduser(_CACHE.value)
     jax.config.update('jax_compilation_cache_dir', cache)
+    # Every program of a run is kept, not only those that took over a
+    # second: a rerun of the same shapes then compiles (almost) nothing.
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
   logging.info(
     'process %d/%d, devices: %s',
     jax.process_index(),

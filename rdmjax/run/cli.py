@@ -406,6 +406,15 @@ def help_page() -> str:
     if name not in flags.FLAGS:
       continue
     out.append(_flag_line(name))
+  # absl's flag; rdmjax shows warnings only unless it is given (main.py).
+  out.append(
+    _wrap(
+      'Not given: warnings only (no INFO logs of rdmjax or of the libraries '
+      'it uses); 0: INFO logs too; 1: debug (-v N).',
+      6,
+      '  --verbosity=N',
+    )
+  )
   out += [
     '',
     *_lines(

@@ -1,8 +1,10 @@
 """Running stages on a workdir: one line per stage, its time, its state.
 
 `run_stages` runs `todo` in turn, reusing what an identical config finished
-(`rdmjax.run.workdir`), and logs each stage's wall time and peak memory as
-one JSON line (stdout and WORKDIR/timings.jsonl).
+(`rdmjax.run.workdir`), and logs each stage's wall time, peak memory and
+XLA compilation (count and seconds, from `jax.monitoring`) as one JSON line
+(stdout and WORKDIR/timings.jsonl), so that the work and the compile
+overhead show apart.
 """
 
 from __future__ import annotations
@@ -14,10 +16,42 @@ import resource
 import time
 from collections.abc import Sequence
 
+import jax
 from absl import logging
 
 from rdmjax import files, stages
 from rdmjax.run import workdir as workdir_lib
+
+# jax.monitoring's events: one duration per XLA program made (compiled, or
+# loaded from the persistent compilation cache), one event per cache hit.
+COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
+
+
+class Compiles:
+  """XLA programs made while active, those loaded from the persistent
+  cache, and the seconds spent (a context manager over jax.monitoring)."""
+
+  def __init__(self):
+    self.programs, self.from_cache, self.seconds = 0, 0, 0.0
+
+  def _duration(self, event: str, secs: float, **kw) -> None:
+    if event == COMPILE_EVENT:
+      self.programs += 1
+      self.seconds += secs
+
+  def _event(self, event: str, **kw) -> None:
+    if event == CACHE_HIT_EVENT:
+      self.from_cache += 1
+
+  def __enter__(self) -> Compiles:
+    jax.monitoring.register_event_duration_secs_listener(self._duration)
+    jax.monitoring.register_event_listener(self._event)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    jax.monitoring.unregister_event_duration_listener(self._duration)
+    jax.monitoring.unregister_event_listener(self._event)
 
 
 def run_stages(
@@ -42,8 +76,9 @@ def run_stages(
       continue
     logging.info('%sstage %s', f'{name}: ' if name else '', stage)
     t0 = time.perf_counter()
-    stages.run(stage, config, workdir)
-    log_time(workdir, stage, time.perf_counter() - t0, name)
+    with Compiles() as compiles:
+      stages.run(stage, config, workdir)
+    log_time(workdir, stage, time.perf_counter() - t0, name, compiles)
     if mark:
       workdir_lib.mark_done(workdir, stage, time.perf_counter() - t0)
 
@@ -56,11 +91,26 @@ def reused(workdir, stage: str) -> None:
   )
 
 
-def log_time(workdir, stage: str, wall_s: float, name: str = '') -> None:
+def log_time(
+  workdir,
+  stage: str,
+  wall_s: float,
+  name: str = '',
+  compiles: Compiles | None = None,
+) -> None:
   """One JSON line per finished stage: stdout and WORKDIR/timings.jsonl
-  (a group run's subject: its own, and `name/stage` on stdout)."""
+  (a group run's subject: its own, and `name/stage` on stdout): wall_s,
+  peak_rss_gb and, with compiles, programs (XLA programs made), from_cache
+  (of those, loaded from the persistent cache) and compile_s (the seconds
+  they took, within wall_s)."""
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB
   row = dict(stage=stage, wall_s=round(wall_s, 2), peak_rss_gb=round(peak, 2))
+  if compiles is not None:
+    row.update(
+      programs=compiles.programs,
+      from_cache=compiles.from_cache,
+      compile_s=round(compiles.seconds, 2),
+    )
   if files.is_writer():
     shown = dict(row, stage=f'{name}/{stage}') if name else row
     print(json.dumps(shown), flush=True)

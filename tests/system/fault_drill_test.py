@@ -50,6 +50,9 @@ def _cmd(workdir, *flags) -> list[str]:
     '-m',
     'rdmjax.main',
     f'--workdir={workdir}',
+    # The drill reads the INFO log lines ('stage X', resuming), which a run
+    # shows only when asked.
+    '--verbosity=0',
     *FLAGS,
     *flags,
   ]

@@ -1,9 +1,11 @@
-"""The entry point: the persistent compilation cache is on by default; each
-stage's time and peak memory go to stdout and timings.jsonl; a task of a
+"""The entry point: the persistent compilation cache is on by default and
+keeps every program; each stage's time, peak memory and XLA programs go to
+stdout and timings.jsonl; no INFO logs unless asked; a task of a
 multi-host group run knows its share."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +17,11 @@ from rdmjax.run import group
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_compilation_cache_fills_the_given_folder(tmp_path):
-  cache = tmp_path / 'xla_cache'
-  env = dict(
-    os.environ,
-    JAX_PLATFORMS='cpu',
-    XLA_FLAGS='',
-    # Cache even the tiny programs of this run (default: >= 1 s compiles).
-    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-  )
+INFO = re.compile(r'^I\d{4} ')  # an absl INFO line
+
+
+def _bench(tmp_path, cache, *flags):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   r = subprocess.run(
     [
       sys.executable,
@@ -33,6 +31,7 @@ def test_compilation_cache_fills_the_given_folder(tmp_path):
       '--config=configs/bench.py:tiny,fast',
       f'--workdir={tmp_path / "work"}',
       f'--compilation_cache={cache}',
+      *flags,
     ],
     capture_output=True,
     text=True,
@@ -41,15 +40,34 @@ def test_compilation_cache_fills_the_given_folder(tmp_path):
     timeout=300,
   )
   assert r.returncode == 0, r.stderr[-2000:]
+  return r
+
+
+def _rows(tmp_path):
+  path = tmp_path / 'work' / 'timings.jsonl'
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_compilation_cache_keeps_every_program_and_timings_say_so(tmp_path):
+  """The cache keeps even the tiny programs (no 1 s threshold): a rerun
+  loads every program it makes; timings count them; the console shows no
+  INFO log lines unless --verbosity is given."""
+  cache = tmp_path / 'xla_cache'
+  r = _bench(tmp_path, cache)
   assert cache.is_dir() and any(cache.iterdir())
-  rows = [
-    json.loads(line)
-    for line in (tmp_path / 'work' / 'timings.jsonl').read_text().splitlines()
-  ]
+  rows = _rows(tmp_path)
   assert [r['stage'] for r in rows] == ['bench']
-  assert rows[0]['wall_s'] > 0 and rows[0]['peak_rss_gb'] > 0.05
+  first = rows[0]
+  assert first['wall_s'] > 0 and first['peak_rss_gb'] > 0.05
+  assert first['programs'] > 0 and first['compile_s'] >= 0
   printed = [json.loads(x) for x in r.stdout.splitlines() if '"stage"' in x]
   assert printed == rows
+  assert not [x for x in r.stderr.splitlines() if INFO.match(x)]
+  again = _bench(tmp_path, cache, '--verbosity=0')
+  second = _rows(tmp_path)[-1]
+  assert second['programs'] == first['programs']
+  assert second['from_cache'] == second['programs']
+  assert [x for x in again.stderr.splitlines() if INFO.match(x)]
 
 
 @pytest.mark.parametrize(
