@@ -466,9 +466,16 @@ def write_subject(
   marker = extras / 'params.json'
   if _pool is not None:
     p = dict(p, population=_pool['describe'])
-  marker.with_suffix('.tmp').write_text(json.dumps(p, indent=1, sort_keys=True))
-  os.replace(marker.with_suffix('.tmp'), marker)
+  write_marker(marker, p)
   return target
+
+
+def write_marker(path: Path, params: dict) -> None:
+  """Writes the parameters a subject or population was made with, through
+  a temporary name (written last: its presence means complete)."""
+  tmp = path.with_suffix('.tmp')
+  tmp.write_text(json.dumps(params, indent=1, sort_keys=True))
+  os.replace(tmp, path)
 
 
 def ensure_subject(

@@ -148,9 +148,7 @@ def write_population(
       )
     )
   marker.parent.mkdir(parents=True, exist_ok=True)
-  tmp = marker.with_suffix('.tmp')
-  tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
-  os.replace(tmp, marker)
+  synthetic.write_marker(marker, desc)
   return out
 
 
