@@ -45,13 +45,15 @@ class Compiles:
       self.from_cache += 1
 
   def __enter__(self) -> Compiles:
-    jax.monitoring.register_event_duration_secs_listener(self._duration)
-    jax.monitoring.register_event_listener(self._event)
+    # The same bound-method objects register and unregister.
+    self._listeners = (self._duration, self._event)
+    jax.monitoring.register_event_duration_secs_listener(self._listeners[0])
+    jax.monitoring.register_event_listener(self._listeners[1])
     return self
 
   def __exit__(self, *exc) -> None:
-    jax.monitoring.unregister_event_duration_listener(self._duration)
-    jax.monitoring.unregister_event_listener(self._event)
+    jax.monitoring.unregister_event_duration_listener(self._listeners[0])
+    jax.monitoring.unregister_event_listener(self._listeners[1])
 
 
 def run_stages(
