@@ -33,11 +33,10 @@ import json
 import os
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from rdmjax.data import embeddings as embeddings_lib
@@ -48,6 +47,7 @@ from rdmjax.data.synthetic_images import (
   draw_latents,
   filter_channels,
   latent_matrix,
+  png_bytes,
   render,
 )
 from rdmjax.data.synthetic_model import (
@@ -70,10 +70,12 @@ N_NSD = 73000
 HEMIS = ('lh', 'rh')
 SUBJECTS = tuple(f'subj0{k}' for k in range(1, 9))
 # Random streams and computations come per block (fixed: they set the
-# values); reads and writes per chunk of whole blocks (chunk sizes only set
-# the memory: two image chunks and one vertex chunk's [n_images, chunk]
-# responses held, plus one block's [n_images, n_repeats, block] trials).
-IMAGE_BLOCK, IMAGE_CHUNK = 32, 128
+# values); images are made a block per thread (IMAGE_WORKERS threads, None:
+# one per CPU), responses written per chunk of whole blocks (chunk sizes and
+# workers only set the memory and the speed: one block's images per worker
+# and one vertex chunk's [n_images, chunk] responses held, plus one block's
+# [n_images, n_repeats, block] trials).
+IMAGE_BLOCK, IMAGE_WORKERS = 32, None
 VERTEX_BLOCK, VERTEX_CHUNK = 256, 1024
 # The streams' keys (SeedSequence spawn keys, after the seed).
 _IDS, _LATENTS, _RENDER, _MAPS, _REPS, _HEMI, _NOISE, _ROIS, _EMBED = range(9)
@@ -201,14 +203,28 @@ def _chunks(stop: int, block: int, chunk: int, start: int = 0):
     yield slice(i, min(i + step, stop))
 
 
+def _image_workers() -> int:
+  """Threads rendering, saving and filtering image blocks: IMAGE_WORKERS,
+  or one per CPU this process may run on."""
+  if IMAGE_WORKERS:
+    return IMAGE_WORKERS
+  return (
+    len(os.sched_getaffinity(0))
+    if hasattr(os, 'sched_getaffinity')
+    else (os.cpu_count() or 1)
+  )
+
+
 def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
-  """Renders, saves and filters the images, IMAGE_CHUNK at a time.
+  """Renders, saves and filters the images, one IMAGE_BLOCK per task.
 
   pre: [n, s, s, 3] uint8 images rendered already (a population's pool),
   saved and filtered instead of rendered.
 
-  PNG encoding (PIL releases the GIL) runs in threads while the next chunk
-  renders: at most two chunks of images are held.
+  Each of `_image_workers()` threads renders a block (its own generator),
+  writes its PNGs and filters it: numpy's loops, the noise generator,
+  zlib and file writes release the GIL, so the threads run in parallel,
+  each holding one block's images and their float work arrays.
 
   Returns:
     chan: [n, 15, POOL_RES**2] f32, `filter_channels` of every image.
@@ -219,42 +235,33 @@ def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
     folders.append(subj / f'{stem}_images')
     folders[-1].mkdir(parents=True)
 
-  def save(i, image):
-    split, j = ('train', i) if i < n_train else ('test', i - n_train)
-    name = f'{split}-{j + 1:04d}_nsd-{ids[i]:05d}.png'
-    Image.fromarray(image, 'RGB').save(
-      folders[split == 'test'] / name, compress_level=1
-    )
+  def block(b: slice) -> None:
+    if pre is not None:
+      images = pre[b]
+    else:
+      rng = _rng(p['seed'], _RENDER, b.start // IMAGE_BLOCK)
+      images = render({k: x[b] for k, x in lat.items()}, size, rng)
+    for i, image in zip(range(b.start, b.stop), images):
+      split, j = ('train', i) if i < n_train else ('test', i - n_train)
+      name = f'{split}-{j + 1:04d}_nsd-{ids[i]:05d}.png'
+      (folders[split == 'test'] / name).write_bytes(png_bytes(image))
+    chan[b] = filter_channels(images)
 
   chan = np.empty((n, 15, POOL_RES**2), np.float32)
+  blocks = list(_chunks(n, IMAGE_BLOCK, IMAGE_BLOCK))
   with (
-    ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool,
+    ThreadPoolExecutor(min(_image_workers(), len(blocks))) as pool,
     tqdm(total=n, desc='images', disable=not progress) as bar,
   ):
-    pending = []
-    for sl in _chunks(n, IMAGE_BLOCK, IMAGE_CHUNK):
-      images = np.empty((sl.stop - sl.start, size, size, 3), np.uint8)
-      for b in _chunks(sl.stop, IMAGE_BLOCK, IMAGE_BLOCK, sl.start):
-        if pre is not None:
-          images[b.start - sl.start : b.stop - sl.start] = pre[b]
-          continue
-        rng = _rng(p['seed'], _RENDER, b.start // IMAGE_BLOCK)
-        part = {k: x[b] for k, x in lat.items()}
-        images[b.start - sl.start : b.stop - sl.start] = render(part, size, rng)
-      for f in pending:
+    futures = {pool.submit(block, b): b for b in blocks}
+    try:
+      for f in as_completed(futures):
         f.result()
-      bar.update(len(pending))
-      pending = [
-        pool.submit(save, i, images[i - sl.start])
-        for i in range(sl.start, sl.stop)
-      ]
-      for b in _chunks(sl.stop, IMAGE_BLOCK, IMAGE_BLOCK, sl.start):
-        chan[b] = filter_channels(
-          images[b.start - sl.start : b.stop - sl.start]
-        )
-    for f in pending:
-      f.result()
-    bar.update(len(pending))
+        bar.update(futures[f].stop - futures[f].start)
+    except BaseException:  # a failed block (or ^C): skip the queued ones
+      for f in futures:
+        f.cancel()
+      raise
   return chan
 
 

@@ -143,6 +143,34 @@ def test_fmri_images_and_ids(root):
   assert meta['model'] == 'synthetic' and meta['layer'] == 'latents-partial'
 
 
+@pytest.mark.parametrize('size', [33, 64, 125])
+def test_render_blends_only_where_shapes_cover(monkeypatch, size):
+  """Each shape blended only inside its `_shape_box` gives the pixels of
+  blending it over the whole image (its alpha is 0 elsewhere), objects cut
+  by the image's edges included."""
+  lat = synthetic_images.draw_latents(np.random.default_rng(size), 48)
+  lat['x'][:8] = np.linspace(-0.1, 1.1, 8)  # partly or wholly off the image
+  got = synthetic_images.render(lat, size, np.random.default_rng(1))
+  monkeypatch.setattr(
+    synthetic_images, '_shape_box', lambda *a: (0, a[-1], 0, a[-1])
+  )
+  want = synthetic_images.render(lat, size, np.random.default_rng(1))
+  np.testing.assert_array_equal(got, want)
+  assert got.shape == (48, size, size, 3) and got.std() > 10
+
+
+@pytest.mark.parametrize('shape', [(1, 1), (3, 7), (64, 64)])
+def test_png_bytes_decode_to_the_pixels(shape):
+  import io
+
+  image = np.random.default_rng(0).integers(0, 256, (*shape, 3), np.uint8)
+  data = synthetic_images.png_bytes(image)
+  Image.open(io.BytesIO(data)).verify()  # chunk CRCs
+  with Image.open(io.BytesIO(data)) as img:
+    assert img.format == 'PNG' and img.mode == 'RGB'
+    np.testing.assert_array_equal(np.asarray(img), image)
+
+
 def test_noise_ceiling_file_matches_test_responses(root):
   # With all repeats averaged, corr(saved, noiseless) over images is
   # sqrt(noise ceiling) in expectation (the ceiling's definition).
@@ -195,18 +223,18 @@ def test_chunk_sizes_do_not_change_the_files(
   root, tmp_path, monkeypatch, chunk
 ):
   """Random streams and computations are per fixed block, so chunks of one
-  block (TINY: 5 image chunks and 2 + 2 vertex chunks, not 2 and 1 + 1) or
-  of everything write the same bytes (with the products shaped by the
-  chunks, OpenBLAS's Zen and Haswell kernels wrote other bits). Bitwise on
-  one machine only: another machine's BLAS kernel changes the last bits
-  whatever the chunks (OPENBLAS_CORETYPE=Zen vs SkylakeX: up to 8e-7 in
-  responses of sd 1)."""
+  block (TINY: 2 + 2 vertex chunks, not 1 + 1) or of everything, and one
+  image thread or more threads than blocks finishing in any order, write
+  the same bytes (with the products shaped by the chunks, OpenBLAS's Zen
+  and Haswell kernels wrote other bits). Bitwise on one machine only:
+  another machine's BLAS kernel changes the last bits whatever the chunks
+  (OPENBLAS_CORETYPE=Zen vs SkylakeX: up to 8e-7 in responses of sd 1)."""
   assert TINY['n_vertices_lh'] > synthetic.VERTEX_BLOCK
   if chunk == 'one block':
-    monkeypatch.setattr(synthetic, 'IMAGE_CHUNK', synthetic.IMAGE_BLOCK)
+    monkeypatch.setattr(synthetic, 'IMAGE_WORKERS', 1)
     monkeypatch.setattr(synthetic, 'VERTEX_CHUNK', 1)  # rounded up to a block
   else:
-    monkeypatch.setattr(synthetic, 'IMAGE_CHUNK', 10**6)
+    monkeypatch.setattr(synthetic, 'IMAGE_WORKERS', 7)
     monkeypatch.setattr(synthetic, 'VERTEX_CHUNK', 10**6)
   synthetic.write_subject(tmp_path, progress=False, **TINY)
   assert _all_arrays(tmp_path) == _all_arrays(root)
@@ -220,7 +248,9 @@ def test_memory_is_bounded_by_the_chunks(tmp_path, monkeypatch):
   is_writer()  # its first call imports (tens of MB traced)
   for name, size in (('IMAGE', 16), ('VERTEX', 64)):
     monkeypatch.setattr(synthetic, f'{name}_BLOCK', size)
-    monkeypatch.setattr(synthetic, f'{name}_CHUNK', size)
+  monkeypatch.setattr(synthetic, 'VERTEX_CHUNK', 64)
+  # One block in the works per thread: the bound, whatever the host's CPUs.
+  monkeypatch.setattr(synthetic, 'IMAGE_WORKERS', 2)
   small = dict(
     n_train=300, n_test=100, n_vertices_lh=250, n_vertices_rh=250, image_size=64
   )
