@@ -29,6 +29,7 @@ from rdmjax.rsa.rows import (
   PRECISIONS,
   _check_names,
   _check_shape,
+  _rows,
   _symmetrise,
   cast_for,
   check_input,
@@ -312,20 +313,31 @@ def rdm(
     z, sq, bad = _rows_host(x, metric)
     raise_bad_rows(bad, metric)
     return _rdm_blas(z, sq, metric)
+  d_valid = None
   if impl == 'xla' and d != width_bucket(d) and getattr(x, 'ndim', 0) == 2:
-    # Zero columns change no distance; the row means use the true width.
+    # Zero columns change no distance; the row means use the true width
+    # (a numpy scalar: a jnp one would compile a program of its own).
     x = _pad_columns(x, width_bucket(d))
-    x = check_input(x, metric, precision)
-    z, sq, bad = prepare_rows(x, metric, d_valid=jnp.int32(d))
-  else:
-    x = check_input(x, metric, precision)
-    z, sq, bad = prepare_rows(x, metric)
-  raise_bad_rows(bad, metric)
+    d_valid = np.int32(d)
+  x = check_input(x, metric, precision)
   if mesh is not None:
+    z, sq, bad = prepare_rows(x, metric, d_valid=d_valid)
+    raise_bad_rows(bad, metric)
     return _rdm_mesh(z, sq, mesh, metric, precision)
   n = x.shape[0]
   tile = max(int(tile or default_tile(n)), -(-n // 64))
-  return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile)
+  r, bad = _rdm_xla(x, d_valid, metric=metric, precision=precision, tile=tile)
+  raise_bad_rows(bad, metric)
+  return r
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
+def _rdm_xla(x, d_valid, *, metric: str, precision: str, tile: int):
+  """`prepare_rows` and `_rdm_blocks` as one program: (RDM [n, n], bad
+  rows [n]). One compile per (shape, metric), not two; the bad rows are
+  checked after (their RDM rows are NaN)."""
+  z, sq, bad = _rows(x, metric, d_valid=d_valid)
+  return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile), bad
 
 
 def _pad_columns(x, width: int):
