@@ -30,6 +30,7 @@ import numpy as np
 from jax import lax
 
 from rdmjax.errors import InputError
+from rdmjax.rsa.rows import width_bucket
 
 PAIR_STATS = ('spearman', 'pearson', 'r2')
 _B1, _B2 = 32, 128  # cumulative-sum blocks: _B1 * _B2 pairs per outer block
@@ -200,9 +201,17 @@ def _one_draw(c, consts):
 
 @jax.jit
 def _draws(counts, consts):
-  zero = jnp.zeros((counts.shape[0], 1), jnp.float32)  # the phantom image
-  c = jnp.concatenate([counts.astype(jnp.float32), zero], 1)
+  """counts: [B, N] int32, image n (the phantom) and those past it 0."""
+  c = counts.astype(jnp.float32)
   return lax.map(lambda ci: _one_draw(ci, consts), c)
+
+
+def count_width(n_images: int) -> int:
+  """Columns of the counts `_draws` takes: the n images, the phantom and
+  zeros up to a bucket (at least 128, then `width_bucket`), so image sets
+  of similar size (a run's test images, the leaked run's) share a
+  program. Images never paired weigh nothing: the same statistics."""
+  return max(128, width_bucket(n_images + 1))
 
 
 def weighted_pair_stats(
@@ -246,16 +255,19 @@ def run_draws(prepared, counts: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     raise InputError(f'counts in [{counts.min()}, {cmax}]: need 0 to 63')
   if min(n * n // 2, p * cmax * cmax) >= 2**31:
     raise InputError(f'{p} pairs, counts up to {cmax}: total weight > int32')
-  consts = jax.tree.map(jnp.asarray, consts)
+  # device_put, not jnp.asarray: that compiles a program per array shape.
+  consts = jax.device_put(consts)
   b = counts.shape[0]
   chunk = min(_CHUNK, b)
+  width = count_width(n)
   out = []
   for s in range(0, b, chunk):
-    part = counts[s : s + chunk]
-    fill = chunk - part.shape[0]
-    if fill:
-      part = np.concatenate([part, np.ones((fill, n), part.dtype)])
-    got = _draws(jnp.asarray(part, jnp.int32), consts)
+    part = np.zeros((chunk, width), np.int32)
+    real = min(chunk, b - s)
+    part[:real, :n] = counts[s : s + real]
+    part[real:, :n] = 1  # filler draws
+    fill = chunk - real
+    got = _draws(part, consts)
     out.append([np.asarray(g, np.float64)[: chunk - fill] for g in got])
   cols = [np.concatenate([o[q] for o in out]) for q in range(3)]
   return {

@@ -101,10 +101,13 @@ def display_matrix(
   Returns:
     [n, n] or [~size, ~size] f32 on the host.
   """
-  if order is not None:
-    r = _restrict(r, jnp.asarray(order))
   if r.shape[0] <= max_images:
-    return np.asarray(r)
+    # Small enough to see whole: reordered on the host (a gather of the
+    # same values, and no program compiled per n).
+    r = np.asarray(r)
+    return r if order is None else r[np.ix_(order, order)]
+  if order is not None:
+    r = _restrict(r, np.asarray(order, np.int32))
   return np.asarray(_block_mean(r, size))
 
 
@@ -241,7 +244,7 @@ def analyse(
   if keep_rdm is not None:
     keep_rdm(np.asarray(compare.upper_triangle(full)))
   rep_bias = None if reps is None else repeats.bias(full, reps, metric)
-  part = full if subset is None else _restrict(full, jnp.asarray(subset))
+  part = full if subset is None else _restrict(full, subset.astype(np.int32))
   del full
   others = dict(emb_rdms)
   if noiseless is not None:

@@ -54,12 +54,30 @@ def _upper(r: jax.Array) -> jax.Array:
   return r.ravel()[jnp.flatnonzero(upper.ravel(), size=n * (n - 1) // 2)]
 
 
-def upper_triangle(r) -> jax.Array:
-  """r: [n, n] -> [n(n-1)/2], the entries i < j in scipy squareform order."""
-  r = jnp.asarray(r)
+def _square(r) -> jax.Array:
+  """r as a checked [n, n] array; a host array put on the device
+  (`jnp.asarray` would compile a program per shape)."""
+  if not isinstance(r, (jax.Array, jax.core.Tracer)):
+    r = jax.device_put(np.asarray(r))
   if r.ndim != 2 or r.shape[0] != r.shape[1]:
     raise InputError(f'RDM shape {r.shape}: pass a square [n, n] matrix')
-  return _upper(r)
+  return r
+
+
+def upper_triangle(r) -> jax.Array:
+  """r: [n, n] -> [n(n-1)/2], the entries i < j in scipy squareform order."""
+  return _upper(_square(r))
+
+
+@jax.jit
+def _upper_mean(r: jax.Array) -> jax.Array:
+  return jnp.mean(_upper(r))
+
+
+def upper_mean(r) -> float:
+  """The mean of the entries i < j of r [n, n]: float32 sums, the value of
+  `jnp.mean(upper_triangle(r))` in one program instead of two."""
+  return float(_upper_mean(_square(r)))
 
 
 def _total(v: jax.Array) -> jax.Array:
@@ -278,7 +296,10 @@ def _kendall_parts(a, b):
 
 
 def _as_vector(r) -> jax.Array:
-  r = jnp.asarray(r, jnp.float32)
+  if isinstance(r, (jax.Array, jax.core.Tracer)):
+    r = r.astype(jnp.float32)
+  else:  # cast on the host: no program compiled per shape
+    r = jax.device_put(np.asarray(r, np.float32))
   if r.ndim == 2 and r.shape[0] == r.shape[1]:
     return upper_triangle(r)
   if r.ndim != 1:

@@ -291,7 +291,8 @@ def permutation_test(
     [np.arange(n, dtype=np.int32)[None], _permutations(n, n_perm, seed)]
   )
   inverses = np.argsort(perms, axis=1).astype(np.int32)
-  a_sq, b_up = jnp.asarray(a_sq), jnp.asarray(b_up)
+  # device_put, not jnp.asarray: that compiles a program per array shape.
+  a_sq, b_up = jax.device_put((a_sq, b_up))
   dots = []
   for s in range(0, n_perm + 1, _CHUNK):
     part, inv = perms[s : s + _CHUNK], inverses[s : s + _CHUNK]
@@ -299,7 +300,7 @@ def permutation_test(
     if real < _CHUNK:  # one compiled shape: pad with the identity
       part = np.concatenate([part, np.tile(perms[:1], (_CHUNK - real, 1))])
       inv = np.concatenate([inv, np.tile(perms[:1], (_CHUNK - real, 1))])
-    got = _perm_dots(a_sq, b_up, jnp.asarray(part), jnp.asarray(inv))
+    got = _perm_dots(a_sq, b_up, part, inv)
     dots.append(np.asarray(got, np.float64)[:real])
   dots = np.concatenate(dots)
   if norm > 0:

@@ -173,7 +173,9 @@ def rdm_stats(
   raise_bad_rows(bad, metric)
   tile = max(int(tile or default_tile(n)), int(np.ceil(np.sqrt(k))))
   kw = dict(metric=metric, precision=precision, tile=tile)
-  target = jnp.float32(0.0 if closest_to is None else closest_to)
+  # numpy scalars and arrays as arguments: a jnp constructor outside jit
+  # compiles a program of its own.
+  target = np.float32(0.0 if closest_to is None else closest_to)
   lo, hi, cl = jax.device_get(_topk_pass(z, sq, target, k=k, **kw))
   ext = [
     Extremes(np.asarray(e[1]), np.asarray(e[2]), np.asarray(e[3]))
@@ -182,7 +184,7 @@ def rdm_stats(
   if value_range is None:
     value_range = (float(ext[0].values[0]), float(ext[1].values[0]))
   edges = _histogram_edges(bins, value_range)
-  counts = np.asarray(_hist_pass(z, sq, jnp.asarray(edges), **kw))
+  counts = np.asarray(_hist_pass(z, sq, edges, **kw))
   return RdmStats(
     lowest=ext[0],
     highest=ext[1],
@@ -294,6 +296,15 @@ def _histogram_pass(r, edges, mean, *, block: int):
   return counts[:-1], ss
 
 
+def _as_f32(r):
+  """r as a float32 device array, with no compiled conversion: as it is
+  (float32 already) or cast by numpy and put on the device (the two passes
+  read it there)."""
+  if isinstance(r, (jax.Array, jax.core.Tracer)):
+    return r if r.dtype == jnp.float32 else r.astype(jnp.float32)
+  return jax.device_put(np.asarray(r, np.float32))
+
+
 def matrix_stats(
   r,
   *,
@@ -319,17 +330,18 @@ def matrix_stats(
   Returns:
     Summary(stats, mean, std), host values.
   """
-  r = jnp.asarray(r, jnp.float32)
+  r = _as_f32(r)
   n = r.shape[0]
   _check_k_bins(n, k, bins)
-  target = jnp.float32(0.0 if closest_to is None else closest_to)
+  # numpy scalars and arrays as arguments, as in `rdm_stats`.
+  target = np.float32(0.0 if closest_to is None else closest_to)
   ext, mean = jax.device_get(_summary_pass(r, target, k=k, block=block))
   ext = [Extremes(*(np.asarray(a) for a in e)) for e in ext]
   edges = _histogram_edges(
     bins, (float(ext[0].values[0]), float(ext[1].values[0]))
   )
   counts, ss = jax.device_get(
-    _histogram_pass(r, jnp.asarray(edges), jnp.float32(mean), block=block)
+    _histogram_pass(r, edges, np.float32(mean), block=block)
   )
   counts = np.asarray(counts, np.int64)
   std = np.sqrt(ss / (n * (n - 1) // 2))
