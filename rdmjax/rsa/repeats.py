@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats as sps
@@ -98,12 +99,19 @@ def noise_slope(sq_rows: np.ndarray, c: np.ndarray) -> float:
   return float((suy - su * sy / m) / (suu - su**2 / m))
 
 
-def _by_count(rdm, c: np.ndarray) -> dict[str, float]:
-  """Mean dissimilarity of the pairs of each count combination."""
+@jax.jit
+def _sums(r, onehot):
+  """One program for every device sum of `bias`, whatever the metric: the
+  row sums of r [n, n] and of r^2, and the sums per pair of counts [k, k]
+  (onehot: [n, k])."""
+  by_count = onehot.T @ (r @ onehot)
+  return jnp.sum(r, 1), by_count, jnp.sum(jnp.square(r), 1)
+
+
+def _by_count(sums: np.ndarray, onehot: np.ndarray, values) -> dict:
+  """Mean dissimilarity of the pairs of each count combination, from the
+  sums per pair of counts."""
   out = {}
-  values = np.unique(c)
-  onehot = jnp.asarray((c[:, None] == values[None]).astype(np.float32))
-  sums = np.asarray(onehot.T @ (rdm @ onehot), np.float64)
   size = np.outer(onehot.sum(0), onehot.sum(0)) - np.diag(onehot.sum(0))
   for x, rx in enumerate(values):
     for y, ry in enumerate(values):
@@ -127,23 +135,26 @@ def bias(rdm, c: np.ndarray, metric: str) -> dict | None:
     the same Spearman after subtracting S (1/r_i + 1/r_j) from squared
     distances}; None when every image has the same count.
   """
-  r = jnp.asarray(rdm, jnp.float32)
-  n = r.shape[0]
+  n = rdm.shape[0]
   c = np.asarray(c)
   if c.shape != (n,):
     raise InputError(f'{c.shape} repeat counts for an RDM of {n} images')
-  if np.unique(c).size < 2:
+  values = np.unique(c)
+  if values.size < 2:
     return None
-  rows = np.asarray(jnp.sum(r, 1), np.float64)
+  if not isinstance(rdm, jax.Array) or rdm.dtype != jnp.float32:
+    rdm = jax.device_put(np.asarray(rdm, np.float32))
+  onehot = (c[:, None] == values[None]).astype(np.float32)
+  rows, by_count, sq_rows = jax.device_get(_sums(rdm, onehot))
+  if metric == 'sqeuclidean':
+    sq_rows = rows  # the RDM holds the squares
+  rows = np.asarray(rows, np.float64)
   out = {
     'spearman': float(sps.spearmanr(rows / (n - 1), c).statistic),
-    'by_count': _by_count(r, c),
+    'by_count': _by_count(np.asarray(by_count, np.float64), onehot, values),
   }
   if metric in ('euclidean', 'sqeuclidean'):
-    sq = r if metric == 'sqeuclidean' else None
-    sq_rows = np.asarray(
-      jnp.sum(sq if sq is not None else jnp.square(r), 1), np.float64
-    )
+    sq_rows = np.asarray(sq_rows, np.float64)
     s = noise_slope(sq_rows, c)
     a = 1.0 / c
     # Row means of d^2 - S (a_i + a_j) over j != i.
