@@ -267,4 +267,4 @@ def target_mean(config, data: Data, n: int = 256) -> float:
   idx = data.split['train']
   pick = np.sort(rng.choice(idx, min(n, len(idx)), replace=False))
   r = rdm_lib.rdm(data.z[pick], config.pairs.metric)
-  return float(np.mean(compare.upper_triangle(r)))
+  return compare.upper_mean(r)

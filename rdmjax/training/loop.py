@@ -112,16 +112,43 @@ def init_state(config, d_in: int, tx, mesh, bias: float = 0.0):
 
   The output layer starts at 1% of its initial weights and the mean
   training target as bias, so the first steps learn the ranking, not the
-  offset (1 - r ~ 1).
+  offset (1 - r ~ 1). tx: `make_optimizer(config)`'s; the program is
+  compiled once for every run of the same model, optimizer and d_in (the
+  seed and bias are its arguments: the leaked run, folds and ROIs reuse
+  the main run's).
   """
   graphdef, _ = abstract_model(config, d_in)
-  rep = sharding.replicated(mesh)
   if config.model.output == 'sigmoid2':
     p = min(max(bias / 2.0, 1e-3), 1 - 1e-3)
     bias = float(np.log(p / (1 - p)))
+  init = _init_program(config, d_in, tx, mesh)
+  return graphdef, init(np.int32(config.seed), np.float32(bias))
 
-  def init(seed):
-    model = build_model(config.model, d_in, rngs=nnx.Rngs(seed))
+
+_INIT_PROGRAMS: dict = {}
+
+
+def _init_program(config, d_in: int, tx, mesh):
+  """The jitted init of `init_state`, one per model, optimizer (and
+  schedule length), d_in and mesh."""
+  key = (
+    json.dumps(config.model.to_dict(), sort_keys=True, default=str),
+    json.dumps(config.optim.to_dict(), sort_keys=True, default=str),
+    int(config.train.steps),
+    int(d_in),
+    mesh,
+  )
+  if key not in _INIT_PROGRAMS:
+    _INIT_PROGRAMS[key] = _make_init(config, d_in, tx, mesh)
+  return _INIT_PROGRAMS[key]
+
+
+def _make_init(config, d_in: int, tx, mesh):
+  rep = sharding.replicated(mesh)
+
+  def init(seed, bias):
+    # nnx.Rngs(int)'s key, from a traced seed.
+    model = build_model(config.model, d_in, rngs=nnx.Rngs(jax.random.key(seed)))
     if hasattr(model, 'out') and getattr(model.out, 'bias', None) is not None:
       model.out.bias.value = jnp.full_like(model.out.bias.value, bias)
       # A small output layer: the first predictions are the mean target, not
@@ -137,8 +164,7 @@ def init_state(config, d_in: int, tx, mesh, bias: float = 0.0):
       key=key,
     )
 
-  state = jax.jit(init, static_argnums=0, out_shardings=rep)(int(config.seed))
-  return graphdef, state
+  return jax.jit(init, out_shardings=rep)
 
 
 def make_train_step(graphdef, tx, lr_fn, config, mesh):
