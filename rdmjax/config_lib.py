@@ -35,8 +35,11 @@ STAGES = (
   'group',
   'bench',
   'tfds',
+  'report',
 )
 PIPELINE = ('data', 'rdm', 'train')
+# A run's config, saved in its workdir as JSON (`rdmjax.run.workdir`).
+SAVED_CONFIG = 'config.json'
 
 
 class UsageError(Exception):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any
 
-import jax
 import numpy as np
 from etils import epath
 
@@ -65,8 +65,12 @@ def dumps_results(results: dict[str, Any]) -> str:
 
 
 def is_writer() -> bool:
-  """True in the one process that writes a run's files (process 0)."""
-  return jax.process_index() == 0
+  """True in the one process that writes a run's files (process 0). A
+  process that has not imported JAX (a figure worker,
+  `rdmjax.report.figures`) is not one of a run's JAX processes: it writes
+  what it was given to."""
+  jax = sys.modules.get('jax')
+  return jax is None or jax.process_index() == 0
 
 
 def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:

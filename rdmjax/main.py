@@ -28,6 +28,7 @@ from ml_collections import config_flags
 
 from rdmjax import data, files, paths, stages
 from rdmjax.errors import InputError
+from rdmjax.report import plots
 from rdmjax.run import cli, group, pipeline, preflight
 from rdmjax.run import workdir as workdir_lib
 
@@ -80,6 +81,13 @@ _CACHE = flags.DEFINE_string(
   "JAX's persistent compilation cache folder: a rerun of the same shapes "
   "loads its programs instead of compiling them ('' = off).",
 )
+_VECTOR = flags.DEFINE_string(
+  'vector_figures',
+  None,
+  'Vector copies written beside each PNG figure: pdf, svg, both '
+  '(comma-separated) or none; default $RDMJAX_VECTOR_FIGURES, else none. '
+  '--mode=report makes them for a finished run.',
+)
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -127,9 +135,14 @@ def main(argv: list[str]) -> None:
     'synth',
     'group',
     'bench',
+    'report',
   )
   task = _distributed(group_run) if _DISTRIBUTED.value else (0, 1)
   _quiet_logs()
+  if _VECTOR.value is not None:
+    formats = [f.strip().lower() for f in _VECTOR.value.split(',')]
+    formats = [f for f in formats if f]
+    plots.VECTOR_FORMATS = () if formats == ['none'] else tuple(formats)
   if _CACHE.value:
     cache = os.path.expanduser(_CACHE.value)
     jax.config.update('jax_compilation_cache_dir', cache)
@@ -154,18 +167,21 @@ def main(argv: list[str]) -> None:
   owner = task[0] == 0 and files.is_writer()  # holds the workdir's state
   try:
     workdir.mkdir(parents=True, exist_ok=True)
+    plots.vector_formats()  # a bad --vector_figures stops here
     # Inputs checked before any long stage; may add the embed stage.
-    config, todo = preflight.plan(config, workdir, todo)
+    if mode != 'report':
+      config, todo = preflight.plan(config, workdir, todo)
     with workdir_lib.lock(workdir) if owner else contextlib.nullcontext():
       state = 'new'
-      if mode not in ('bench', 'group'):
+      if mode not in ('bench', 'group', 'report'):
         state = workdir_lib.check_config(workdir, config, remove=owner)
         if owner and state == 'new':  # only a run that starts writes it
           workdir_lib.write_config(workdir, config)
       if group_run:
         group.run_group(config, workdir, todo, task, state)
       else:
-        pipeline.run_stages(config, workdir, todo, state, mark=owner)
+        mark = owner and mode != 'report'
+        pipeline.run_stages(config, workdir, todo, state, mark=mark)
   except InputError as e:
     _fail(str(e))
   except Exception as e:

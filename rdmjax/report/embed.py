@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def markdown(result: dict[str, Any], subject: str) -> str:
+def markdown(result: dict[str, Any]) -> str:
+  subject = result['subject']
   rows = '\n'.join(
     f'| {k} | {result["dims"][k]} | `{result["paths"][k]}` |'
     for k in result['layers']

@@ -39,8 +39,10 @@ def pyplot():
 
 DPI = 200  # PNG resolution, dots per inch (and of images inside vectors)
 # The vector copies written beside each PNG (same name, suffix .pdf, .svg):
-# this tuple if set, else $RDMJAX_VECTOR_FIGURES (comma-separated, default
-# 'pdf'; '' for none: the tests, where each PDF would add ~0.7 s a figure).
+# this tuple if set (rdmjax --vector_figures), else $RDMJAX_VECTOR_FIGURES
+# (comma-separated; default none). Opt-in: a PDF costs about as much as its
+# PNG again (fonts subset and embedded), and `--mode=report` makes them
+# later from a finished run, for the figures a paper uses.
 VECTOR_FORMATS: tuple[str, ...] | None = None
 VECTOR_ENV = 'RDMJAX_VECTOR_FIGURES'
 _VECTORS = ('pdf', 'svg')
@@ -53,9 +55,10 @@ _METADATA = {'pdf': {'CreationDate': None}, 'svg': {'Date': None}}
 def vector_formats() -> tuple[str, ...]:
   """The vector formats `save_figure` writes by default (`VECTOR_FORMATS`)."""
   if VECTOR_FORMATS is not None:
-    got, where = tuple(VECTOR_FORMATS), 'plots.VECTOR_FORMATS'
+    got = tuple(VECTOR_FORMATS)
+    where = f'--vector_figures (plots.VECTOR_FORMATS) {",".join(got)}'
   else:
-    env = os.environ.get(VECTOR_ENV, 'pdf')
+    env = os.environ.get(VECTOR_ENV, '')
     got = tuple(f.strip().lower() for f in env.split(',') if f.strip())
     where = f'{VECTOR_ENV}={env!r}'
   bad = [f for f in got if f not in _VECTORS]
@@ -77,6 +80,9 @@ def save_figure(fig, path: Path, vector: Sequence[str] | None = None) -> Path:
 
   path = paths.path(path)
   formats = vector_formats() if vector is None else tuple(vector)
+  # A figure laid out by its engine (constrained) is saved as laid out:
+  # bbox_inches='tight' would draw it once more only to trim its margins.
+  tight = 'tight' if fig.get_layout_engine() is None else None
   if is_writer():
     with matplotlib.rc_context(_RC):
       for fmt in ('png', *formats):
@@ -85,7 +91,7 @@ def save_figure(fig, path: Path, vector: Sequence[str] | None = None) -> Path:
           buf,
           format=fmt,
           dpi=DPI,
-          bbox_inches='tight',
+          bbox_inches=tight,
           metadata=_METADATA.get(fmt),
         )
         out = path if fmt == 'png' else path.with_suffix(f'.{fmt}')

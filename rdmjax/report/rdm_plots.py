@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rdmjax.data import images
 from rdmjax.report.plots import (
   ceiling_lines,
   cluster_order,
@@ -26,15 +25,25 @@ from rdmjax.report.plots import (
 
 
 def images_and_responses(
-  subject, rois: Sequence[str], n_images: int = 4, path: Path = Path('x.png')
+  images: Sequence[np.ndarray],
+  titles: Sequence[str],
+  responses: dict[str, np.ndarray],
+  n_lh: dict[str, int],
+  title: str,
+  path: Path,
 ) -> Path:
-  """A few training images, each beside its response profile per ROI."""
+  """A few images, each beside its response profile per ROI.
+
+  Args:
+    images: [n] images (H, W, 3).
+    titles: [n] a title per image.
+    responses: ROI -> [n, v] the images' responses (lh vertices first).
+    n_lh: ROI -> its count of lh vertices (a dashed line between them).
+    title: the figure's title.
+    path: the PNG to write.
+  """
   plt = pyplot()
-  n = min(n_images, subject.n_images('train'))
-  idx = np.linspace(0, subject.n_images('train') - 1, n).astype(int)
-  imgs = images.load_images(
-    [subject.image_paths('train')[i] for i in idx], progress=False
-  )
+  n, rois = len(images), list(responses)
   fig, axes = plt.subplots(
     n,
     1 + len(rois),
@@ -42,18 +51,15 @@ def images_and_responses(
     squeeze=False,
     layout='constrained',
   )
-  for r, i in enumerate(idx):
-    axes[r, 0].imshow(imgs[r])
-    axes[r, 0].set_title(
-      f'train #{i} (nsd {subject.nsd_ids("train")[i]})', fontsize=8
-    )
+  for r in range(n):
+    axes[r, 0].imshow(images[r])
+    axes[r, 0].set_title(titles[r], fontsize=8)
     axes[r, 0].axis('off')
     for c, roi in enumerate(rois, start=1):
-      resp = subject.responses(roi, 'train', rows=[i])[0]
-      n_lh = subject.vertex_counts(roi)['lh']
+      resp = responses[roi][r]
       ax = axes[r, c]
       ax.plot(resp, lw=0.4, color='k')
-      ax.axvline(n_lh - 0.5, color='tab:red', lw=0.8, ls='--')
+      ax.axvline(n_lh[roi] - 0.5, color='tab:red', lw=0.8, ls='--')
       ax.set_xlim(0, len(resp))
       if r == 0:
         ax.set_title(f'{roi} ({len(resp)} vertices; lh | rh)', fontsize=9)
@@ -62,7 +68,7 @@ def images_and_responses(
       if c == 1:
         ax.set_ylabel('response', fontsize=8)
       ax.tick_params(labelsize=7)
-  fig.suptitle(f'{subject.name}: images and their fMRI responses', fontsize=10)
+  fig.suptitle(title, fontsize=10)
   return save_figure(fig, path)
 
 

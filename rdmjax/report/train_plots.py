@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rdmjax import paths
+from rdmjax.report import figures
 from rdmjax.report.plots import ceiling_lines, pyplot, save_figure
 
 
@@ -102,10 +103,15 @@ def test_figures(
 ) -> dict[str, str]:
   """Both test figures; returns name -> path relative to the workdir."""
   folder = paths.path(folder)
-  a = rdm_side_by_side(
-    mats['true'], mats['pred'], test, folder / f'{prefix}_test_rdms.png'
+  a = figures.draw(
+    rdm_side_by_side,
+    mats['true'],
+    mats['pred'],
+    test,
+    folder / f'{prefix}_test_rdms.png',
   )
-  b = scatter(
+  b = figures.draw(
+    scatter,
     mats['pred_pairs'],
     mats['true_pairs'],
     test,

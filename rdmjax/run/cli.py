@@ -402,6 +402,7 @@ def help_page() -> str:
     'config',
     'jax_distributed',
     'compilation_cache',
+    'vector_figures',
   ):
     if name not in flags.FLAGS:
       continue

@@ -1,10 +1,11 @@
 """Running stages on a workdir: one line per stage, its time, its state.
 
 `run_stages` runs `todo` in turn, reusing what an identical config finished
-(`rdmjax.run.workdir`), and logs each stage's wall time, peak memory and
-XLA compilation (count and seconds, from `jax.monitoring`) as one JSON line
-(stdout and WORKDIR/timings.jsonl), so that the work and the compile
-overhead show apart.
+(`rdmjax.run.workdir`), with the figures drawn by worker processes
+(`rdmjax.report.figures`), and logs each stage's wall time, peak memory,
+XLA compilation (count and seconds, from `jax.monitoring`) and the wait for
+its figures as one JSON line (stdout and WORKDIR/timings.jsonl), so that
+the work and the overhead show apart.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax
 from absl import logging
 
 from rdmjax import files, stages
+from rdmjax.report import figures
 from rdmjax.run import workdir as workdir_lib
 
 # jax.monitoring's events: one duration per XLA program made (compiled, or
@@ -72,17 +74,27 @@ def run_stages(
     mark: record each finished stage in the workdir (its owner does).
     name: a group run's subject, shown before the stage's name.
   """
-  for stage in todo:
-    if state == 'same' and workdir_lib.done(workdir, stage):
-      reused(workdir, stage)
-      continue
-    logging.info('%sstage %s', f'{name}: ' if name else '', stage)
-    t0 = time.perf_counter()
-    with Compiles() as compiles:
-      stages.run(stage, config, workdir)
-    log_time(workdir, stage, time.perf_counter() - t0, name, compiles)
-    if mark:
-      workdir_lib.mark_done(workdir, stage, time.perf_counter() - t0)
+  n = figures.default_workers()
+  workers = figures.Workers(n) if n and files.is_writer() else None
+  try:
+    for stage in todo:
+      if state == 'same' and workdir_lib.done(workdir, stage):
+        reused(workdir, stage)
+        continue
+      logging.info('%sstage %s', f'{name}: ' if name else '', stage)
+      t0 = time.perf_counter()
+      with (
+        Compiles() as compiles,
+        figures.collecting(workdir, stage, workers) as drawn,
+      ):
+        stages.run(stage, config, workdir)
+      wall = time.perf_counter() - t0
+      log_time(workdir, stage, wall, name, compiles, drawn)
+      if mark:
+        workdir_lib.mark_done(workdir, stage, wall)
+  finally:
+    if workers is not None:
+      workers.close()
 
 
 def reused(workdir, stage: str) -> None:
@@ -99,12 +111,15 @@ def log_time(
   wall_s: float,
   name: str = '',
   compiles: Compiles | None = None,
+  drawn: figures.Collected | None = None,
 ) -> None:
   """One JSON line per finished stage: stdout and WORKDIR/timings.jsonl
   (a group run's subject: its own, and `name/stage` on stdout): wall_s,
-  peak_rss_gb and, with compiles, programs (XLA programs made), from_cache
+  peak_rss_gb; with compiles, programs (XLA programs made), from_cache
   (of those, loaded from the persistent cache) and compile_s (the seconds
-  they took, within wall_s)."""
+  they took, within wall_s); with drawn, figures (how many) and figures_s
+  (the seconds the stage waited for them at its end, within wall_s); and
+  work_s, the rest of wall_s."""
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB
   row = dict(stage=stage, wall_s=round(wall_s, 2), peak_rss_gb=round(peak, 2))
   if compiles is not None:
@@ -113,6 +128,13 @@ def log_time(
       from_cache=compiles.from_cache,
       compile_s=round(compiles.seconds, 2),
     )
+  if drawn is not None:
+    row.update(figures=drawn.n, figures_s=round(drawn.wait_s, 2))
+  if compiles is not None or drawn is not None:
+    spent = (compiles.seconds if compiles else 0) + (
+      drawn.wait_s if drawn else 0
+    )
+    row['work_s'] = round(wall_s - spent, 2)
   if files.is_writer():
     shown = dict(row, stage=f'{name}/{stage}') if name else row
     print(json.dumps(shown), flush=True)

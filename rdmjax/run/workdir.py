@@ -28,11 +28,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from rdmjax import files, paths
+from rdmjax.config_lib import SAVED_CONFIG
 from rdmjax.errors import InputError
 
 LOCK = '.lock'
 DONE = 'stages_done.json'
-CONFIG = 'config.json'
+CONFIG = SAVED_CONFIG
 # Fields no finished stage's results depend on: what a rerun may change.
 IGNORED = (
   'resume',

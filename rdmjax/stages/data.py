@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
 from rdmjax import data, files, paths, report
-from rdmjax.report import rdm_plots
+from rdmjax.data import images
+from rdmjax.report import data as data_report
+from rdmjax.report import figures, rdm_plots
 
 
 def summarize(subject, rois) -> dict:
@@ -33,6 +36,26 @@ def summarize(subject, rois) -> dict:
   }
 
 
+def images_and_responses(subject, rois, path: Path, n_images: int = 4) -> Path:
+  """A few training images beside their responses per ROI
+  (`rdm_plots.images_and_responses`, drawn through `report.figures`)."""
+  n_train = subject.n_images('train')
+  idx = np.linspace(0, n_train - 1, min(n_images, n_train)).astype(int)
+  imgs = images.load_images(
+    [subject.image_paths('train')[i] for i in idx], progress=False
+  )
+  ids = subject.nsd_ids('train')
+  return figures.draw(
+    rdm_plots.images_and_responses,
+    imgs,
+    [f'train #{i} (nsd {ids[i]})' for i in idx],
+    {roi: subject.responses(roi, 'train', rows=idx) for roi in rois},
+    {roi: subject.vertex_counts(roi)['lh'] for roi in rois},
+    f'{subject.name}: images and their fMRI responses',
+    path=path,
+  )
+
+
 def run(config, workdir: str | Path) -> dict:
   workdir = paths.path(workdir)
   subject = data.subject_from_config(config, workdir)
@@ -41,27 +64,12 @@ def run(config, workdir: str | Path) -> dict:
   files.atomic_write(
     workdir / 'summary.json', json.dumps(summary, indent=2) + '\n'
   )
-  fig = rdm_plots.images_and_responses(
+  images_and_responses(
     subject,
-    rois=list(dict.fromkeys(rois)),
-    n_images=4,
+    list(dict.fromkeys(rois)),
     path=workdir / 'figures' / 'data_images_responses.png',
   )
   logging.info('data summary: %s', summary)
-  rows = [
-    [roi, c['lh'], c['rh']] for roi, c in summary['vertices_per_roi'].items()
-  ]
   report.update_results(workdir, 'data', summary)
-  report.write_section(
-    workdir,
-    'data',
-    f'## Data: {subject.name}\n\n'
-    f'{summary["images"]["train"]} training and '
-    f'{summary["images"]["test"]} test images; fMRI for '
-    f'{", ".join(summary["fmri_splits"])}; '
-    f'{summary["vertices"]["lh"]} + {summary["vertices"]["rh"]} vertices '
-    '(lh + rh).\n\n'
-    + report.md_table(['ROI', 'lh vertices', 'rh vertices'], rows)
-    + f'\n![images and responses](figures/{fig.name})\n',
-  )
+  report.write_section(workdir, 'data', data_report.markdown(summary))
   return summary

@@ -221,6 +221,7 @@ def _finish(workdir, subj, per_split, layers, paths, seconds, ec, **head):
   n = {s: subj.n_images(s) for s in splits}
   result = dict(
     head,
+    subject=subj.name,
     layers=list(layers),
     paths=paths,
     n_images=n,
@@ -230,9 +231,7 @@ def _finish(workdir, subj, per_split, layers, paths, seconds, ec, **head):
     batch_size=ec.batch_size,
   )
   report.update_results(workdir, 'embed', result)
-  report.write_section(
-    workdir, 'embed', embed_report.markdown(result, subj.name)
-  )
+  report.write_section(workdir, 'embed', embed_report.markdown(result))
   return result
 
 

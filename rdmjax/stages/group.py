@@ -28,6 +28,7 @@ from absl import logging
 
 from rdmjax import data, paths, report
 from rdmjax.data.inputs import responses
+from rdmjax.report import figures
 from rdmjax.report import group as group_report
 from rdmjax.rsa import group, inference
 from rdmjax.rsa import rdm as rdm_lib
@@ -225,13 +226,15 @@ def run(config, workdir: str | Path) -> dict[str, Any]:
   figs = workdir / 'figures'
   res['figures'] = {
     'group': 'figures/'
-    + group_report.group_figure(per, summary, figs / 'group.png').name,
+    + figures.draw(
+      group_report.group_figure, per, summary, figs / 'group.png'
+    ).name,
   }
   if res['transfer']:
     res['figures']['transfer'] = (
       'figures/'
-      + group_report.transfer_figure(
-        res['transfer'], figs / 'transfer.png'
+      + figures.draw(
+        group_report.transfer_figure, res['transfer'], figs / 'transfer.png'
       ).name
     )
   report.update_results(workdir, 'group', res)

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from rdmjax import data, paths, report
 from rdmjax.data import images, inputs
 from rdmjax.errors import InputError
+from rdmjax.report import figures, plots, rdm_plots
 from rdmjax.report import mds as mds_plot
-from rdmjax.report import plots, rdm_plots
 from rdmjax.report import rdm as rdm_report
 from rdmjax.rsa import analysis, interop, mds, repeats
 from rdmjax.rsa import rdm as rdm_lib
@@ -54,7 +54,8 @@ def _pair_figure(subject, split, res, roi, metric, path, keep) -> Path:
     for kind, label in KINDS
     if kind in ext
   ]
-  return rdm_plots.image_pairs(
+  return figures.draw(
+    rdm_plots.image_pairs,
     dict(zip(idx, imgs)),
     rows,
     ids=_ids(subject, split, keep),
@@ -126,7 +127,8 @@ def _analyse_all(
     entry['metrics'][metric] = res
     vlim = analysis.colour_limits(heat, res['histogram'])
     heats[roi, metric] = (heat, n, vlim, rows)
-    fig_paths[f'rdm_{roi}_{metric}'] = rdm_plots.rdm_heatmap(
+    fig_paths[f'rdm_{roi}_{metric}'] = figures.draw(
+      rdm_plots.rdm_heatmap,
       heat,
       n=n,
       roi=roi,
@@ -186,7 +188,8 @@ def _mds_figure(x, metric, labels, config, path, roi) -> Path:
   keep = range(n) if rows is None else np.sort(rows)
   impl = analysis.stage_impl(config.rdm.precision)
   coords = mds.mds(np.asarray(rdm_lib.rdm(sub, metric, impl=impl)))
-  return mds_plot.mds_figure(
+  return figures.draw(
+    mds_plot.mds_figure,
     coords,
     None if labels is None else [labels[k] for k in keep],
     path,
@@ -216,9 +219,13 @@ def _summary_figures(results, heats, figs: Path, with_rsa: bool) -> dict:
   }
   rsa = {k: (v['rsa'], v['ceiling']) for k, v in flat.items()}
   return {
-    'rdms': rdm_plots.rdm_grid(heats, path=figs / 'rdms.png'),
-    'hist': rdm_plots.rdm_histograms(hists, path=figs / 'rdm_hist.png'),
-    'rsa': rdm_plots.rsa_bars(rsa, path=figs / 'rsa.png') if with_rsa else None,
+    'rdms': figures.draw(rdm_plots.rdm_grid, heats, path=figs / 'rdms.png'),
+    'hist': figures.draw(
+      rdm_plots.rdm_histograms, hists, path=figs / 'rdm_hist.png'
+    ),
+    'rsa': figures.draw(rdm_plots.rsa_bars, rsa, path=figs / 'rsa.png')
+    if with_rsa
+    else None,
   }
 
 

@@ -15,6 +15,7 @@ from absl import logging
 
 from rdmjax import paths, report
 from rdmjax.data import tfds_nsd
+from rdmjax.report import data as data_report
 
 
 def run(config, workdir: str | Path) -> dict:
@@ -33,12 +34,5 @@ def run(config, workdir: str | Path) -> dict:
   out = {'config': name, 'data_dir': str(data_dir), 'splits': splits}
   logging.info('TFDS dataset nsd_algonauts/%s: %s', name, splits)
   report.update_results(workdir, 'tfds', out)
-  rows = [[k, v] for k, v in splits.items()]
-  report.write_section(
-    workdir,
-    'tfds',
-    f'## TFDS dataset\n\n`nsd_algonauts/{name}` (array_record) in '
-    f"`{data_dir}`; open it with `tfds.data_source('nsd_algonauts/{name}', "
-    f'data_dir=...)`.\n\n' + report.md_table(['split', 'examples'], rows),
-  )
+  report.write_section(workdir, 'tfds', data_report.tfds_markdown(out))
   return out

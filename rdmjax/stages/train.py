@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rdmjax import paths, report
+from rdmjax.report import figures, train_plots
 from rdmjax.report import train as train_report
-from rdmjax.report import train_plots
 from rdmjax.training import loop as train
 from rdmjax.training import scoring
 
@@ -148,7 +148,9 @@ def write(
     curves['leaked'] = leaked.rows
   res['figures'] = {
     'learning_curves': 'figures/'
-    + train_plots.learning_curves(curves, figs / 'train_curves.png').name
+    + figures.draw(
+      train_plots.learning_curves, curves, figs / 'train_curves.png'
+    ).name
   }
   runs = {'image-disjoint': sc}
   if folds is not None:
@@ -159,13 +161,17 @@ def write(
     runs['leaked'] = leaked_scored['scores']
   res['figures']['test_scores'] = (
     'figures/'
-    + train_plots.score_intervals(
-      runs, train_report.LABELS, figs / 'train_scores.png'
+    + figures.draw(
+      train_plots.score_intervals,
+      runs,
+      train_report.LABELS,
+      figs / 'train_scores.png',
     ).name
   )
   if per_roi is not None:
     res['figures']['rois'] = (
-      'figures/' + train_plots.per_roi(per_roi, figs / 'train_rois.png').name
+      'figures/'
+      + figures.draw(train_plots.per_roi, per_roi, figs / 'train_rois.png').name
     )
   if run.mats is not None:
     res['figures'].update(

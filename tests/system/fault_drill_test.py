@@ -15,6 +15,7 @@ before it).
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,6 +159,30 @@ def test_kill_during_each_stage_then_rerun_gives_the_same_results(
     p = _run(d, '--mode=eval')
     assert p.returncode == 0, p.stderr[-3000:]
   assert _results(w)['eval'] == _results(reference)['eval']
+
+
+def test_report_mode_redraws_every_figure_and_the_same_report(
+  reference, tmp_path
+):
+  """--mode=report on a finished run whose figures and report are gone:
+  the same report.md, the same PNG bytes, PDFs on asking, nothing run."""
+  w = tmp_path / 'moved'
+  shutil.copytree(reference, w)  # also: a workdir moved since its run
+  report = (w / 'report.md').read_text()
+  pngs = {p.name: p.read_bytes() for p in (w / 'figures').glob('*.png')}
+  assert len(pngs) >= 15
+  shutil.rmtree(w / 'figures')
+  for p in [w / 'report.md', *(w / 'report').glob('*.md')]:
+    p.unlink()
+  results = (w / 'results.json').read_text()
+  p = _run(w, '--mode=report', '--vector_figures=pdf')
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert f'rdmjax: report: {len(pngs)} figures redrawn' in p.stdout
+  assert (w / 'report.md').read_text() == report
+  assert {p.name: p.read_bytes() for p in (w / 'figures').glob('*.png')} == pngs
+  assert len(list((w / 'figures').glob('*.pdf'))) == len(pngs)
+  assert (w / 'results.json').read_text() == results
+  assert not (reference / 'figures' / 'rdms.pdf').exists()  # not in place
 
 
 def _steps(ckpt: Path) -> list[int]:
