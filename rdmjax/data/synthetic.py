@@ -29,11 +29,12 @@ the same on one machine, to ~1e-6 across machines.)
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +71,15 @@ N_NSD = 73000
 HEMIS = ('lh', 'rh')
 SUBJECTS = tuple(f'subj0{k}' for k in range(1, 9))
 # Random streams and computations come per block (fixed: they set the
-# values); images are made a block per thread (IMAGE_WORKERS threads, None:
-# one per CPU), responses written per chunk of whole blocks (chunk sizes and
-# workers only set the memory and the speed: one block's images per worker
-# and one vertex chunk's [n_images, chunk] responses held, plus one block's
-# [n_images, n_repeats, block] trials).
+# values). Images are made a block per task, responses a chunk of whole
+# blocks per task (written per chunk), tasks run in threads (chunk sizes and
+# threads only set the memory and the speed): IMAGE_WORKERS threads (None:
+# one per CPU) each hold one block's images; VERTEX_WORKERS threads (None:
+# one per CPU, as many as VERTEX_MEMORY bytes allow) each one chunk's
+# [n_images, chunk] responses and one block's work arrays.
 IMAGE_BLOCK, IMAGE_WORKERS = 32, None
-VERTEX_BLOCK, VERTEX_CHUNK = 256, 1024
+VERTEX_BLOCK, VERTEX_CHUNK, VERTEX_WORKERS = 256, 1024, None
+VERTEX_MEMORY = 2 * 2**30
 # The streams' keys (SeedSequence spawn keys, after the seed).
 _IDS, _LATENTS, _RENDER, _MAPS, _REPS, _HEMI, _NOISE, _ROIS, _EMBED = range(9)
 POOL_KEY = 9  # a population's shared image pool (`synthetic_population`)
@@ -203,16 +206,46 @@ def _chunks(stop: int, block: int, chunk: int, start: int = 0):
     yield slice(i, min(i + step, stop))
 
 
-def _image_workers() -> int:
-  """Threads rendering, saving and filtering image blocks: IMAGE_WORKERS,
-  or one per CPU this process may run on."""
-  if IMAGE_WORKERS:
-    return IMAGE_WORKERS
-  return (
-    len(os.sched_getaffinity(0))
-    if hasattr(os, 'sched_getaffinity')
-    else (os.cpu_count() or 1)
-  )
+def _cpus() -> int:
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))  # the CPUs this process may use
+  return os.cpu_count() or 1
+
+
+def _vertex_workers(n_images: int) -> int:
+  """VERTEX_WORKERS, or one thread per CPU within VERTEX_MEMORY."""
+  if VERTEX_WORKERS:
+    return VERTEX_WORKERS
+  # A task's bytes per image: its chunk's two f32 outputs and a block's work
+  # arrays (measured: 195 MB for 256 vertices of 10,000 images, 3 repeats).
+  task = n_images * (2 * 4 * VERTEX_CHUNK + 80 * VERTEX_BLOCK)
+  return max(1, min(_cpus(), VERTEX_MEMORY // task))
+
+
+def _in_threads(fn, items, workers: int, done=None) -> None:
+  """Runs fn(item) for every item in `workers` threads, and done(item,
+  result) in this thread as each ends; at most workers + 1 are submitted
+  and not yet done (so at most that many results wait). An error (or ^C)
+  cancels what has not started and is raised."""
+  todo = iter(items)
+  with ThreadPoolExecutor(workers) as pool:
+    running = {
+      pool.submit(fn, x): x for x in itertools.islice(todo, workers + 1)
+    }
+    try:
+      while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in finished:
+          x = running.pop(f)
+          result = f.result()
+          if done is not None:
+            done(x, result)
+          for nxt in itertools.islice(todo, 1):
+            running[pool.submit(fn, nxt)] = nxt
+    except BaseException:
+      for f in running:
+        f.cancel()
+      raise
 
 
 def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
@@ -221,7 +254,7 @@ def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
   pre: [n, s, s, 3] uint8 images rendered already (a population's pool),
   saved and filtered instead of rendered.
 
-  Each of `_image_workers()` threads renders a block (its own generator),
+  Each of IMAGE_WORKERS threads renders a block (its own generator),
   writes its PNGs and filters it: numpy's loops, the noise generator,
   zlib and file writes release the GIL, so the threads run in parallel,
   each holding one block's images and their float work arrays.
@@ -248,20 +281,13 @@ def _images(p: dict, subj: Path, ids, lat: dict, progress: bool, pre=None):
     chan[b] = filter_channels(images)
 
   chan = np.empty((n, 15, POOL_RES**2), np.float32)
-  blocks = list(_chunks(n, IMAGE_BLOCK, IMAGE_BLOCK))
-  with (
-    ThreadPoolExecutor(min(_image_workers(), len(blocks))) as pool,
-    tqdm(total=n, desc='images', disable=not progress) as bar,
-  ):
-    futures = {pool.submit(block, b): b for b in blocks}
-    try:
-      for f in as_completed(futures):
-        f.result()
-        bar.update(futures[f].stop - futures[f].start)
-    except BaseException:  # a failed block (or ^C): skip the queued ones
-      for f in futures:
-        f.cancel()
-      raise
+  with tqdm(total=n, desc='images', disable=not progress) as bar:
+    _in_threads(
+      block,
+      _chunks(n, IMAGE_BLOCK, IMAGE_BLOCK),
+      IMAGE_WORKERS or _cpus(),
+      lambda b, _: bar.update(b.stop - b.start),
+    )
   return chan
 
 
@@ -287,16 +313,17 @@ def _vertex_block(p, k, prm, feats, n_reps, b: slice):
   hemisphere k: its own noise stream, and products and reductions of one
   fixed shape (a BLAS kernel is chosen by shape), whatever the chunk."""
   n, n_rep = n_reps.size, p['n_repeats']
+  sig = hemi_signal(feats, prm, b)  # first: its work arrays are the largest
   rng = _rng(p['seed'], _NOISE, k, b.start // VERTEX_BLOCK)
   noise = rng.standard_normal((n, n_rep, b.stop - b.start), np.float32)
   shared = prm['factors'] @ prm['load'][:, b]
-  sig = hemi_signal(feats, prm, b)
   return measure(sig, prm['ncsnr'][b], n_reps, noise, shared)
 
 
 def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
   """Writes one hemisphere's measured and noiseless responses: computed per
-  VERTEX_BLOCK, written per VERTEX_CHUNK."""
+  VERTEX_BLOCK, a VERTEX_CHUNK per task in `_vertex_workers` threads, and
+  written per VERTEX_CHUNK by this one."""
   hemi, n_train = HEMIS[k], p['n_train']
   n, v = n_reps.size, prm['prf'].size
   files = {
@@ -312,7 +339,8 @@ def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
   for train, test in files.values():
     _new_npy(train, (n_train, v))
     _new_npy(test, (n - n_train, v))
-  for cols in _chunks(v, VERTEX_BLOCK, VERTEX_CHUNK):
+
+  def compute(cols: slice) -> dict:
     out = {
       key: np.empty((n, cols.stop - cols.start), np.float32) for key in files
     }
@@ -320,9 +348,19 @@ def _responses(p, k, prm, feats, n_reps, subj: Path, extras: Path) -> None:
       got = _vertex_block(p, k, prm, feats, n_reps, b)
       for key, x in zip(('saved', 'clean'), got):
         out[key][:, b.start - cols.start : b.stop - cols.start] = x
+    return out
+
+  def write(cols: slice, out: dict) -> None:  # while others compute
     for key, (train, test) in files.items():
       _write_cols(train, cols, out[key][:n_train])
       _write_cols(test, cols, out[key][n_train:])
+
+  _in_threads(
+    compute,
+    _chunks(v, VERTEX_BLOCK, VERTEX_CHUNK),
+    _vertex_workers(n),
+    write,
+  )
 
 
 def _generate(

@@ -171,6 +171,28 @@ def test_png_bytes_decode_to_the_pixels(shape):
     np.testing.assert_array_equal(np.asarray(img), image)
 
 
+def test_vertex_workers_fit_the_memory(monkeypatch):
+  monkeypatch.setattr(synthetic, '_cpus', lambda: 64)
+  assert synthetic._vertex_workers(700) == 64
+  nsd = synthetic._vertex_workers(10_000)
+  assert 2 <= nsd < 16  # ~280 MB a task at 10,000 images, within 2 GiB
+  monkeypatch.setattr(synthetic, 'VERTEX_WORKERS', 3)
+  assert synthetic._vertex_workers(10_000) == 3
+
+
+def test_a_failing_task_stops_the_rest():
+  started = []
+
+  def fn(x):
+    started.append(x)
+    if x == 2:
+      raise ValueError(x)
+
+  with pytest.raises(ValueError):
+    synthetic._in_threads(fn, range(100), 2)
+  assert len(started) < 10
+
+
 def test_noise_ceiling_file_matches_test_responses(root):
   # With all repeats averaged, corr(saved, noiseless) over images is
   # sqrt(noise ceiling) in expectation (the ceiling's definition).
@@ -224,8 +246,8 @@ def test_chunk_sizes_do_not_change_the_files(
 ):
   """Random streams and computations are per fixed block, so chunks of one
   block (TINY: 2 + 2 vertex chunks, not 1 + 1) or of everything, and one
-  image thread or more threads than blocks finishing in any order, write
-  the same bytes (with the products shaped by the chunks, OpenBLAS's Zen
+  thread or more threads than tasks finishing in any order, write the same
+  bytes (with the products shaped by the chunks, OpenBLAS's Zen
   and Haswell kernels wrote other bits). Bitwise on one machine only:
   another machine's BLAS kernel changes the last bits whatever the chunks
   (OPENBLAS_CORETYPE=Zen vs SkylakeX: up to 8e-7 in responses of sd 1)."""
@@ -233,9 +255,11 @@ def test_chunk_sizes_do_not_change_the_files(
   if chunk == 'one block':
     monkeypatch.setattr(synthetic, 'IMAGE_WORKERS', 1)
     monkeypatch.setattr(synthetic, 'VERTEX_CHUNK', 1)  # rounded up to a block
+    monkeypatch.setattr(synthetic, 'VERTEX_WORKERS', 3)
   else:
     monkeypatch.setattr(synthetic, 'IMAGE_WORKERS', 7)
     monkeypatch.setattr(synthetic, 'VERTEX_CHUNK', 10**6)
+    monkeypatch.setattr(synthetic, 'VERTEX_WORKERS', 1)
   synthetic.write_subject(tmp_path, progress=False, **TINY)
   assert _all_arrays(tmp_path) == _all_arrays(root)
 
@@ -249,8 +273,9 @@ def test_memory_is_bounded_by_the_chunks(tmp_path, monkeypatch):
   for name, size in (('IMAGE', 16), ('VERTEX', 64)):
     monkeypatch.setattr(synthetic, f'{name}_BLOCK', size)
   monkeypatch.setattr(synthetic, 'VERTEX_CHUNK', 64)
-  # One block in the works per thread: the bound, whatever the host's CPUs.
+  # One task in the works per thread: the bound, whatever the host's CPUs.
   monkeypatch.setattr(synthetic, 'IMAGE_WORKERS', 2)
+  monkeypatch.setattr(synthetic, 'VERTEX_WORKERS', 2)
   small = dict(
     n_train=300, n_test=100, n_vertices_lh=250, n_vertices_rh=250, image_size=64
   )
