@@ -23,7 +23,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rdmjax.errors import InputError
-from rdmjax.rsa.compare import compare_rdms
+from rdmjax.rsa.compare import _upper as upper_entries
+from rdmjax.rsa.compare import compare_rdms, upper_mean
 from rdmjax.rsa.rows import (
   METRICS,
   PRECISIONS,
@@ -307,28 +308,63 @@ def rdm(
     out = _rdm_blas_raw(x, metric)  # no copy of x where it is safe
     if out is not None:
       return out
-  d = x.shape[-1] if x.ndim == 2 else 0
   if impl == 'blas' and mesh is None:
     _check_shape(x, metric, precision)
     z, sq, bad = _rows_host(x, metric)
     raise_bad_rows(bad, metric)
     return _rdm_blas(z, sq, metric)
   d_valid = None
-  if impl == 'xla' and d != width_bucket(d) and getattr(x, 'ndim', 0) == 2:
-    # Zero columns change no distance; the row means use the true width
-    # (a numpy scalar: a jnp one would compile a program of its own).
-    x = _pad_columns(x, width_bucket(d))
-    d_valid = np.int32(d)
+  if impl == 'xla' and getattr(x, 'ndim', 0) == 2:
+    x, d_valid = _bucket_columns(x)
   x = check_input(x, metric, precision)
   if mesh is not None:
     z, sq, bad = prepare_rows(x, metric, d_valid=d_valid)
     raise_bad_rows(bad, metric)
     return _rdm_mesh(z, sq, mesh, metric, precision)
-  n = x.shape[0]
-  tile = max(int(tile or default_tile(n)), -(-n // 64))
+  tile = _xla_tile(x.shape[0], tile)
   r, bad = _rdm_xla(x, d_valid, metric=metric, precision=precision, tile=tile)
   raise_bad_rows(bad, metric)
   return r
+
+
+def rdm_mean(x, metric: str = 'correlation', *, precision: str = 'float32'):
+  """The mean of `rdm(x, metric)`'s entries i < j.
+
+  The value of `compare.upper_mean(rdm(x, metric, precision=precision))`;
+  where `rdm` takes the XLA path, one program with the RDM (a training
+  run's mean target: one compile, not two).
+
+  Returns:
+    A Python float.
+  """
+  if not hasattr(x, 'shape'):
+    x = np.asarray(x, np.float32)
+  if _auto_impl(x, precision=precision) != 'xla' or x.ndim != 2:
+    return upper_mean(rdm(x, metric, precision=precision))
+  _check_names(metric, precision)
+  x, d_valid = _bucket_columns(x)
+  x = check_input(x, metric, precision)
+  tile = _xla_tile(x.shape[0], None)
+  mean, bad = _rdm_mean_xla(
+    x, d_valid, metric=metric, precision=precision, tile=tile
+  )
+  raise_bad_rows(bad, metric)
+  return float(mean)
+
+
+def _bucket_columns(x):
+  """(x, d_valid): x with zero columns up to `width_bucket` and its true
+  width as a numpy scalar (a jnp one compiles a program of its own), or x
+  as it is and None. Zero columns change no distance; the row means use
+  the true width."""
+  d = x.shape[1]
+  if d == width_bucket(d):
+    return x, None
+  return _pad_columns(x, width_bucket(d)), np.int32(d)
+
+
+def _xla_tile(n: int, tile: int | None) -> int:
+  return max(int(tile or default_tile(n)), -(-n // 64))
 
 
 @functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
@@ -338,6 +374,13 @@ def _rdm_xla(x, d_valid, *, metric: str, precision: str, tile: int):
   checked after (their RDM rows are NaN)."""
   z, sq, bad = _rows(x, metric, d_valid=d_valid)
   return _rdm_blocks(z, sq, metric=metric, precision=precision, tile=tile), bad
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
+def _rdm_mean_xla(x, d_valid, *, metric: str, precision: str, tile: int):
+  """(mean of the entries i < j [], bad rows [n]) of `_rdm_xla`'s RDM."""
+  r, bad = _rdm_xla(x, d_valid, metric=metric, precision=precision, tile=tile)
+  return jnp.mean(upper_entries(r)), bad
 
 
 def _pad_columns(x, width: int):

@@ -23,7 +23,6 @@ from rdmjax.data import algonauts, embeddings, images, synthetic
 from rdmjax.errors import InputError
 from rdmjax.models import EMBEDDING_MODELS
 from rdmjax.models.mlp import check_output_range
-from rdmjax.rsa import compare
 from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.training import pairs
 
@@ -266,5 +265,4 @@ def target_mean(config, data: Data, n: int = 256) -> float:
   rng = np.random.default_rng(config.seed)
   idx = data.split['train']
   pick = np.sort(rng.choice(idx, min(n, len(idx)), replace=False))
-  r = rdm_lib.rdm(data.z[pick], config.pairs.metric)
-  return compare.upper_mean(r)
+  return rdm_lib.rdm_mean(data.z[pick], config.pairs.metric)
