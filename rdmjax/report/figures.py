@@ -110,7 +110,9 @@ class Workers:
     self._lock = threading.Lock()
     self._failures: list[tuple[str, str]] = []
 
-  def put(self, job: Job) -> None:
+  def start(self) -> None:
+    """Starts the workers now (else on the first job): they load
+    matplotlib while the stage reads its data."""
     if not self._threads:
       for k in range(self.n):
         t = threading.Thread(
@@ -118,6 +120,9 @@ class Workers:
         )
         t.start()
         self._threads.append(t)
+
+  def put(self, job: Job) -> None:
+    self.start()
     self._queue.put(job)
 
   def join(self) -> list[tuple[str, str]]:
@@ -136,7 +141,10 @@ class Workers:
     self._threads = []
 
   def _feed(self) -> None:
-    proc = None
+    try:
+      proc = _spawn()  # at once: it loads matplotlib while the stage works
+    except OSError:
+      proc = None  # tried again for the first job, which reports it
     while True:
       job = self._queue.get()
       if job is None:
@@ -183,6 +191,10 @@ def serve() -> None:
   out = os.fdopen(os.dup(1), 'wb')
   os.dup2(2, 1)  # a plot's stray print cannot break the replies
   inp = sys.stdin.buffer
+  # The plot modules before the first job, while the stage computes.
+  importlib.import_module('rdmjax.report.rdm_plots')
+  importlib.import_module('rdmjax.report.train_plots')
+  plots.pyplot()
   while True:
     try:
       job = pickle.load(inp)

@@ -76,6 +76,8 @@ def run_stages(
   """
   n = figures.default_workers()
   workers = figures.Workers(n) if n and files.is_writer() else None
+  if workers is not None:
+    workers.start()
   try:
     for stage in todo:
       if state == 'same' and workdir_lib.done(workdir, stage):
