@@ -31,6 +31,38 @@ def test_round_trip_and_meta(tmp_path):
   m.close()
 
 
+def test_saving_a_replicated_state_compiles_nothing(tmp_path):
+  """Each replicated array is written whole from one replica: orbax's
+  replica-parallel default sliced it over the 8 devices, an eager slice
+  (one compile) per leaf shape."""
+  mesh = jax.make_mesh((8,), ('data',))
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.device_put(
+    {'w': jnp.ones((64, 24)), 'b': jnp.ones(24), 'v': jnp.ones((8, 3))}, rep
+  )
+  made = []
+
+  def listen(name, secs, **kw):
+    if name == '/jax/core/compile/backend_compile_duration':
+      made.append(kw.get('fun_name'))
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    m = checkpoint.manager(tmp_path / 'ckpt', every=1, keep=2)
+    checkpoint.save(m, 1, state, META)
+    m.wait_until_finished()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+  assert not made, made
+  abstract = jax.tree.map(
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), state
+  )
+  got, _ = checkpoint.restore(m, 1, abstract, META)
+  for k in state:
+    np.testing.assert_array_equal(got[k], state[k])
+  m.close()
+
+
 def test_keeps_last_n_and_best(tmp_path):
   m = checkpoint.manager(tmp_path / 'ckpt', every=2, keep=2)
   val = {2: 0.5, 4: 0.9, 6: 0.3, 8: 0.4, 10: 0.2}
