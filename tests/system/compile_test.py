@@ -1,6 +1,7 @@
-"""Compilation is paid once per run: ROIs of other widths compile nothing.
+"""Compilation is paid once per run: few programs, none per ROI width.
 
-Counts XLA backend compilations (jax.monitoring) while the rdm stage runs
+Counts XLA backend compilations (jax.monitoring): the programs each stage
+of the tiny job makes, against bounds; and none while the rdm stage runs
 ROIs of vertex counts it has not seen, after one warm-up ROI.
 """
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from rdmjax import config_lib, data
+from rdmjax import config_lib, data, stages
 from rdmjax.stages import rdm as rdm_stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ def compiles():
 
   def listen(name, secs, **kw):
     if name == COMPILE:
-      events.append(kw)
+      events.append(kw)  # fun_name: 'jit(f)'
 
   jax.monitoring.register_event_duration_secs_listener(listen)
   yield events
@@ -49,3 +50,26 @@ def test_no_recompile_between_rois(tmp_path, compiles):
   del compiles[:]
   rdm_stage.run(_config(('floc-faces', 'all')), tmp_path)
   assert not compiles, f'{len(compiles)} programs compiled for new ROIs'
+
+
+# Programs per stage of the tiny job (on the tests' 8 CPU devices), about
+# 30% over those measured: data 0, rdm 8, train 15-16 (before shapes were
+# shared and eager jnp ops folded into jitted ones: rdm 24, train 32, and
+# 24 more on 8 devices, orbax's slices of each replicated leaf). A stage
+# over its bound names the programs it made.
+MAX_PROGRAMS = {'data': 0, 'rdm': 11, 'train': 20}
+
+
+def test_tiny_job_programs_per_stage(tmp_path, compiles):
+  config = config_lib.load_sibling(
+    str(REPO / 'configs' / 'x.py'), 'default', 'tiny'
+  )
+  jax.clear_caches()  # other tests in this process compiled some already
+  made = {}
+  for stage in MAX_PROGRAMS:
+    del compiles[:]
+    stages.run(stage, config, tmp_path)
+    made[stage] = sorted(e.get('fun_name', '?') for e in compiles)
+  counts = {k: len(v) for k, v in made.items()}
+  over = {k: v for k, v in made.items() if len(v) > MAX_PROGRAMS[k]}
+  assert not over, f'programs {counts}, bounds {MAX_PROGRAMS}: {over}'

@@ -354,3 +354,27 @@ def test_exact_spearman_above_2_24_entries():
     compare._centred_rank2(va), compare._centred_rank2(vb)
   )
   assert abs(dev - want) < 1e-9
+
+
+def test_image_sets_of_one_bucket_share_the_draws_program():
+  """A run's 12 test images and the leaked run's 120: counts padded to 128
+  columns (the images never paired weigh nothing), one compile, and the
+  statistics of a reference computed without the padding."""
+  rng = np.random.default_rng(4)
+  sizes = []
+  for n in (12, 120):
+    i, j = np.triu_indices(n, 1)
+    keep = rng.choice(len(i), 66, replace=False)
+    i, j = i[keep], j[keep]
+    t = rng.standard_normal(66)
+    preds = {'a': t + rng.standard_normal(66), 'b': rng.standard_normal(66)}
+    counts = rstats.bootstrap_counts(n, 5, seed=n)
+    got = rstats.weighted_pair_stats(i, j, preds, t, counts)
+    sizes.append(_weighted._draws._cache_size())
+    for b in range(5):
+      w = counts[b, i] * counts[b, j]  # the draw's pair multiset
+      for k, v in preds.items():
+        ref = stats.spearmanr(np.repeat(v, w), np.repeat(t, w)).statistic
+        np.testing.assert_allclose(got[k]['spearman'][b], ref, atol=1e-6)
+  assert _weighted.count_width(12) == _weighted.count_width(120) == 128
+  assert sizes[1] == sizes[0], 'the second image count compiled again'

@@ -301,20 +301,50 @@ def test_widths_of_one_bucket_share_the_device_programs(metric):
   """Two ROIs of 290 and 300 vertices: zero-padded to 320 columns, one
   compile, the values of each true width (scipy, float64)."""
   mesh = jax.make_mesh((8,), ('data',))
-  for impl, fn, kw in (
-    ('xla', rdm_lib._rdm_blocks, {}),
-    ('xla', None, {'mesh': mesh}),
+  for fn, kw in (
+    (rdm_lib._rdm_xla, {}),
+    (rdm_lib.prepare_rows, {'mesh': mesh}),
   ):
     counts = []
     for d in (290, 300):
       x = _x(n=64, d=d, seed=d)
-      r = np.asarray(rdm_lib.rdm(x, metric, impl=impl, **kw))
+      r = np.asarray(rdm_lib.rdm(x, metric, impl='xla', **kw))
       assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
       np.testing.assert_array_equal(r, r.T)
-      counts.append(rdm_lib.prepare_rows._cache_size())
-      if fn is not None:
-        counts[-1] += fn._cache_size()
+      counts.append(fn._cache_size())
+    assert counts[0] > 0
     assert counts[1] == counts[0], 'the second width compiled again'
+
+
+def _programs(fn):
+  """(fn's result, the names of the XLA programs compiled meanwhile)."""
+  made = []
+
+  def listen(name, secs, **kw):
+    if name == '/jax/core/compile/backend_compile_duration':
+      made.append(kw.get('fun_name'))
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    return fn(), made
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
+def test_device_rdm_and_its_mean_are_one_program_each(metric):
+  """The XLA path compiles one program per shape (rows prepared with the
+  tiles); `rdm_mean` one more, with the value of the RDM's triangle mean."""
+  x = _x(n=53, d=91, seed=5).astype(np.float32)  # shapes no test uses
+  r, made = _programs(lambda: rdm_lib.rdm(x, metric, impl='xla'))
+  assert made == ['jit(_rdm_xla)']
+  m, made = _programs(lambda: rdm_lib.rdm_mean(x, metric))
+  assert made == ['jit(_rdm_mean_xla)']
+  assert m == compare.upper_mean(r) == float(np.mean(compare.upper_triangle(r)))
+  bad = x.copy()
+  bad[3] = 1.0  # a constant row: still an error
+  with pytest.raises(InputError, match='row .*3'):
+    rdm_lib.rdm_mean(bad, 'correlation')
 
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])

@@ -64,6 +64,28 @@ def test_one_compile_and_stable_shardings(datadir):
   )
 
 
+def test_init_is_one_program_for_every_seed_and_bias(datadir):
+  """The leaked run, folds and ROIs initialise with the main run's program:
+  seed and bias are its arguments, not constants."""
+  c = tiny()
+  d_in = train.load_data(c, datadir).meta['d_in']
+  mesh = sharding.make_mesh(c.mesh)
+  states = []
+  for seed, bias in ((0, 0.9), (0, 1.1), (3, 0.9)):
+    with c.unlocked():
+      c.seed = seed
+    tx, _ = train.make_optimizer(c)
+    states.append(train.init_state(c, d_in, tx, mesh, bias)[1])
+  init = train._init_program(c, d_in, tx, mesh)
+  assert init._cache_size() == 1
+  bias = [np.asarray(s['params']['out']['bias'].value) for s in states]
+  np.testing.assert_array_equal(bias[0], np.float32(0.9))
+  np.testing.assert_array_equal(bias[1], np.float32(1.1))
+  kernel = [np.asarray(s['params']['out']['kernel'].value) for s in states]
+  np.testing.assert_array_equal(kernel[0], kernel[1])  # the seed's
+  assert not np.array_equal(kernel[0], kernel[2])
+
+
 def _reference(g, params, data, c, i, j):
   """Scores of pairs (i, j), model called per pair, targets in float64."""
   from flax import nnx
