@@ -10,20 +10,25 @@ and `n_reps_train`, the repeats averaged per training image; all read by
 incomplete). The generative model and the extras' contents: docs/data.md, "The
 synthetic subject".
 
-Any size is written in bounded memory (peak RSS 1.1 GB at NSD subj01's
-10,000 images, 39,548 vertices and 425 px; ~14 min on 2 CPU cores): images
-are rendered and filtered IMAGE_BLOCK at a time and saved IMAGE_CHUNK at a
-time, keeping only their filter channels; each hemisphere's random
+Any size is written in bounded memory and in parallel threads (numpy's
+loops, its noise generator, zlib and file writes release the GIL):
+images are rendered, saved and filtered IMAGE_BLOCK at a time by each
+image thread, keeping only their filter channels; each hemisphere's random
 parameters are drawn up front (O(v)), then its signal, trials and z-scoring
-are computed VERTEX_BLOCK vertices at a time and written VERTEX_CHUNK at a
-time straight into the `.npy` files. Deterministic in the seed, and the
-bytes do not depend on the chunk sizes: every random stream is keyed by
-the seed and a fixed block (IMAGE_BLOCK images rendered by one generator,
-VERTEX_BLOCK vertices' trial noise from one), everything is computed per
-fixed block too (a BLAS kernel, so a product's rounding, is chosen by its
-shape), and chunks, whole blocks, only group the reads and writes. (Another
-machine's BLAS may round the products otherwise: the files are bitwise
-the same on one machine, to ~1e-6 across machines.)
+are computed VERTEX_BLOCK vertices at a time, VERTEX_CHUNK per vertex
+thread, and written a chunk at a time straight into the `.npy` files
+(NSD subj01's size, 10,000 images of 425 px and 39,548 vertices, on a
+shared 2-core AMD EPYC: 7 min, 3 of them images, peak RSS 1.2 GB; 2.5 GB
+with the threads of 16 CPUs; `launch/writer_bench.py` times the images:
+60-100 a second, 14-18 ms of CPU each). Deterministic in the
+seed, and the bytes do not depend on the chunk sizes or threads: every
+random stream is keyed by the seed and a fixed block (IMAGE_BLOCK images
+rendered by one generator, VERTEX_BLOCK vertices' trial noise from one),
+everything is computed per fixed block too (a BLAS kernel, so a product's
+rounding, is chosen by its shape), and chunks, whole blocks, only group
+the work and the writes. (Another machine's BLAS may round the products
+otherwise: the files are bitwise the same on one machine, to ~1e-6 across
+machines.)
 """
 
 from __future__ import annotations

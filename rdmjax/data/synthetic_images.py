@@ -213,11 +213,12 @@ def render(
 ) -> np.ndarray:
   """Renders images from their latents.
 
-  Per category in groups of up to 16 (the noise is drawn in that order); the
-  background on the whole group at once, each shape only on the pixels it
-  can cover (its `_shape_box`: elsewhere its alpha is 0 and blending it
-  changes no bit), channels first (numpy's loops run along rows, not over 3
-  channels), so the pixels are those of blending every shape everywhere.
+  Per category in groups of up to 16 (the noise is drawn in that order),
+  an image at a time: each shape blended only on the pixels it can cover
+  (its `_shape_box`: elsewhere its alpha is 0 and blending it changes no
+  bit), channels first (numpy's loops then run along rows, not over 3
+  channels); the pixels are those of blending every shape over the whole
+  image, and the same whatever the batch (elementwise float32 operations).
 
   Returns:
     [n, size, size, 3] uint8 RGB.

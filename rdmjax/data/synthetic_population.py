@@ -42,10 +42,16 @@ def population_pool(
   lat = draw_latents(_rng(seed, 1), n_images)
   images = np.empty((n_images, image_size, image_size, 3), np.uint8)
   blk = synthetic.IMAGE_BLOCK
-  for b in synthetic._chunks(n_images, blk, blk):
+
+  def block(b: slice) -> None:  # each block its own generator: any order
     part = {k: x[b] for k, x in lat.items()}
-    rng = _rng(seed, 2, b.start // blk)
-    images[b] = render(part, image_size, rng)
+    images[b] = render(part, image_size, _rng(seed, 2, b.start // blk))
+
+  synthetic._in_threads(
+    block,
+    synthetic._chunks(n_images, blk, blk),
+    synthetic.IMAGE_WORKERS or synthetic._cpus(),
+  )
   z = standardise(latent_matrix(lat))
   return dict(
     ids=ids,
