@@ -53,7 +53,7 @@ def test_no_recompile_between_rois(tmp_path, compiles):
 
 
 # Programs per stage of the tiny job (on the tests' 8 CPU devices), about
-# 30% over those measured: data 0, rdm 8, train 15-16 (before shapes were
+# 30% over those measured: data 0, rdm 8, train 16 (before shapes were
 # shared and eager jnp ops folded into jitted ones: rdm 24, train 32, and
 # 24 more on 8 devices, orbax's slices of each replicated leaf). A stage
 # over its bound names the programs it made.
