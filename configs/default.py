@@ -159,6 +159,11 @@ def get_config(arg=None):
   c.train.alpha = 0.5  # pearson_mse: alpha*(1-r) + (1-alpha)*MSE
   c.train.log_every = 20
   c.train.eval_every = 40
+  # Stop once validation Spearman has not risen for this many evaluations
+  # in a row (0: train all steps). The best checkpoint is what is scored
+  # either way, so a score means the same; results.json's 'stopped_at'
+  # says where a run stopped (None: it ran all its steps).
+  c.train.patience = 3
   # Also every metrics.jsonl row (and --mode=eval's test scores) as
   # TensorBoard scalars in WORKDIR/tensorboard (rdmjax.training.metric_writer):
   #   tensorboard --logdir WORKDIR

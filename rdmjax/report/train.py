@@ -206,13 +206,23 @@ def _study(res: dict[str, Any]) -> list[str]:
   return lines
 
 
+def _steps(res: dict[str, Any]) -> str:
+  """'200 steps', or where the run stopped on a validation plateau."""
+  if res.get('stopped_at') is None:
+    return f'{res["steps"]} steps'
+  return (
+    f'{res["stopped_at"]} of {res["steps"]} steps (stopped: validation '
+    'Spearman had not risen for train.patience evaluations)'
+  )
+
+
 def markdown(res: dict[str, Any]) -> str:
   """report.md's train section from results.json's 'train' entry."""
   lines = [
     '## Training: predicted dissimilarity of held-out pairs',
     '',
     f'Model `{res["model"]}` on ROI `{res["roi"]}`, target '
-    f'`{res["metric"]}`, {res["steps"]} steps of '
+    f'`{res["metric"]}`, {_steps(res)} of '
     f'{res["pairs_per_step"]} pairs; images split '
     f'{res["n_images"]} (train/val/test). Test scores from the checkpoint '
     f'with the best validation Spearman (step {res["best_step"]}). Every '

@@ -276,6 +276,8 @@ class TrainResult:
     val_best: the best validation Spearman, or None.
     best_step: the step scored on the test pairs.
     steps, pairs_per_step, pairs_per_s: the run's size and last throughput.
+    stopped_at: the step at which it stopped early (`train.patience`), or
+      None where it ran all its steps.
     params: the scored parameters (on device).
     rows: metrics.jsonl rows.
     mats: the test RDMs for figures (`rdmjax.training.evaluation.score`), or None.
@@ -294,10 +296,11 @@ class TrainResult:
   mats: dict[str, np.ndarray] | None
   data: Data
   test_pairs: Any = None
+  stopped_at: int | None = None
 
   def summary(self) -> dict[str, Any]:
     """The JSON-able scalars (results.json)."""
-    keys = ('test', 'val_best', 'best_step', 'steps')
+    keys = ('test', 'val_best', 'best_step', 'steps', 'stopped_at')
     return {
       k: getattr(self, k) for k in keys + ('pairs_per_step', 'pairs_per_s')
     }
@@ -330,8 +333,25 @@ def _restore(prep: Prepared, mngr, state, workdir: Path):
   return state, latest, _truncate_metrics(workdir / 'metrics.jsonl', latest)
 
 
+def evals_without_gain(vals) -> int:
+  """Evaluations since the best (the first of equals) of validation scores
+  vals (NaN: none); 0 when the last is the best, or there are none."""
+  v = np.nan_to_num(np.asarray(vals, float), nan=-np.inf)
+  return 0 if v.size == 0 else int(v.size - 1 - np.argmax(v))
+
+
+def _plateau(config, rows) -> bool:
+  """True once validation Spearman has not risen for `train.patience`
+  evaluations in a row (never with patience 0)."""
+  patience = int(config.train.get('patience', 0))
+  vals = [r['val_spearman'] for r in rows if 'val_spearman' in r]
+  return patience > 0 and evals_without_gain(vals) >= patience
+
+
 def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
-  """Steps from `start` to the end (or stop_after); logs, scores, saves."""
+  """Steps from `start` to the end (or stop_after, or a plateau of
+  validation Spearman: `_plateau`); logs, scores, saves. Returns (state,
+  pairs per second, eval function, the last step)."""
   steps, n_pairs = int(config.train.steps), pairs.batch_size(config)
   step_fn = make_train_step(
     prep.graphdef, prep.tx, prep.lr_fn, config, prep.mesh
@@ -339,6 +359,8 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
   eval_fn = evaluate.make_eval_fn(prep.graphdef, config, prep.mesh)
   val_set = evaluate.eval_set(prep.data, 'val', config, prep.mesh)
   split_train = sharding.put_replicated(prep.data.split['train'], prep.mesh)
+  if _plateau(config, rows):  # a resumed run that had stopped there
+    steps = start
   bar = tqdm(
     range(start, steps),
     initial=start,
@@ -350,6 +372,7 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
   pairs_per_s = float('nan')
   # WORKDIR/tensorboard: the rows below as TensorBoard scalars.
   tb = metric_writer.for_run(config, workdir, resume_step=start)
+  done = start
   with tb, jax.transfer_guard('disallow'):
     for s in bar:
       state, logs = step_fn(state, prep.device_data, split_train)
@@ -370,9 +393,15 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
             eval_fn, state['params'], prep.device_data, val_set
           )
           row.update({f'val_{k}': v for k, v in val.items()})
+          plateau = _plateau(config, [*rows, row])
           meta = dict(prep.data.meta, pairs_seen=done * n_pairs)
           checkpoint.save(
-            mngr, done, state, meta, val_spearman=val['spearman'], force=last
+            mngr,
+            done,
+            state,
+            meta,
+            val_spearman=val['spearman'],
+            force=last or plateau,
           )
       row['wall_s'] = now - t0
       rows.append(row)
@@ -382,10 +411,10 @@ def _loop(config, prep, mngr, state, start, rows, workdir, stop_after):
         tb.flush()
       bar.set_postfix(loss=f'{logs["loss"]:.4g}', refresh=False)
       t_last, s_last = time.perf_counter(), done
-      if done == stop_after:
+      if done == stop_after or (is_eval and plateau):
         break
   bar.close()
-  return state, pairs_per_s, eval_fn
+  return state, pairs_per_s, eval_fn, done
 
 
 def train(
@@ -424,21 +453,21 @@ def train(
   ck = config.ckpt
   mngr = checkpoint.manager(workdir / 'ckpt', ck.every, ck.keep, ck.keep_best)
   state, start, rows = _restore(prep, mngr, state, workdir)
-  state, pairs_per_s, eval_fn = _loop(
+  state, pairs_per_s, eval_fn, last = _loop(
     config, prep, mngr, state, start, rows, workdir, stop_after
   )
   mngr.wait_until_finished()
   steps = int(config.train.steps)
-  if stop_after is not None and stop_after < steps:
+  if stop_after is not None and stop_after < steps and last == stop_after:
     mngr.close()
     return None
   best = checkpoint.pick_step(mngr, 'best' if ck.keep_best else 'latest')
-  if best is not None and best != steps:
+  if best is not None and best != last:
     try:
       state, _ = checkpoint.restore(mngr, best, prep.abstract, prep.data.meta)
     except checkpoint.UnreadableCheckpointError as e:
       logging.warning('scoring the final state instead: %s', e)
-      best = steps
+      best = last
   test = mats = test_pairs = None
   if score_test:
     test, mats, test_pairs = evaluate.score_test(
@@ -452,6 +481,7 @@ def train(
     val_best=float(np.nanmax(vals)) if np.isfinite(vals).any() else None,
     best_step=best,
     steps=steps,
+    stopped_at=last if last < steps else None,
     pairs_per_step=pairs.batch_size(config),
     pairs_per_s=pairs_per_s,
     params=state['params'],

@@ -651,3 +651,42 @@ def test_one_model_per_target_roi(datadir, tmp_path):
   assert m['step'] >= 1
   assert (tmp_path / 'figures' / 'train_rois.png').is_file()
   assert 'Target ROI by ROI' in (tmp_path / 'report.md').read_text()
+
+
+def test_evaluations_without_gain():
+  assert train.evals_without_gain([0.1, 0.3, 0.2, 0.25]) == 2
+  assert train.evals_without_gain([0.3, 0.3]) == 1  # the first of equals
+  assert train.evals_without_gain([float('nan'), 0.1]) == 0
+  assert train.evals_without_gain([0.2, float('nan')]) == 1
+  assert train.evals_without_gain([]) == 0
+
+
+def test_a_validation_plateau_stops_the_run_and_a_rerun_stays_stopped(
+  datadir, tmp_path
+):
+  """lr 0: validation Spearman is the same at every evaluation, so with
+  patience 2 the run stops at step 3 (two evaluations without a rise) and
+  scores one of its checkpoints (all equal); its rerun trains nothing
+  more, and without patience the same scores after all 12 steps."""
+  c = tiny(
+    **{
+      'train.steps': 12,
+      'train.eval_every': 1,
+      'train.log_every': 1,
+      'ckpt.every': 1,
+      'train.patience': 2,
+      'optim.lr': 0.0,
+    }
+  )
+  w = _workdir(datadir, tmp_path / 'w')
+  r = train.train(c, w)
+  assert r.stopped_at == 3 and r.steps == 12 and r.best_step <= 3
+  assert [row['step'] for row in _params(w)] == [1, 2, 3]
+  assert r.summary()['stopped_at'] == 3
+  again = train.train(c, w)
+  assert again.stopped_at == 3 and again.test == r.test
+  assert [row['step'] for row in _params(w)] == [1, 2, 3]
+  with c.unlocked():
+    c.train.patience = 0
+  full = train.train(c, _workdir(datadir, tmp_path / 'full'))
+  assert full.stopped_at is None and full.test == r.test
