@@ -112,7 +112,14 @@ def _whole_replicas() -> None:
   if getattr(handler, '_use_replica_parallel', False):
     handler = copy.copy(handler)
     handler._use_replica_parallel = False
-    ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    # Orbax warns of every override, ours included: not the user's news.
+    absl_logger = std_logging.getLogger('absl')
+    level = absl_logger.level
+    absl_logger.setLevel(std_logging.ERROR)
+    try:
+      ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    finally:
+      absl_logger.setLevel(level)
 
 
 def manager(
