@@ -50,7 +50,7 @@ def calibration() -> float:
   heat = rng.random((600, 600))
   t0 = time.perf_counter()
   for _ in range(20):
-    a = (a @ a) / 32
+    a @ a
   for _ in range(3):
     fig, ax = plt.subplots(figsize=(5, 4), layout='constrained')
     fig.colorbar(ax.imshow(heat), ax=ax, label='1 - Pearson r')
