@@ -7,6 +7,7 @@ entries (norm-wise; per-entry relative error is unbounded where D_ref ~ 0).
 import importlib
 
 import chex
+import compiled
 import jax
 import numpy as np
 import pytest
@@ -318,17 +319,8 @@ def test_widths_of_one_bucket_share_the_device_programs(metric):
 
 def _programs(fn):
   """(fn's result, the names of the XLA programs compiled meanwhile)."""
-  made = []
-
-  def listen(name, secs, **kw):
-    if name == '/jax/core/compile/backend_compile_duration':
-      made.append(kw.get('fun_name'))
-
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  try:
+  with compiled.programs() as made:
     return fn(), made
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listen)
 
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])

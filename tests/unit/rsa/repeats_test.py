@@ -1,5 +1,6 @@
 """Repeat counts and the repeat-count bias of RDMs, against brute force."""
 
+import compiled
 import jax
 import numpy as np
 import pytest
@@ -123,17 +124,8 @@ def test_bias_compiles_one_program_for_every_metric():
   rng = np.random.default_rng(3)
   x = rng.standard_normal((41, 9))  # a size no other test uses
   c = rng.integers(1, 4, 41)
-  made = []
-
-  def listen(name, secs, **kw):
-    if name == '/jax/core/compile/backend_compile_duration':
-      made.append(kw.get('fun_name'))
-
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  try:
+  with compiled.programs() as made:
     for metric in ('correlation', 'euclidean', 'sqeuclidean'):
       r = squareform(pdist(x, metric)).astype(np.float32)
       repeats.bias(jax.device_put(r), c, metric)
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listen)
   assert made == ['jit(_sums)']

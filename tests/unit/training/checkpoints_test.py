@@ -1,5 +1,6 @@
 """Orbax checkpoints: round trip, keep-last-N plus best, tmp leftovers."""
 
+import compiled
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,19 +41,10 @@ def test_saving_a_replicated_state_compiles_nothing(tmp_path):
   state = jax.device_put(
     {'w': jnp.ones((64, 24)), 'b': jnp.ones(24), 'v': jnp.ones((8, 3))}, rep
   )
-  made = []
-
-  def listen(name, secs, **kw):
-    if name == '/jax/core/compile/backend_compile_duration':
-      made.append(kw.get('fun_name'))
-
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  try:
+  with compiled.programs() as made:
     m = checkpoint.manager(tmp_path / 'ckpt', every=1, keep=2)
     checkpoint.save(m, 1, state, META)
     m.wait_until_finished()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listen)
   assert not made, made
   abstract = jax.tree.map(
     lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), state
