@@ -160,7 +160,8 @@ def get_config(arg=None):
   c.train.log_every = 20
   c.train.eval_every = 40
   # Stop once validation Spearman has not risen for this many evaluations
-  # in a row (0: train all steps). The best checkpoint is what is scored
+  # in a row (0: train all steps; validation is scored every eval_every
+  # steps and at every checkpoint save). The best checkpoint is what is scored
   # either way, so a score means the same; results.json's 'stopped_at'
   # says where a run stopped (None: it ran all its steps).
   c.train.patience = 3

@@ -37,6 +37,8 @@ def _command(workdir: Path) -> list[str]:
     '--config.train.log_every=1',
     '--config.ckpt.every=1',
     '--config.ckpt.keep=2',
+    # Every step is saved and so scored: no early stop on a plateau.
+    '--config.train.patience=0',
     '--config.train.run_leaked=False',
   ]
 
@@ -137,6 +139,7 @@ def _config(**ckpt):
   c = config_lib.load_sibling(str(ROOT / 'configs' / 'x.py'), 'default', 'tiny')
   with c.unlocked():
     c.train.steps = STEPS
+    c.train.patience = 0
     c.train.run_leaked = False
     c.ckpt.update(every=1, keep=2, **ckpt)
   return c
