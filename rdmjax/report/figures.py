@@ -81,10 +81,15 @@ def _job(fn: Callable, args: tuple, kw: dict) -> Job:
   )
 
 
+def _function(name: str) -> Callable:
+  """The plot function a job names ('module:qualname')."""
+  module, qualname = name.split(':')
+  return getattr(importlib.import_module(module), qualname)
+
+
 def run_job(job: Job) -> None:
   """Draws one figure here (a worker, or in place)."""
-  module, qualname = job.fn.split(':')
-  fn = getattr(importlib.import_module(module), qualname)
+  fn = _function(job.fn)
   args, kw = pickle.loads(job.inputs)
   old = plots.VECTOR_FORMATS
   plots.VECTOR_FORMATS = job.vector
@@ -242,10 +247,11 @@ def draw(fn: Callable, *args, **kw) -> Path:
   worker inside `collecting`, else here; returns that path."""
   if _active is None:
     return paths.path(fn(*args, **kw))
+  if not is_writer():  # the writer draws; the others pickle nothing
+    return paths.path(inspect.signature(fn).bind(*args, **kw).arguments['path'])
   job = _job(fn, args, kw)
-  if is_writer():
-    _active.jobs.append(job)
-    _active.put(job)
+  _active.jobs.append(job)
+  _active.put(job)
   return paths.path(job.path)
 
 
@@ -307,10 +313,8 @@ def _moved(job: Job, old, new) -> Job:
   path = paths.path(new) / rel
   if os.fspath(path) == job.path:
     return job
-  module, qualname = job.fn.split(':')
-  fn = getattr(importlib.import_module(module), qualname)
   args, kw = pickle.loads(job.inputs)
-  bound = inspect.signature(fn).bind(*args, **kw)
+  bound = inspect.signature(_function(job.fn)).bind(*args, **kw)
   bound.arguments['path'] = path
   inputs = pickle.dumps((bound.args, bound.kwargs), protocol=5)
   return dataclasses.replace(job, inputs=inputs, path=os.fspath(path))
