@@ -1,15 +1,18 @@
 """RDMs in and out of rdmjax: rsatoolbox objects and .npz files.
 
-`to_rsatoolbox` wraps one rdmjax RDM (square [n, n] or condensed
-[n(n-1)/2], scipy `squareform` order: the entries i < j row by row, as
-`rdmjax.rsa.compare.upper_triangle`) as an `rsatoolbox.rdm.RDMs`, with the
-images' row index and NSD ids as pattern descriptors; `from_rsatoolbox`
-gives one back as a square numpy matrix and its descriptors. The values are
-passed as they are: rdmjax's 'euclidean' is the plain L2 distance, while
-rsatoolbox's `calc_rdm(..., 'euclidean')` gives the squared distance over
-the number of channels (`d ** 2 / n_channels`, labelled 'squared
-euclidean'); 'correlation' (1 - Pearson r) is the same in both. Rank
-measures (Spearman, Kendall) do not see that difference.
+`to_rsatoolbox` wraps rdmjax RDMs of the same images (one, a list, a
+[k, n, n] or condensed [k, n(n-1)/2] stack, or a dict name -> RDM; condensed
+in scipy `squareform` order: the entries i < j row by row, as
+`rdmjax.rsa.compare.upper_triangle`) as one `rsatoolbox.rdm.RDMs`, with
+the images' row index and NSD ids as pattern descriptors and per-RDM
+descriptors (the dict's names as 'name'); `from_rsatoolbox` gives them back
+as a [k, n, n] numpy stack with the descriptors. NaN (a missing pair)
+passes both ways; +-inf is an error. The values are passed as they are:
+rdmjax's 'euclidean' is the plain L2 distance, while rsatoolbox's
+`calc_rdm(..., 'euclidean')` gives the squared distance over the number of
+channels (`d ** 2 / n_channels`, labelled 'squared euclidean');
+'correlation' (1 - Pearson r) is the same in both. Rank measures
+(Spearman, Kendall) do not see that difference.
 
 `save_rdms` / `load_rdms`: several condensed RDMs of the same images in one
 .npz (no pickles), with their names, metrics and the images' NSD ids,
@@ -22,7 +25,7 @@ the two conversion functions.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -120,8 +123,143 @@ def _per_image(name: str, values, n: int) -> np.ndarray:
   return v
 
 
+def _pair(p: int, n: int) -> tuple[int, int]:
+  """The image pair (i, j), i < j, of entry p of a condensed n-image RDM."""
+  i = 0
+  while p >= n - 1 - i:
+    p -= n - 1 - i
+    i += 1
+  return i, i + 1 + p
+
+
+def _finite_or_nan(r: np.ndarray, label: str) -> None:
+  """InputError naming the first +-inf entry of r (square or condensed)."""
+  if not np.issubdtype(r.dtype, np.floating):
+    return
+  bad = np.isinf(r)
+  if not bad.any():
+    return
+  at = np.argwhere(bad)[0]
+  if r.ndim == 1:
+    pair = _pair(int(at[0]), compare.triangle_size(r.shape[0]))
+  else:
+    pair = (int(at[0]), int(at[1]))
+  raise InputError(
+    f'{label} holds {r[tuple(at)]} at images {pair}: pass finite'
+    ' dissimilarities (NaN for a missing pair)'
+  )
+
+
+def _is_triangle(m: int) -> bool:
+  try:
+    compare.triangle_size(m)
+  except InputError:
+    return False
+  return True
+
+
+def _one(r, label: str) -> np.ndarray:
+  """One RDM (square or condensed) -> condensed float64, errors naming it."""
+  r = np.asarray(r)
+  _finite_or_nan(r, label)
+  try:
+    return condensed(r).astype(np.float64)
+  except InputError as e:
+    raise InputError(f'{label}: {e}') from None
+
+
+def _stack(rdms) -> tuple[np.ndarray, list[str] | None, bool]:
+  """to_rsatoolbox's rdms -> (condensed [k, m] float64, the dict's names or
+  None, whether rdms was one RDM)."""
+  names = None
+  if isinstance(rdms, Mapping):
+    names = [str(k) for k in rdms]
+    if len(set(names)) != len(names):
+      raise InputError(f'RDM names {names}: each name once')
+    items = list(rdms.values())
+    labels = [f'RDM {k!r}' for k in names]
+  elif isinstance(rdms, (list, tuple)) and (
+    not rdms or not all(np.ndim(r) == 0 for r in rdms)
+  ):
+    items = list(rdms)
+    labels = [f'rdms[{i}]' for i in range(len(items))]
+  else:
+    r = np.asarray(rdms)
+    if r.ndim == 3 and (r.shape[1] != r.shape[2] or r.shape[1] < 2):
+      raise InputError(
+        f'RDM stack shape {r.shape}: a 3-D stack is [k, n, n] square RDMs'
+        ' (n >= 2); stack condensed ones as [k, n(n-1)/2]'
+      )
+    if r.ndim == 3 or (r.ndim == 2 and r.shape[0] != r.shape[1]):
+      items = list(r)  # k square, or k condensed RDMs
+      labels = [f'rdms[{i}]' for i in range(len(items))]
+    elif r.ndim in (1, 2):
+      try:
+        return _one(r, 'the RDM')[None], None, True
+      except InputError as e:
+        m = r.shape[0]  # k condensed RDMs of m = k entries would read so
+        if r.ndim == 1 or not _is_triangle(m):
+          raise
+        raise InputError(
+          f'{e} (a square 2-D array is one square RDM: pass k condensed'
+          ' RDMs of length k as a list)'
+        ) from None
+    else:
+      raise InputError(
+        f'RDM shape {r.shape}: pass one RDM ([n, n] or [n(n-1)/2]), a list,'
+        ' a [k, n, n] or [k, n(n-1)/2] stack, or a dict name -> RDM'
+      )
+  if not items:
+    raise InputError('no RDMs: pass one RDM, a list, a stack or a dict')
+  vs = [_one(r, label) for r, label in zip(items, labels)]
+  sizes = [v.shape[0] for v in vs]
+  for v, label in zip(vs, labels):
+    if v.shape[0] != sizes[0]:
+      n0 = compare.triangle_size(sizes[0])
+      n = compare.triangle_size(v.shape[0])
+      raise InputError(
+        f'{label} is over {n} images, {labels[0]} over {n0}: put RDMs of'
+        ' the same images in one RDMs object'
+      )
+  return np.stack(vs), names, False
+
+
+def _per_rdm(
+  rdm_descriptors: Mapping[str, Any] | None,
+  k: int,
+  names: list[str] | None,
+  single: bool,
+) -> dict[str, list]:
+  """rdm_descriptors -> name -> a list of k values; the dict's names as
+  'name'."""
+  out: dict[str, list] = {}
+  for key, values in (rdm_descriptors or {}).items():
+    if single:  # one value for the one RDM, as it is
+      out[key] = [values]
+      continue
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+      raise InputError(
+        f'rdm descriptor {key!r} is {values!r}: pass {k} values, one per RDM'
+      )
+    values = list(values)
+    if len(values) != k:
+      raise InputError(
+        f'rdm descriptor {key!r} has {len(values)} values for {k} RDMs:'
+        ' pass one per RDM'
+      )
+    out[key] = values
+  if names is not None:
+    if 'name' in out:
+      raise InputError(
+        "rdm descriptor 'name' given twice: by the dict's keys and in"
+        ' rdm_descriptors'
+      )
+    out['name'] = names
+  return out
+
+
 def to_rsatoolbox(
-  rdm,
+  rdms,
   *,
   nsd_ids: Sequence[int] | np.ndarray | None = None,
   index: Sequence[int] | np.ndarray | None = None,
@@ -130,89 +268,154 @@ def to_rsatoolbox(
   pattern_descriptors: Mapping[str, Any] | None = None,
   descriptors: Mapping[str, Any] | None = None,
 ):
-  """One rdmjax RDM as an `rsatoolbox.rdm.RDMs` (n_rdm = 1).
+  """rdmjax RDMs of the same n images as one `rsatoolbox.rdm.RDMs`.
 
   Args:
-    rdm: [n, n] symmetric (e.g. `rdmjax.rsa.rdm.rdm`) or condensed
-      [n(n-1)/2] in scipy `squareform` order; numpy or jax. The values are
-      stored as float64 (exact for rdmjax's float32), unchanged: see the
-      module docstring for how rdmjax's and rsatoolbox's euclidean differ.
+    rdms: one RDM, [n, n] symmetric (e.g. `rdmjax.rsa.rdm.rdm`) or condensed
+      [n(n-1)/2] in scipy `squareform` order; or several: a list or tuple
+      of them, a [k, n, n] stack, a [k, n(n-1)/2] stack of condensed RDMs,
+      or a dict name -> RDM (the names become rdm descriptor 'name'). A
+      2-D array that is square is one square RDM, any other 2-D array a
+      stack of condensed ones. numpy or jax. The values are stored as
+      float64 (exact for rdmjax's float32), unchanged (see the module
+      docstring for how rdmjax's and rsatoolbox's euclidean differ); NaN
+      marks a missing pair (rsatoolbox's comparisons leave it out), +-inf
+      is an error.
     nsd_ids: [n] the images' NSD ids (e.g. `subject.nsd_ids('train')`):
       pattern descriptor 'nsd_id'.
-    index: [n] the images' row index in the responses the RDM came from
-      (default 0 .. n-1): pattern descriptor 'index'.
+    index: [n] the images' row index in the responses the RDMs came from
+      (default pattern_descriptors['index'], else 0 .. n-1): pattern
+      descriptor 'index'.
     measure: the dissimilarity label, e.g. the rdmjax metric name
       ('correlation', 'euclidean', 'sqeuclidean', 'cosine').
-    rdm_descriptors: one value per key for this RDM, e.g.
-      {'roi': 'V1', 'subject': 'subj01'}.
+    rdm_descriptors: per-RDM descriptors. For one RDM, one value per key,
+      e.g. {'roi': 'V1', 'subject': 'subj01'}; for a list, stack or dict
+      (even of one), k values per key in the RDMs' order, e.g.
+      {'subject': ['subj01', 'subj02']}.
     pattern_descriptors: more per-image descriptors, name -> [n] values.
     descriptors: rsatoolbox's object-level descriptors.
 
   Returns:
-    rsatoolbox.rdm.RDMs holding the one RDM.
+    rsatoolbox.rdm.RDMs with n_rdm = k (1 for one RDM), n_cond = n.
   """
   rsatoolbox = _rsatoolbox()
-  v = condensed(rdm)
-  n = compare.triangle_size(v.shape[0])
+  v, names, single = _stack(rdms)
+  k, n = v.shape[0], compare.triangle_size(v.shape[1])
   pats = {}
   for name, values in (pattern_descriptors or {}).items():
     pats[name] = _per_image(f'pattern descriptor {name!r}', values, n)
-  pats['index'] = (
-    np.arange(n) if index is None else _per_image('index', index, n)
-  )
+  for name, arg, values in (
+    ('index', 'index', index),
+    ('nsd_id', 'nsd_ids', nsd_ids),
+  ):
+    if values is not None and name in pats:
+      raise InputError(
+        f'pattern descriptor {name!r} given twice: by {arg}= and in'
+        ' pattern_descriptors'
+      )
+  if index is not None:
+    pats['index'] = _per_image('index', index, n)
+  pats.setdefault('index', np.arange(n))
   if nsd_ids is not None:
     pats['nsd_id'] = _per_image('nsd_ids', nsd_ids, n).astype(np.int64)
   return rsatoolbox.rdm.RDMs(
-    v.astype(np.float64)[None],
+    v,
     dissimilarity_measure=measure,
     descriptors=dict(descriptors or {}),
-    # One value each: a list of one, so that rsatoolbox does not take a
-    # tuple or array value for several RDMs' values.
-    rdm_descriptors={k: [x] for k, x in (rdm_descriptors or {}).items()},
+    # Lists of k values: rsatoolbox takes a tuple or array value of one RDM
+    # for several RDMs' values.
+    rdm_descriptors=_per_rdm(rdm_descriptors, k, names, single),
     pattern_descriptors=pats,
   )
 
 
 class RsaRdm(NamedTuple):
-  """One RDM taken out of an `rsatoolbox.rdm.RDMs` (`from_rsatoolbox`).
+  """The RDMs taken out of an `rsatoolbox.rdm.RDMs` (`from_rsatoolbox`).
 
   Attributes:
-    matrix: [n, n] float64, symmetric with a zero diagonal; usable wherever
+    matrices: [k, n, n] float64, each symmetric with a zero diagonal, NaN
+      where rsatoolbox's RDM had NaN (a missing pair); each usable wherever
       rdmjax takes an RDM (`rdmjax.rsa.compare.compare_rdms`, which compares
       float32 values: exact for RDMs that came from rdmjax).
     pattern_descriptors: name -> [n] numpy array (always 'index'; 'nsd_id'
-      where the RDMs carried it), in the matrix's row order.
+      where the RDMs carried it), in the matrices' row order.
     measure: rsatoolbox's `dissimilarity_measure` (None if unset).
-    rdm_descriptors: name -> this RDM's value (rsatoolbox's 'index' too).
+    per_rdm: name -> list of k values, one per RDM: rsatoolbox's
+      rdm_descriptors ('index' always, 'name' where set).
+    names: per_rdm['name'] as str, or None where the RDMs have no names.
+    descriptors: rsatoolbox's object-level descriptors.
+
+  For one RDM (k = 1), `matrix` ([n, n]) and `rdm_descriptors` (name ->
+  its value) give it alone.
   """
 
-  matrix: np.ndarray
+  matrices: np.ndarray
   pattern_descriptors: dict[str, np.ndarray]
   measure: str | None
-  rdm_descriptors: dict[str, Any]
+  per_rdm: dict[str, list]
+  names: list[str] | None
+  descriptors: dict[str, Any]
+
+  @property
+  def n_rdm(self) -> int:
+    return self.matrices.shape[0]
+
+  def _only(self, what: str) -> None:
+    if self.n_rdm != 1:
+      raise InputError(
+        f'{what} is for one RDM and this holds {self.n_rdm}: use'
+        ' .matrices[i] and .per_rdm (or from_rsatoolbox(rdms[i]))'
+      )
+
+  @property
+  def matrix(self) -> np.ndarray:
+    """[n, n]: the one RDM (k = 1)."""
+    self._only('.matrix')
+    return self.matrices[0]
+
+  @property
+  def rdm_descriptors(self) -> dict[str, Any]:
+    """name -> the one RDM's value (k = 1; rsatoolbox's 'index' too)."""
+    self._only('.rdm_descriptors')
+    return {k: x[0] for k, x in self.per_rdm.items()}
 
 
 def from_rsatoolbox(rdms) -> RsaRdm:
-  """The one RDM of an `rsatoolbox.rdm.RDMs` as a square numpy matrix.
+  """The RDMs of an `rsatoolbox.rdm.RDMs` as square numpy matrices.
 
   Args:
-    rdms: an RDMs with n_rdm == 1 (pass `rdms[i]` for one of several).
+    rdms: an RDMs with n_rdm = k >= 1 (k square matrices of k n^2 float64:
+      1.6 GB for 2 RDMs of 10000 images; pass `rdms[i]` or
+      `rdms.subset(...)` for fewer).
 
   Returns:
-    `RsaRdm` (matrix, pattern_descriptors, measure, rdm_descriptors).
+    `RsaRdm` (matrices [k, n, n], pattern_descriptors, measure, per_rdm,
+    names, descriptors; `matrix` and `rdm_descriptors` for k = 1).
   """
   rsatoolbox = _rsatoolbox()
   if not isinstance(rdms, rsatoolbox.rdm.RDMs):
     raise InputError(f'{type(rdms).__name__}: pass an rsatoolbox.rdm.RDMs')
-  if rdms.n_rdm != 1:
-    raise InputError(
-      f'the RDMs object holds {rdms.n_rdm} RDMs: pass rdms[i] for one'
-    )
-  v = np.asarray(rdms.dissimilarities, np.float64)[0]
-  matrix = squareform(v, checks=False)  # zero diagonal, i < j row-major
+  if rdms.n_rdm < 1:
+    raise InputError('the RDMs object holds no RDMs')
+  v = np.asarray(rdms.dissimilarities, np.float64).reshape(rdms.n_rdm, -1)
+  per_rdm = {k: list(x) for k, x in rdms.rdm_descriptors.items()}
+  names = [str(x) for x in per_rdm['name']] if 'name' in per_rdm else None
+  for i in range(v.shape[0]):
+    label = f'RDM {names[i]!r}' if names else f'rdms[{i}]'
+    _finite_or_nan(v[i], label)
+  n = compare.triangle_size(v.shape[1])
+  matrices = np.empty((v.shape[0], n, n))
+  for i in range(v.shape[0]):  # zero diagonal, i < j row-major
+    matrices[i] = squareform(v[i], checks=False)
   pats = {k: np.asarray(x) for k, x in rdms.pattern_descriptors.items()}
-  desc = {k: x[0] for k, x in rdms.rdm_descriptors.items()}
-  return RsaRdm(matrix, pats, rdms.dissimilarity_measure, desc)
+  return RsaRdm(
+    matrices,
+    pats,
+    rdms.dissimilarity_measure,
+    per_rdm,
+    names,
+    dict(rdms.descriptors),
+  )
 
 
 class SavedRdms(NamedTuple):
