@@ -1,26 +1,46 @@
 """Comparing RDMs on their upper triangles: rank, linear and kernel measures.
 
-`compare_rdms(a, b, method)` takes square [n, n] RDMs or their condensed
-upper triangles (scipy `squareform` order); every method sees the same
-float32 values (so the same ties). Spearman is exact at any size:
-average ranks (ties as scipy's `rankdata`) are held as integers 2 * rank,
-centred by m + 1 without rounding, and their products summed exactly in
-integer limbs on the device (or, on a CPU backend, ranked by scipy and summed
-in float64 on the host); float32 ranks would round above 2^24 entries (~5800
-images). rsatoolbox's rho-a uses the same ranks. tau-a and tau-b count
-concordant and discordant pairs and ties exactly with an O(m log^2 m) merge
-sort. cosine and CKA are sums in float64 on the host, a chunk at a time
-(float32 products are exact in float64); CKA of the double-centred RDMs
-needs no n x n matrix (`_cka`).
+`compare_rdms(a, b, method)` takes one RDM or several on either side (a
+square [n, n] array or its condensed upper triangle in scipy `squareform`
+order; a list or tuple of them; a stacked [k, n, n] or condensed [k, m]
+array; a dict name -> RDM; an rsatoolbox `RDMs`) and gives a float for one
+against one, else the [k_a, k_b] matrix. rsatoolbox's method names are
+aliases (`METHOD_ALIASES`: 'corr', 'tau-a', 'tau-b', 'kendall', 'rho-a').
+
+Values keep their precision: float64 input is ranked and summed in float64,
+float32 input as float32 values (the same ties every method sees); other
+inputs become float64 (integers) or float32 (half floats).
+
+Missing pairs, rsatoolbox's way: NaN marks a pair that was not measured.
+Two RDMs are compared on the pairs that both have, which must be the same
+pairs (NaN at the same positions; else one line says so), or, with
+`nan='drop_union'`, on the pairs both have wherever their NaN lie. Every
+measure, Kendall's included, sees only those pairs; `cka`, which needs the
+whole square, refuses missing pairs. inf is refused.
+
+Exactness: Spearman and rho-a use average ranks (scipy's `rankdata`) held
+as integers 2 * rank - (m + 1) and summed in float64 on the host, or, for a
+large float32 RDM on an accelerator, ranked and summed exactly in integer
+limbs on the device (float32 ranks would round above 2^24 entries). tau-a
+and tau-b count concordant and discordant pairs and ties exactly (scipy's
+merge sort on the host, an O(m log^2 m) merge sort on the device). Pearson,
+cosine and CKA sum in float64 on the host, a chunk at a time (float32
+values are exact in float64); CKA of the double-centred RDMs needs no n x n
+matrix (`_cka`). Several RDMs against several share one pass over the
+entries (a chunked float64 product of the centred vectors), each RDM ranked
+once.
+
 `pearson` and `avg_ranks` (with an optional mask) are the jit-able Pearson
 and ranking of the pair metrics (float32: for batches, below 2^23 entries).
-`compare_rdms` is public as `rdmjax.rsa.rdm.compare_rdms`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -207,23 +227,8 @@ def _host_ranking() -> bool:
   return jax.default_backend() == 'cpu'
 
 
-def _centred_ranks(v: jax.Array):
-  """2 * average rank - (m + 1) of v [m]: exact, in the form `_rank_corr`
-  takes.
-
-  On a CPU backend (numpy's sort; XLA's CPU sort is several times slower),
-  or from 2^28 entries: float64 numpy from scipy's rankdata. Else int32 on
-  the device.
-  """
-  m = v.shape[0]
-  if _host_ranking() or m >= _EXACT_DEVICE_MAX:
-    r = stats.rankdata(np.asarray(v))  # float64 average ranks: exact
-    return 2 * r - (m + 1)
-  return _centred_rank2(v)
-
-
 def _rank_dot(ca, cb) -> int | float:
-  """sum(ca * cb) of two centred rank vectors from `_centred_ranks`: a
+  """sum(ca * cb) of two centred rank vectors (`_centred_rank2` or host ranks): a
   Python int (device limbs, exact) or a float64 sum of exact integers."""
   if isinstance(ca, np.ndarray) or isinstance(cb, np.ndarray):
     ca, cb = np.asarray(ca, np.float64), np.asarray(cb, np.float64)
@@ -233,7 +238,7 @@ def _rank_dot(ca, cb) -> int | float:
 
 
 def _rank_corr(ca, cb) -> float:
-  """Pearson of two centred rank vectors from `_centred_ranks`."""
+  """Pearson of two centred rank vectors (`_centred_rank2` or host ranks)."""
   num, da, db = _rank_dot(ca, cb), _rank_dot(ca, ca), _rank_dot(cb, cb)
   if da == 0 or db == 0:
     return float('nan')  # a constant RDM, as scipy
@@ -293,18 +298,6 @@ def _kendall_parts(a, b):
     _int_partials(_tied_pairs(jnp.sort(b))),  # tied in b
     _int_partials(_tied_pairs(sa, sb)),  # tied in both
   )
-
-
-def _as_vector(r) -> jax.Array:
-  if isinstance(r, (jax.Array, jax.core.Tracer)):
-    r = r.astype(jnp.float32)
-  else:  # cast on the host: no program compiled per shape
-    r = jax.device_put(np.asarray(r, np.float32))
-  if r.ndim == 2 and r.shape[0] == r.shape[1]:
-    return upper_triangle(r)
-  if r.ndim != 1:
-    raise InputError(f'RDM shape {r.shape}: pass [n, n] or condensed [m]')
-  return r
 
 
 def _kendall_counts(va: jax.Array, vb: jax.Array) -> tuple[int, ...]:
@@ -405,77 +398,413 @@ def _cka(a: _Rdm, b: _Rdm) -> float:
   return float(np.clip(ab / (np.sqrt(aa) * np.sqrt(bb)), -1, 1))
 
 
+# rsatoolbox's names (and a few spellings of them) for rdmjax's methods.
+METHOD_ALIASES = {
+  'corr': 'pearson',
+  'rho-a': 'spearman_rho_a',
+  'rho_a': 'spearman_rho_a',
+  'tau-a': 'kendall_tau_a',
+  'tau_a': 'kendall_tau_a',
+  'tau-b': 'kendall_tau_b',
+  'tau_b': 'kendall_tau_b',
+  'kendall': 'kendall_tau_b',
+  'linear_cka': 'cka',
+}
+# How two RDMs with missing (NaN) pairs are compared.
+NAN_POLICIES = ('same', 'drop_union')
+# Methods that are one product of per-RDM vectors: several RDMs against
+# several share one chunked pass.
+_GRAM_METHODS = ('spearman', 'spearman_rho_a', 'pearson', 'cosine')
+# Below this many entries every method runs on the host, also where an
+# accelerator is the default device: a compile costs more than the work.
+_DEVICE_MIN = 1 << 20
+
+
+def method_name(method: str) -> str:
+  """The rdmjax name of a comparison method given by its name or an alias
+  (`METHOD_ALIASES`, rsatoolbox's names), or a one-line InputError."""
+  if isinstance(method, str):
+    if method in ALL_METHODS:
+      return method
+    if method in METHOD_ALIASES:
+      return METHOD_ALIASES[method]
+  raise InputError(
+    f'comparison method {method!r} unknown: use one of {ALL_METHODS} or an '
+    f'alias {tuple(METHOD_ALIASES)}'
+  )
+
+
+def _check_nan(nan: str) -> None:
+  if nan not in NAN_POLICIES:
+    raise InputError(f'nan={nan!r} unknown: use one of {NAN_POLICIES}')
+
+
+def _host_dtype(dtype) -> type:
+  """float64 stays float64 (ranked in float64); floats below it are float32
+  values; integers and booleans are exact in float64."""
+  dtype = np.dtype(dtype)
+  if dtype == np.float64:
+    return np.float64
+  if dtype.kind in 'biu':
+    return np.float64
+  if dtype.kind == 'f' or dtype.name == 'bfloat16':
+    return np.float32
+  raise InputError(f'RDM dtype {dtype}: pass real dissimilarities')
+
+
+def _condense(sq: np.ndarray) -> np.ndarray:
+  """[n, n] -> its entries i < j in squareform order, a row at a time (no
+  n x n index arrays)."""
+  n = sq.shape[0]
+  out = np.empty(n * (n - 1) // 2, sq.dtype)
+  pos = 0
+  for i in range(n - 1):
+    out[pos : pos + n - 1 - i] = sq[i, i + 1 :]
+    pos += n - 1 - i
+  return out
+
+
+def _device_path(m: int) -> bool:
+  return not _host_ranking() and _DEVICE_MIN <= m < _EXACT_DEVICE_MAX
+
+
+@jax.jit
+def _nonfinite(v: jax.Array) -> jax.Array:
+  return jnp.sum(~jnp.isfinite(v))
+
+
 class _Rdm:
-  """One RDM's upper triangle and what the methods derive from it, each
-  computed once (`compare_many` shares the reference's)."""
+  """One RDM's measured pairs (its upper triangle without NaN) and what the
+  methods derive from them, each computed once.
 
-  def __init__(self, r):
-    self.v = _as_vector(r)
+  A host RDM holds `host` (float32 or float64); a large float32 RDM where
+  an accelerator is the default device (`_device_path`) holds `dev` on the
+  device and brings `host` over only when a host method asks.
+  """
+
+  def __init__(self, r, label: str):
+    self.label = label
+    self.dev = None
+    self.missing = None  # bool [m] of the NaN pairs, or None
+    if isinstance(r, jax.core.Tracer):
+      raise InputError(
+        f'RDM {label} is traced: compare_rdms runs outside jit (use '
+        'rdmjax.rsa.compare.pearson or avg_ranks inside)'
+      )
+    shape = np.shape(r)
+    square = len(shape) == 2 and shape[0] == shape[1]
+    if len(shape) != 1 and not square:
+      raise InputError(
+        f'RDM {label}: shape {shape}; pass a square [n, n] RDM or its '
+        'condensed upper triangle [n(n-1)/2]'
+      )
+    m = shape[0] * (shape[0] - 1) // 2 if square else shape[0]
+    dtype = _host_dtype(r.dtype if hasattr(r, 'dtype') else np.asarray(r).dtype)
+    if dtype == np.float32 and _device_path(m):
+      v = r.astype(jnp.float32) if isinstance(r, jax.Array) else None
+      if v is None:
+        v = jax.device_put(np.asarray(r, np.float32))
+      v = _upper(v) if square else v
+      if int(_nonfinite(v)) == 0:
+        self.dev, self.size = v, m
+        return
+      r = np.asarray(v)  # missing pairs: the host path
+      square = False
+    v = np.asarray(r, dtype)
+    v = _condense(v) if square else v
+    self.size = v.shape[0]
+    bad = ~np.isfinite(v)
+    if bad.any():
+      inf = int(np.isinf(v).sum())
+      if inf:
+        raise InputError(
+          f'RDM {label} holds inf at {inf} pairs: pass finite '
+          'dissimilarities (NaN marks a pair not measured)'
+        )
+      self.missing = bad
+      v = v[~bad]
+    self.host = v
 
   @functools.cached_property
-  def ranks(self):
-    return _centred_ranks(self.v)
+  def host(self) -> np.ndarray:  # the device RDM's, on request
+    return np.asarray(self.dev)
+
+  @property
+  def m(self) -> int:
+    """The measured pairs."""
+    return self.size if self.missing is None else self.host.shape[0]
 
   @functools.cached_property
-  def host(self) -> np.ndarray:
-    return np.asarray(self.v)  # float32
+  def key(self) -> tuple:
+    """Equal for RDMs missing the same pairs."""
+    if self.missing is None:
+      return (self.size, None)
+    return (self.size, hashlib.sha1(np.packbits(self.missing)).hexdigest())
+
+  def restricted(self, drop: np.ndarray) -> _Rdm:
+    """This RDM on the pairs where drop (bool [size]) is False."""
+    full = np.full(self.size, np.nan, self.host.dtype)
+    full[self._kept()] = self.host
+    full[drop] = np.nan
+    return _Rdm(full, self.label)
+
+  def _kept(self) -> np.ndarray:
+    return np.ones(self.size, bool) if self.missing is None else ~self.missing
+
+  def values(self) -> np.ndarray:
+    """The upper triangle [size] with NaN at the missing pairs."""
+    if self.missing is None:
+      return self.host
+    full = np.full(self.size, np.nan, self.host.dtype)
+    full[~self.missing] = self.host
+    return full
+
+  @functools.cached_property
+  def ranks(self) -> np.ndarray:
+    """2 * average rank - (m + 1) of the measured pairs: exact integers
+    (int32 below 2^30 entries, else float64)."""
+    m = self.host.shape[0]
+    c = 2 * stats.rankdata(self.host) - (m + 1)
+    return c.astype(np.int32) if m < 2**30 else c
+
+  @functools.cached_property
+  def dev_ranks(self) -> jax.Array:
+    return _centred_rank2(self.dev)
+
+  @functools.cached_property
+  def mean(self) -> float:
+    return float(np.mean(self.host, dtype=np.float64))
+
+  def chunk(self, method: str, lo: int, hi: int) -> np.ndarray:
+    """float64 entries [lo, hi) of the vector `method` takes a product of."""
+    if method in ('spearman', 'spearman_rho_a'):
+      return self.ranks[lo:hi].astype(np.float64)
+    x = self.host[lo:hi].astype(np.float64)
+    return x - self.mean if method == 'pearson' else x
+
+  def norm2(self, method: str) -> float:
+    """sum(x * x) of the vector `method` takes, once per method."""
+    norms = self.__dict__.setdefault('_norms', {})
+    if method not in norms:
+      total = 0.0
+      for s in range(0, self.m, _CHUNK):
+        x = self.chunk(method, s, s + _CHUNK)
+        total += float(x @ x)
+      norms[method] = total
+    return norms[method]
 
   @functools.cached_property
   def n_images(self) -> int:
-    return triangle_size(self.v.shape[0])
+    return triangle_size(self.size)
 
   @functools.cached_property
   def row_means(self) -> tuple[np.ndarray, float]:
     return _row_means(self.host, self.n_images)
 
+  @functools.cached_property
+  def ties(self) -> int:
+    """Pairs of measured entries with equal values."""
+    s = np.sort(self.host)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
+    t = np.diff(starts).astype(np.int64)
+    return int((t * (t - 1) // 2).sum())
 
-def _compare(a: _Rdm, b: _Rdm, methods) -> dict[str, float]:
-  """method -> coefficient; one Kendall count serves tau-a and tau-b."""
-  out, counts = {}, None
-  for method in methods:
-    if method == 'pearson':
-      out[method] = float(_pearson_jit(a.v, b.v))
-    elif method == 'spearman':
-      out[method] = _rank_corr(a.ranks, b.ranks)
-    elif method == 'spearman_rho_a':
-      out[method] = _rho_a(a.ranks, b.ranks)
-    elif method in ('kendall_tau_a', 'kendall_tau_b'):
-      counts = counts or _kendall_counts(a.v, b.v)
-      out[method] = _tau(*counts, b=method == 'kendall_tau_b')
-    elif method == 'cosine':
-      out[method] = cosine_similarity(a.host, b.host)
+
+class RdmSet(NamedTuple):
+  """RDMs as `compare_rdms` reads one side: names (dict keys, rsatoolbox's
+  'name' descriptor, or 0..k-1), the RDMs, and whether one was given."""
+
+  names: list
+  rdms: list[_Rdm]
+  single: bool
+
+
+def rdm_set(x, what: str = 'a') -> RdmSet:
+  """One RDM or several, as `compare_rdms` takes them, checked: all of one
+  size; a one-line InputError naming what is malformed."""
+  if isinstance(x, jax.Array) and _host_ranking():
+    x = np.asarray(x)  # a CPU array: a view, no copy
+  if hasattr(x, 'get_vectors') and hasattr(x, 'n_rdm'):  # rsatoolbox RDMs
+    vectors = np.asarray(x.get_vectors())
+    desc = getattr(x, 'rdm_descriptors', {}) or {}
+    names = list(desc.get('name', range(len(vectors))))
+    if len(names) != len(vectors) or len(set(map(str, names))) != len(names):
+      names = list(range(len(vectors)))
+    items, single = list(zip(names, vectors)), False
+  elif isinstance(x, Mapping):
+    items, single = list(x.items()), False
+  elif isinstance(x, (list, tuple)):
+    items, single = list(enumerate(x)), False
+  else:
+    shape = np.shape(x)
+    if len(shape) == 1 or (len(shape) == 2 and shape[0] == shape[1]):
+      items, single = [(0, x)], True
+    elif len(shape) in (2, 3) and (len(shape) == 2 or shape[1] == shape[2]):
+      items, single = list(enumerate(x)), False
     else:
-      out[method] = _cka(a, b)
+      raise InputError(
+        f'RDMs {what}: shape {shape}; pass one RDM ([n, n] or condensed '
+        '[m]), a stack [k, n, n] or [k, m], a list or a dict of them'
+      )
+  if not items:
+    raise InputError(f'RDMs {what}: none given; pass at least one RDM')
+  rdms = [_Rdm(r, what if single else f'{what}[{name!r}]') for name, r in items]
+  sizes = {r.size for r in rdms}
+  if len(sizes) != 1:
+    got = ', '.join(f'{r.label} {r.size}' for r in rdms[:4])
+    raise InputError(
+      f'RDMs {what} differ in size ({got}{", ..." if len(rdms) > 4 else ""}'
+      ' pairs): pass RDMs of the same images'
+    )
+  return RdmSet([name for name, _ in items], rdms, single)
+
+
+def _aligned(x: _Rdm, y: _Rdm, nan: str) -> tuple[_Rdm, _Rdm]:
+  """x and y on the pairs both measured, or an InputError if those differ
+  and nan is 'same'."""
+  if x.size != y.size:
+    raise InputError(
+      f'RDM sizes differ: {x.label} has {x.size} pairs, {y.label} {y.size}:'
+      ' pass RDMs of the same images'
+    )
+  if x.key == y.key:
+    return x, y
+  mx = np.zeros(x.size, bool) if x.missing is None else x.missing
+  my = np.zeros(y.size, bool) if y.missing is None else y.missing
+  if nan == 'same':
+    raise InputError(
+      f'RDMs {x.label} and {y.label} miss different pairs ({int(mx.sum())} '
+      f'and {int(my.sum())} NaN, at {int((mx != my).sum())} differing '
+      "positions): pass RDMs with NaN at the same pairs, or nan='drop_union'"
+      ' to compare each two on the pairs both have'
+    )
+  union = mx | my
+  return x.restricted(union), y.restricted(union)
+
+
+def _few(m: int, x: _Rdm, y: _Rdm) -> None:
+  if m < 2:
+    raise InputError(
+      f'RDMs {x.label} and {y.label} share {m} measured pair(s): compare '
+      'RDMs on at least 2'
+    )
+
+
+def _gram_block(xs: list[_Rdm], ys: list[_Rdm], method: str) -> np.ndarray:
+  """method between every x and y (all missing the same pairs): one chunked
+  float64 product [len(xs), len(ys)]."""
+  m = xs[0].m
+  _few(m, xs[0], ys[0])
+  dots = np.zeros((len(xs), len(ys)))
+  for s in range(0, m, _CHUNK):
+    a = np.stack([x.chunk(method, s, s + _CHUNK) for x in xs])
+    b = np.stack([y.chunk(method, s, s + _CHUNK) for y in ys])
+    dots += a @ b.T
+  if method == 'spearman_rho_a':
+    # 12 sum((ra - mean)(rb - mean)) / (m^3 - m) = 3 sum(ca cb) / (m^3 - m).
+    return np.clip(3 * dots / (m**3 - m), -1, 1)
+  na = np.sqrt([x.norm2(method) for x in xs])[:, None]
+  nb = np.sqrt([y.norm2(method) for y in ys])[None, :]
+  with np.errstate(divide='ignore', invalid='ignore'):
+    r = dots / (na * nb)
+  # A constant RDM: no correlation (NaN, as scipy); an all-zero one has
+  # cosine 0 (as rsatoolbox).
+  r[(na == 0) | (nb == 0)] = 0.0 if method == 'cosine' else np.nan
+  return np.clip(r, -1, 1)
+
+
+def _kendall_host(x: _Rdm, y: _Rdm, b: bool) -> float:
+  """scipy's tau-b, and tau-a from it with the exact tie counts."""
+  m = x.m
+  tot = m * (m - 1) // 2
+  xtie, ytie = x.ties, y.ties
+  if xtie == tot or ytie == tot:  # a constant RDM: tau-b undefined
+    return float('nan') if b else 0.0
+  with np.errstate(all='ignore'):
+    tau_b = float(stats.kendalltau(x.host, y.host).statistic)
+  if b:
+    return float(np.clip(tau_b, -1, 1))
+  # con - dis is an integer: recovered exactly below 2^50 pairs.
+  con_dis = round(tau_b * math.sqrt(tot - xtie) * math.sqrt(tot - ytie))
+  return float(np.clip(con_dis / tot, -1, 1))
+
+
+def _pair(x: _Rdm, y: _Rdm, method: str) -> float:
+  """method between two RDMs on the same measured pairs."""
+  _few(x.m, x, y)
+  if method == 'cka':
+    for r in (x, y):
+      if r.missing is not None:
+        raise InputError(
+          f'RDM {r.label} misses {int(r.missing.sum())} pairs: cka needs '
+          'every pair of the square RDM; use another method or fill them'
+        )
+    return _cka(x, y)
+  device = x.dev is not None and y.dev is not None
+  if method in ('kendall_tau_a', 'kendall_tau_b'):
+    if device:
+      return _tau(*_kendall_counts(x.dev, y.dev), b=method == 'kendall_tau_b')
+    return _kendall_host(x, y, method == 'kendall_tau_b')
+  if device and method == 'spearman':
+    return _rank_corr(x.dev_ranks, y.dev_ranks)
+  if device and method == 'spearman_rho_a':
+    return _rho_a(x.dev_ranks, y.dev_ranks)
+  if device and method == 'pearson':
+    return float(_pearson_jit(x.dev, y.dev))
+  return float(_gram_block([x], [y], method)[0, 0])
+
+
+def _compare_sets(xs, ys, method: str, nan: str) -> np.ndarray:
+  """[len(xs), len(ys)] float64 of method between every x and y."""
+  out = np.full((len(xs), len(ys)), np.nan)
+  host = all(r.dev is None for r in (*xs, *ys))
+  if method in _GRAM_METHODS and host:
+    # One product per pair of groups that miss the same pairs.
+    keys_a = {r.key for r in xs}
+    keys_b = {r.key for r in ys}
+    for ka in keys_a:
+      ia = [k for k, r in enumerate(xs) if r.key == ka]
+      for kb in keys_b:
+        ib = [k for k, r in enumerate(ys) if r.key == kb]
+        if ka == kb:
+          block = _gram_block([xs[k] for k in ia], [ys[k] for k in ib], method)
+          out[np.ix_(ia, ib)] = block
+        else:
+          for i in ia:
+            for j in ib:
+              out[i, j] = _pair(*_aligned(xs[i], ys[j], nan), method)
+    return out
+  for i, x in enumerate(xs):
+    for j, y in enumerate(ys):
+      out[i, j] = _pair(*_aligned(x, y, nan), method)
   return out
 
 
-def _check_methods(methods) -> None:
-  bad = [m for m in methods if m not in ALL_METHODS]
-  if bad:
-    raise InputError(f'methods {bad} unknown: use {ALL_METHODS}')
-
-
-def compare_rdms(a, b, method: str = 'spearman') -> float:
-  """Similarity of two RDMs on their upper triangles (k=1).
+def compare_rdms(a, b, method: str = 'spearman', *, nan: str = 'same'):
+  """Similarity of RDMs on their upper triangles (k=1).
 
   Args:
-    a: [n, n] or condensed [n(n-1)/2] RDM.
-    b: same shape as a.
-    method: one of ALL_METHODS:
-      'spearman': Pearson of average ranks, as scipy spearmanr; exact integer
-        ranks at any size (see the module docstring).
-      'pearson': float32, centred and summed in blocks.
-      'kendall_tau_a': (concordant - discordant) / (m choose 2) over the m
-        entries, no tie correction, as rsatoolbox's `_tau_a`; exact integer
-        counts, O(m log^2 m) work and O(m) memory.
-      'spearman_rho_a': rsatoolbox's rho-a (`compare_rho_a`):
+    a: one RDM ([n, n] or condensed [n(n-1)/2]) or several: a list or tuple
+      of them, a stacked [k, n, n] or condensed [k, m] array (a square 2-D
+      array is one RDM: pass a list for a stack of m condensed RDMs of m
+      entries), a dict name -> RDM, or an rsatoolbox `RDMs`. NaN marks a
+      pair not measured.
+    b: the same, over the same images.
+    method: one of ALL_METHODS or its alias (`METHOD_ALIASES`):
+      'spearman': Pearson of average ranks, as scipy spearmanr; exact ranks
+        at any size (see the module docstring).
+      'pearson' ('corr'): Pearson r, float64 sums.
+      'kendall_tau_a' ('tau-a'): (concordant - discordant) / (m choose 2)
+        over the m measured pairs, no tie correction, as rsatoolbox's
+        `_tau_a`; exact counts.
+      'spearman_rho_a' ('rho-a'): rsatoolbox's rho-a (`compare_rho_a`):
         12 sum((ra - mean)(rb - mean)) / (m^3 - m) of average ranks, i.e.
         Spearman's denominator without tie correction (not
         1 - 6 sum(d^2) / (m^3 - m), which differs under ties); equals
-        'spearman' without ties. Exact ranks as 'spearman'.
-      'kendall_tau_b': (con - dis) / sqrt((pairs - ties in a)
-        (pairs - ties in b)), as scipy.stats.kendalltau (variant 'b', also
-        rsatoolbox's 'tau-b'); the exact counts of 'kendall_tau_a'.
+        'spearman' without ties.
+      'kendall_tau_b' ('tau-b', 'kendall'): (con - dis) /
+        sqrt((pairs - ties in a) (pairs - ties in b)), as
+        scipy.stats.kendalltau (variant 'b').
       'cosine': a.b / (|a| |b|) of the upper triangles, as rsatoolbox's
         'cosine' (0 for an all-zero RDM); float64 sums.
       'cka': centred kernel alignment of the double-centred RDMs,
@@ -486,47 +815,59 @@ def compare_rdms(a, b, method: str = 'spearman') -> float:
         factor) G is the Gram matrix of the centred patterns, so this is
         linear CKA, |Y^T X|_F^2 / (|X^T X|_F |Y^T Y|_F); square a
         'euclidean' RDM first for that. Float64, O(m) work, no n x n
-        matrix; condensed input must have n(n-1)/2 entries.
+        matrix; needs every pair.
+    nan: missing pairs. 'same' (default, rsatoolbox's rule): two RDMs must
+      miss the same pairs, which are left out; else an InputError says so.
+      'drop_union': each two RDMs are compared on the pairs both measured.
 
   Returns:
-    The coefficient as a Python float (nan for a constant RDM where the
-    measure is undefined, as scipy).
+    For one RDM against one, the coefficient as a Python float (nan for a
+    constant RDM where the measure is undefined, as scipy). Else a
+    [k_a, k_b] float64 array, rows in a's order (a dict's keys), columns in
+    b's; `compare_many` gives the same by name.
   """
-  _check_methods([method])
-  ra, rb = _Rdm(a), _Rdm(b)
-  if ra.v.shape != rb.v.shape or ra.v.shape[0] < 2:
-    raise InputError(
-      f'RDM sizes {ra.v.shape} and {rb.v.shape}: pass two RDMs of the same '
-      'images'
-    )
-  return _compare(ra, rb, [method])[method]
+  method = method_name(method)
+  _check_nan(nan)
+  sa, sb = rdm_set(a, 'a'), rdm_set(b, 'b')
+  out = _compare_sets(sa.rdms, sb.rdms, method, nan)
+  return float(out[0, 0]) if sa.single and sb.single else out
 
 
 def compare_many(
-  a, others, methods: tuple[str, ...] = ('spearman', 'pearson')
-) -> dict[str, dict[str, float]]:
+  a,
+  others,
+  methods: tuple[str, ...] = ('spearman', 'pearson'),
+  *,
+  nan: str = 'same',
+) -> dict:
   """`compare_rdms(a, b, m)` for every b of others and m of methods.
 
-  a's upper triangle is taken, ranked and centred once for all of them, and
-  each b's once for all methods.
+  a is ranked and centred once for all of them, and each b once for all
+  methods.
 
   Args:
-    a: [n, n] or condensed RDM.
-    others: name -> RDM of the same images.
-    methods: of ALL_METHODS.
+    a: one RDM ([n, n] or condensed).
+    others: RDMs of the same images as `compare_rdms` takes them (a dict
+      name -> RDM, a list, a stack, an rsatoolbox `RDMs`).
+    methods: names of ALL_METHODS or their aliases (the result uses the
+      names as given).
+    nan: as `compare_rdms`.
 
   Returns:
-    name -> method -> coefficient.
+    name -> method -> coefficient (names: the dict's keys, else 0..k-1).
   """
-  _check_methods(methods)
-  ra = _Rdm(a)
-  out = {}
-  for name, b in others.items():
-    rb = _Rdm(b)
-    if rb.v.shape != ra.v.shape or ra.v.shape[0] < 2:
-      raise InputError(
-        f'RDM sizes {ra.v.shape} and {rb.v.shape} ({name}): pass RDMs of the '
-        'same images'
-      )
-    out[name] = _compare(ra, rb, methods)
+  _check_nan(nan)
+  canonical = {m: method_name(m) for m in methods}
+  sa = rdm_set(a, 'a')
+  if not sa.single:
+    raise InputError(
+      f'compare_many takes one RDM a, got {len(sa.rdms)}: use compare_rdms '
+      'for several against several'
+    )
+  sb = rdm_set(others, 'others')
+  out = {name: {} for name in sb.names}
+  for given, method in canonical.items():
+    row = _compare_sets(sa.rdms, sb.rdms, method, nan)[0]
+    for name, value in zip(sb.names, row):
+      out[name][given] = float(value)
   return out
