@@ -633,9 +633,11 @@ def rdm_set(x, what: str = 'a') -> RdmSet:
     items, single = list(zip(names, vectors)), False
   elif isinstance(x, Mapping):
     items, single = list(x.items()), False
-  elif isinstance(x, (list, tuple)):
+  elif isinstance(x, (list, tuple)) and not (
+    x and all(np.ndim(e) == 0 for e in x)
+  ):
     items, single = list(enumerate(x)), False
-  else:
+  else:  # an array, or a list of numbers: one condensed RDM
     shape = np.shape(x)
     if len(shape) == 1 or (len(shape) == 2 and shape[0] == shape[1]):
       items, single = [(0, x)], True

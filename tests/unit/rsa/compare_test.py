@@ -256,3 +256,199 @@ def test_mds_figure_writes_png(tmp_path):
   assert out.is_file()
   with pytest.raises(InputError, match='labels'):
     mds_plot.mds_figure(y, labels[:5], path=tmp_path / 'bad.png')
+
+
+# Anyone's RDMs (issue 22): missing pairs, several at once, rsatoolbox's
+# names, float64 precision. References: scipy and rsatoolbox in float64.
+
+rsa_rdm = importlib.import_module('rsatoolbox.rdm')
+
+
+def _rsa(a, b, method):
+  """rsatoolbox's compare of [k, m] (or [m]) float64 vectors."""
+  wrap = lambda v: rsa_rdm.RDMs(np.atleast_2d(np.asarray(v, np.float64)))  # noqa: E731
+  return rsa_rdm.compare(wrap(a), wrap(b), method)
+
+
+RSA_NAMES = {
+  'spearman': 'spearman',
+  'pearson': 'corr',
+  'kendall_tau_a': 'tau-a',
+  'kendall_tau_b': 'tau-b',
+  'spearman_rho_a': 'rho-a',
+  'cosine': 'cosine',
+}
+
+
+def _with_nan(m=4186, k=1, seed=0, ties=False):
+  """k RDM vectors [k, m] with NaN at the same random positions."""
+  rng = np.random.default_rng(seed)
+  v = rng.random((k, m)) + rng.random(m)
+  if ties:
+    v = np.round(v * 4) / 4
+  v[:, rng.choice(m, m // 20, replace=False)] = np.nan
+  return v
+
+
+def test_the_kendall_nan_report_reproduces_scipy():
+  rng = np.random.default_rng(0)
+  a = rng.random(4186)
+  b = a + rng.random(4186)
+  a[0] = b[0] = np.nan
+  want = stats.kendalltau(a[1:], b[1:])[0]
+  assert compare.compare_rdms(a, b, 'kendall_tau_b') == pytest.approx(
+    want, abs=1e-15
+  )
+  assert compare.compare_rdms(a, b, 'kendall_tau_a') == pytest.approx(
+    _rsa(a, b, 'tau-a')[0, 0], abs=1e-15
+  )
+
+
+@pytest.mark.parametrize('ties', [False, True])
+@pytest.mark.parametrize('method', sorted(RSA_NAMES))
+def test_missing_pairs_left_out_in_every_measure_as_rsatoolbox(method, ties):
+  a = _with_nan(seed=1, ties=ties)[0]
+  b = a + np.random.default_rng(3).random(a.size)  # NaN where a is
+  if ties:
+    b = np.round(b * 4) / 4
+  got = compare.compare_rdms(a, b, method)
+  assert np.isfinite(got)
+  assert got == pytest.approx(_rsa(a, b, RSA_NAMES[method])[0, 0], abs=1e-13)
+  keep = ~np.isnan(a)
+  scipy_ref = {
+    'spearman': lambda x, y: stats.spearmanr(x, y)[0],
+    'pearson': lambda x, y: stats.pearsonr(x, y)[0],
+    'kendall_tau_b': lambda x, y: stats.kendalltau(x, y)[0],
+  }
+  if method in scipy_ref:
+    want = scipy_ref[method](a[keep], b[keep])
+    assert got == pytest.approx(want, abs=1e-13)
+  # The same as comparing the measured pairs alone.
+  assert got == pytest.approx(
+    compare.compare_rdms(a[keep], b[keep], method), abs=1e-15
+  )
+
+
+def test_missing_pairs_at_different_positions():
+  a, b = _with_nan(seed=1)[0], _with_nan(seed=5)[0]
+  with pytest.raises(InputError, match='different pairs.*drop_union'):
+    compare.compare_rdms(a, b)
+  both = ~np.isnan(a) & ~np.isnan(b)
+  for method in RSA_NAMES:
+    got = compare.compare_rdms(a, b, method, nan='drop_union')
+    assert got == pytest.approx(
+      _rsa(a[both], b[both], RSA_NAMES[method])[0, 0], abs=1e-13
+    )
+  with pytest.raises(InputError, match='nan='):
+    compare.compare_rdms(a, b, nan='ignore')
+  inf = a.copy()
+  inf[np.flatnonzero(np.isfinite(a))[0]] = np.inf
+  with pytest.raises(InputError, match='inf at 1 pairs'):
+    compare.compare_rdms(inf, a)
+  sq = squareform(np.nan_to_num(a[:4095]))
+  sq[0, 1] = sq[1, 0] = np.nan
+  with pytest.raises(InputError, match='cka needs every pair'):
+    compare.compare_rdms(sq, sq, 'cka')
+  with pytest.raises(InputError, match='at least 2'):
+    compare.compare_rdms([np.nan, np.nan, 1.0], [np.nan, np.nan, 2.0])
+
+
+def test_several_rdms_at_once_as_rsatoolbox():
+  """list, [k, n, n] stack, [k, m] stack, dict and rsatoolbox RDMs: the
+  [k_a, k_b] matrix of rsatoolbox's compare."""
+  rng = np.random.default_rng(4)
+  n = 40
+  x = rng.standard_normal((5, n, 8))
+  sq = np.stack([squareform(pdist(v, 'correlation')) for v in x])  # [5, n, n]
+  vec = np.stack([squareform(s, checks=False) for s in sq])  # [5, m]
+  models, data = vec[:2], vec[2:]
+  for method, name in RSA_NAMES.items():
+    want = _rsa(models, data, name)
+    for a, b in (
+      (models, data),  # condensed stacks
+      (sq[:2], sq[2:]),  # square stacks
+      (list(sq[:2]), list(vec[2:])),  # lists, square and condensed
+      ({'m0': sq[0], 'm1': vec[1]}, dict(enumerate(data))),
+      (rsa_rdm.RDMs(models), rsa_rdm.RDMs(data)),
+    ):
+      got = compare.compare_rdms(a, b, method)
+      assert got.shape == (2, 3)
+      np.testing.assert_allclose(got, want, atol=1e-13, err_msg=method)
+  one = compare.compare_rdms(sq[0], data)
+  assert one.shape == (1, 3)
+  assert isinstance(compare.compare_rdms(sq[0], sq[1]), float)
+  named = compare.compare_many(
+    sq[0], {'s1': sq[1], 's2': sq[2]}, ('corr', 'tau-a')
+  )
+  assert named['s2']['corr'] == pytest.approx(
+    _rsa(vec[0], vec[2], 'corr')[0, 0]
+  )
+  assert list(compare.compare_many(sq[0], list(sq[1:3]))) == [0, 1]
+  # Malformed inputs: one line naming them.
+  with pytest.raises(InputError, match='differ in size'):
+    compare.compare_rdms([vec[0], vec[0][:-1]], vec[1])
+  with pytest.raises(InputError, match=r'RDM b\[1\]: shape \(3, 4\)'):
+    compare.compare_rdms(vec[0], [vec[1], np.zeros((3, 4))])
+  with pytest.raises(InputError, match='shape'):
+    compare.compare_rdms(np.zeros((2, 3, 4)), vec[1])
+  with pytest.raises(InputError, match='none given'):
+    compare.compare_rdms([], vec[1])
+  with pytest.raises(InputError, match='RDM sizes differ'):
+    compare.compare_rdms(vec[0], vec[1][:-1])
+
+
+def test_missing_pairs_in_several_rdms():
+  """Subjects missing the same pairs share one product; others, with
+  drop_union, each pair of RDMs on the pairs both have."""
+  v = _with_nan(k=3, seed=6)
+  other = v[0].copy()
+  other[np.flatnonzero(np.isfinite(other))[:7]] = np.nan
+  got = compare.compare_rdms(v, [v[1], other], 'spearman', nan='drop_union')
+  for i in range(3):
+    for j, b in enumerate([v[1], other]):
+      both = np.isfinite(v[i]) & np.isfinite(b)
+      want = stats.spearmanr(v[i][both], b[both])[0]
+      assert got[i, j] == pytest.approx(want, abs=1e-13)
+  np.testing.assert_allclose(
+    compare.compare_rdms(v, v, 'rho-a'), _rsa(v, v, 'rho-a'), atol=1e-13
+  )
+
+
+def test_rsatoolbox_names_are_aliases():
+  a, b = _vectors(ties=True)
+  for alias, name in compare.METHOD_ALIASES.items():
+    assert compare.method_name(alias) == name
+    if name != 'cka':
+      assert compare.compare_rdms(a, b, alias) == compare.compare_rdms(
+        a, b, name
+      )
+  for name in compare.ALL_METHODS:
+    assert compare.method_name(name) == name
+  with pytest.raises(InputError, match="'tau-c' unknown.*'corr'"):
+    compare.method_name('tau-c')
+
+
+def test_float64_rdms_are_ranked_in_float64():
+  """Values closer than a float32 ulp stay distinct (no false ties)."""
+  rng = np.random.default_rng(8)
+  a = 1 + rng.random(3000) * 1e-6  # float32 would tie most of these
+  b = a + rng.standard_normal(3000) * 1e-7
+  assert np.unique(a.astype(np.float32)).size < 100
+  got = compare.compare_rdms(a, b, 'spearman')
+  assert got == pytest.approx(stats.spearmanr(a, b)[0], abs=1e-14)
+  tau_a = compare.compare_rdms(a, b, 'tau-a')
+  assert tau_a == pytest.approx(_rsa(a, b, 'tau-a')[0, 0], abs=1e-15)
+  # float32 input keeps its own (tied) values, as before.
+  f32 = compare.compare_rdms(a.astype(np.float32), b.astype(np.float32))
+  assert abs(f32 - got) > 1e-3
+
+
+def test_a_small_comparison_compiles_nothing():
+  from compiled import programs
+
+  rng = np.random.default_rng(9)
+  a, b = rng.random((92, 92)), rng.random((2, 92, 92))
+  with programs() as made:
+    for method in compare.ALL_METHODS:
+      compare.compare_rdms(a, b, method)
+  assert made == []
