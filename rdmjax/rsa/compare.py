@@ -473,6 +473,20 @@ def _nonfinite(v: jax.Array) -> jax.Array:
   return jnp.sum(~jnp.isfinite(v))
 
 
+def centred_norm2(v: np.ndarray) -> float:
+  """|H D H|_F^2 of the square RDM D of condensed v (float64, zero
+  diagonal, H = I - 11^T / n): CKA's normaliser, O(m) work."""
+  v = np.asarray(v, np.float64)
+  n = triangle_size(v.shape[0])
+  r, g = _row_means(v, n)
+  total = 0.0
+  for lo, hi, i, j in _row_chunks(n):
+    x = v[lo:hi] - r[i] - r[j] + g
+    total += x @ x
+  d = g - 2 * r
+  return float(2 * total + d @ d)
+
+
 class _Rdm:
   """One RDM's measured pairs (its upper triangle without NaN) and what the
   methods derive from them, each computed once.

@@ -51,18 +51,21 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 from scipy import stats as sps
 
 from rdmjax.errors import InputError
+from rdmjax.rsa import compare as compare_lib
 from rdmjax.rsa import inference
 from rdmjax.rsa import rdm as rdm_lib
 from rdmjax.rsa.compare import (
-  COMPARE_METHODS,
+  ALL_METHODS,
   compare_many,
-  cosine_similarity,
+  method_name,
+  rdm_set,
   triangle_size,
 )
 
@@ -77,7 +80,11 @@ __all__ = [
   'transfer_matrix',
 ]
 
-NOISE_CEILING_METHODS = ('spearman', 'corr', 'pearson', 'cosine')
+# Every comparison method (and its aliases, `compare.METHOD_ALIASES`).
+NOISE_CEILING_METHODS = ALL_METHODS
+# Methods whose pooled RDM is the mean of the subjects' ranks (rsatoolbox's
+# `pool_rdm`: the tau ceilings too, 'based on averaged ranks').
+_RANK_POOLED = ('spearman', 'spearman_rho_a', 'kendall_tau_a', 'kendall_tau_b')
 
 
 def _ids(name: str, ids) -> np.ndarray:
@@ -131,17 +138,20 @@ def shared_images(
   return common, {s: _rows_of(ids[s], common) for s in names}
 
 
-def _consistency_matrix(rdms: Sequence, method: str) -> np.ndarray:
-  """[S, S] compare_rdms of every pair (diagonal 1, or NaN if constant)."""
-  k = len(rdms)
-  mat = np.eye(k)
-  for i in range(k):
-    if i + 1 < k:
-      rest = {j: rdms[j] for j in range(i + 1, k)}
-      for j, r in compare_many(rdms[i], rest, (method,)).items():
-        mat[i, j] = mat[j, i] = r[method]
-    if np.ptp(np.asarray(_triangle(rdms[i]))) == 0:
-      mat[i, i] = np.nan  # a constant RDM correlates with nothing
+def _consistency_matrix(rdms: compare_lib.RdmSet, method: str, nan: str):
+  """[S, S] similarity of every pair (diagonal 1, or NaN if constant)."""
+  xs = rdms.rdms
+  k = len(xs)
+  if method in compare_lib._GRAM_METHODS:  # one product for all pairs
+    mat = compare_lib._compare_sets(xs, xs, method, nan)
+  else:
+    mat = np.eye(k)
+    for i in range(k):
+      for j in range(i + 1, k):
+        pair = compare_lib._aligned(xs[i], xs[j], nan)
+        mat[i, j] = mat[j, i] = compare_lib._pair(*pair, method)
+  for i, x in enumerate(xs):
+    mat[i, i] = np.nan if np.ptp(x.host) == 0 else 1.0
   return mat
 
 
@@ -151,38 +161,45 @@ def _off_diagonal_mean(mat: np.ndarray) -> float:
   return float(v.mean()) if v.size else float('nan')
 
 
-def _check_method(method: str) -> None:
-  if method not in COMPARE_METHODS:
-    raise InputError(f'method {method!r} unknown: use {COMPARE_METHODS}')
+def _subjects(rdms, what: str = 'rdms') -> compare_lib.RdmSet:
+  """Several subjects' RDMs as `compare_rdms` takes them (dict, list,
+  [k, n, n] or [k, m] stack, rsatoolbox RDMs), at least two."""
+  got = rdm_set(rdms, what)
+  if got.single or len(got.rdms) < 2:
+    raise InputError(
+      f'{len(got.rdms)} RDM(s) in {what}: pass RDMs of at least two subjects'
+      ' (a dict, a list, or a [k, n, n] stack)'
+    )
+  return got
 
 
 def intersubject_consistency(
-  rdms: Mapping[str, np.ndarray], method: str = 'spearman'
+  rdms, method: str = 'spearman', *, nan: str = 'same'
 ) -> dict:
   """Similarity of every pair of subjects' RDMs over the same images.
 
   Args:
     rdms: subject -> [n, n] RDM (or its condensed upper triangle), all over
-      the same n images in the same order (see `shared_images`).
-    method: of `rdmjax.rsa.compare.COMPARE_METHODS` (default 'spearman').
+      the same n images in the same order (see `shared_images`); or a
+      list, a [k, n, n] or [k, m] stack, an rsatoolbox `RDMs` (subjects
+      0..k-1, or its 'name' descriptor). NaN marks a pair not measured.
+    method: of `rdmjax.rsa.compare.ALL_METHODS` or an alias (default
+      'spearman').
+    nan: as `rdmjax.rsa.compare.compare_rdms`: 'same' (subjects miss the
+      same pairs, left out) or 'drop_union' (each pair of subjects on the
+      pairs both have).
 
   Returns:
     {'subjects': [S] names, 'matrix': [S, S] float64 (symmetric, 1 on the
-    diagonal), 'mean': mean of the finite off-diagonal pairs, 'method'}.
+    diagonal, NaN there for a constant RDM), 'mean': mean of the finite
+    off-diagonal pairs, 'method': its rdmjax name}.
   """
-  _check_method(method)
-  names = list(rdms)
-  if len(names) < 2:
-    raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')
-  sizes = {s: np.shape(rdms[s]) for s in names}
-  if len(set(sizes.values())) != 1:
-    raise InputError(
-      f'RDM shapes differ: {sizes}; restrict them to the same images first '
-      '(shared_images)'
-    )
-  mat = _consistency_matrix([rdms[s] for s in names], method)
+  method = method_name(method)
+  compare_lib._check_nan(nan)
+  got = _subjects(rdms)
+  mat = _consistency_matrix(got, method, nan)
   return {
-    'subjects': names,
+    'subjects': got.names,
     'matrix': mat,
     'mean': _off_diagonal_mean(mat),
     'method': method,
@@ -207,7 +224,7 @@ def pairwise_consistency(
     ids: subject -> [n_s] unique NSD ids of those rows.
     metric: an `rdmjax.rsa.rdm.METRICS` RDM metric.
     min_images: pairs sharing fewer images give NaN (and a reason).
-    method: of `rdmjax.rsa.compare.COMPARE_METHODS`.
+    method: of `rdmjax.rsa.compare.ALL_METHODS` or an alias.
 
   Returns:
     {'subjects': [S] names, 'matrix': [S, S] float64 (diagonal 1),
@@ -215,7 +232,7 @@ def pairwise_consistency(
     mean of the finite off-diagonal pairs, 'skipped': {(s, t): reason},
     'metric', 'method'}.
   """
-  _check_method(method)
+  method = method_name(method)
   if metric not in rdm_lib.METRICS:
     raise InputError(f'metric {metric!r} unknown: use {rdm_lib.METRICS}')
   min_images = max(int(min_images), 3)  # 3 pairs at least for a correlation
@@ -274,90 +291,116 @@ def _triangle(r) -> np.ndarray:
   return r
 
 
-def _pearson64(a: np.ndarray, b: np.ndarray) -> float:
-  """As rsatoolbox's `compare_correlation`: centre, then cosine; NaN for a
-  constant RDM (no correlation, as scipy)."""
-  a, b = a - a.mean(), b - b.mean()
-  if not a.any() or not b.any():
-    return float('nan')
-  return cosine_similarity(a, b)
+def _nan_ranks(v: np.ndarray) -> np.ndarray:
+  """Average ranks of the measured entries of v [m]; NaN stays NaN."""
+  out = np.full(v.shape, np.nan)
+  keep = ~np.isnan(v)
+  out[keep] = sps.rankdata(v[keep])
+  return out
 
 
-def noise_ceiling(
-  rdms: Mapping[str, np.ndarray], method: str = 'spearman'
-) -> dict:
+def _pool_parts(v: np.ndarray, method: str) -> np.ndarray:
+  """[S, m] float64 (NaN: missing) -> what the pooled RDM averages, per
+  subject, as rsatoolbox's `pool_rdm` (CKA: each RDM over the Frobenius
+  norm of its double-centred matrix, so that the mean's centred kernel is
+  the mean of the subjects' unit kernels)."""
+  if method in _RANK_POOLED:
+    return np.stack([_nan_ranks(x) for x in v])
+  with np.errstate(invalid='ignore', divide='ignore'):
+    if method == 'pearson':
+      c = v - np.nanmean(v, 1, keepdims=True)
+      return c / np.nanstd(c, 1, keepdims=True)
+    if method == 'cosine':
+      norm = np.sqrt(np.nanmean(v**2, 1, keepdims=True))
+      return v / np.where(norm > 0, norm, 1.0)  # a zero RDM pools as zeros
+  norms = np.sqrt([compare_lib.centred_norm2(x) for x in v])  # cka
+  return v / np.where(norms > 0, norms, 1.0)[:, None]
+
+
+def _pool(parts: np.ndarray) -> np.ndarray:
+  """Mean over subjects of each pair (np.mean, as rsatoolbox), over those
+  that measured it where some did not (NaN where none did)."""
+  if not np.isnan(parts).any():
+    return parts.mean(0)
+  with np.errstate(invalid='ignore'), warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN pair
+    return np.nanmean(parts, 0)
+
+
+def noise_ceiling(rdms, method: str = 'spearman', *, nan: str = 'same') -> dict:
   """Leave-one-subject-out noise ceiling, as rsatoolbox's boot_noise_ceiling.
 
   Upper bound: each subject against the pooled RDM of all subjects; lower
   bound: against the pooled RDM of the others; both averaged over subjects.
-  Pooling per method as rsatoolbox's `pool_rdm` (see the module docstring:
-  for 'spearman' the mean of rank-transformed RDMs, ranked again).
+  Pooling per method as rsatoolbox's `pool_rdm`: the mean of the subjects'
+  average ranks for the rank methods (spearman, rho-a, tau-a, tau-b; the
+  comparison ranks that mean again), of z-scored RDMs for 'pearson', of
+  RDMs over their root mean square for 'cosine'; for 'cka' (not in
+  rsatoolbox) of RDMs over the Frobenius norm of their double-centred
+  matrix. Float64 on the host; the comparisons are `compare_rdms`'.
 
   Args:
     rdms: subject -> [n, n] RDM (or condensed upper triangle) over the same
-      images in the same order; at least two subjects, finite values.
-    method: 'spearman', 'corr' (or 'pearson') or 'cosine'.
+      images in the same order, at least two subjects; or a list, a
+      [k, n, n] or [k, m] stack, an rsatoolbox `RDMs`. NaN marks a pair not
+      measured.
+    method: any of `rdmjax.rsa.compare.ALL_METHODS` or an alias ('corr',
+      'tau-a', 'rho-a', ...).
+    nan: 'same' (default): subjects miss the same pairs (rsatoolbox's
+      rule), which are left out; else one line says so. 'drop_union': each
+      pair is pooled over the subjects that measured it and each subject
+      compared with the pool on its own measured pairs.
 
   Returns:
     {'lower': float, 'upper': float, 'per_subject_lower': {subject: float},
-    'per_subject_upper': {subject: float}, 'method': method}.
+    'per_subject_upper': {subject: float}, 'n_pairs': {subject: measured
+    pairs}, 'method': its rdmjax name}.
   """
-  if method not in NOISE_CEILING_METHODS:
-    raise InputError(f'method {method!r} unknown: use {NOISE_CEILING_METHODS}')
-  names = list(rdms)
-  if len(names) < 2:
+  method = method_name(method)
+  compare_lib._check_nan(nan)
+  got = _subjects(rdms)
+  names = got.names
+  if got.rdms[0].size < 3:
     raise InputError(
-      f'{len(names)} subject(s): the lower bound needs at least two'
+      f'{got.rdms[0].size} pairs: pass RDMs of at least 3 images'
     )
-  vecs = [_triangle(rdms[s]) for s in names]
-  if len({v.size for v in vecs}) != 1 or vecs[0].size < 2:
+  keys = {r.key for r in got.rdms}
+  if len(keys) > 1 and nan == 'same':
+    counts = [int(r.size - r.m) for r in got.rdms]
     raise InputError(
-      f'RDM sizes {[v.size for v in vecs]}: pass RDMs of the same images '
-      '(at least 3)'
+      f'subjects miss different pairs (NaN counts {counts}): pass RDMs with'
+      " NaN at the same pairs, or nan='drop_union' to pool each pair over "
+      'the subjects that measured it'
     )
-  v = np.stack(vecs)  # [S, m]
-  if not np.isfinite(v).all():
-    raise InputError('RDMs hold NaN or inf: pass finite dissimilarities')
-  k = len(names)
-  if method == 'spearman':
-    # Ranks are multiples of 1/2: their sums are exact, and ranking a sum
-    # is ranking rsatoolbox's mean (the same ties, the same order).
-    parts = np.stack([sps.rankdata(x) for x in v])
-    compare, own = _pearson64, parts  # ranked again below
-  elif method in ('corr', 'pearson'):
-    c = v - v.mean(1, keepdims=True)
-    parts, compare, own = c / c.std(1, keepdims=True), _pearson64, v
-  else:  # cosine
-    norm = np.sqrt((v**2).mean(1, keepdims=True))
-    parts = v / np.where(norm > 0, norm, 1.0)  # a zero RDM pools as zeros
-    compare, own = cosine_similarity, v
-  total = parts.sum(0)
-  rank = method == 'spearman'
+  if method == 'cka' and any(r.missing is not None for r in got.rdms):
+    raise InputError('cka needs every pair of each RDM: fill the NaN pairs')
+  v = np.stack([r.values() for r in got.rdms]).astype(np.float64)  # [S, m]
+  parts = _pool_parts(v, method)
+  pool_all = _pool(parts)
   upper, lower = {}, {}
   for i, s in enumerate(names):
-    if rank:  # ranked sums: exact, so rsatoolbox's ranked means
-      pool_all, pool_others = (
-        sps.rankdata(total),
-        sps.rankdata(total - parts[i]),
-      )
-    else:
-      pool_all, pool_others = total / k, (total - parts[i]) / (k - 1)
-    upper[s] = compare(own[i], pool_all)
-    lower[s] = compare(own[i], pool_others)
+    others = _pool(np.delete(parts, i, axis=0))
+    res = compare_many(
+      v[i], {'upper': pool_all, 'lower': others}, (method,), nan='drop_union'
+    )
+    upper[s], lower[s] = res['upper'][method], res['lower'][method]
   return {
     'lower': float(np.mean(list(lower.values()))),
     'upper': float(np.mean(list(upper.values()))),
     'per_subject_lower': lower,
     'per_subject_upper': upper,
+    'n_pairs': {s: int(r.m) for s, r in zip(names, got.rdms)},
     'method': method,
   }
 
 
 def consistency_bootstrap(
-  rdms: Mapping[str, np.ndarray],
+  rdms,
   n_boot: int = 1000,
   seed: int = 0,
   level: float = 0.95,
+  *,
+  nan: str = 'same',
 ) -> dict:
   """Intervals of the mean pairwise Spearman and the noise-ceiling bounds.
 
@@ -372,26 +415,39 @@ def consistency_bootstrap(
   Spearman sees, is the same but for the copies' ties).
 
   Args:
-    rdms: subject -> [n, n] RDM or condensed triangle, same images/order.
+    rdms: subject -> [n, n] RDM or condensed triangle, same images/order
+      (or a list, stack or rsatoolbox `RDMs`); NaN marks a pair not
+      measured.
     n_boot: draws.
     seed: `rdmjax.rsa.inference.bootstrap_counts` seed.
     level: interval coverage.
+    nan: 'same' (subjects miss the same pairs, left out) or 'drop_union'
+      (the pairs any subject misses are left out of all).
 
   Returns:
     {'mean', 'lower', 'upper'}: each `rdmjax.rsa.inference.summarize` without
     'samples' ({'value', 'low', 'high', 'sd'}), 'value' equal to
     `intersubject_consistency`'s 'mean' and `noise_ceiling`'s bounds;
-    'n_boot'.
+    'n_boot', 'n_pairs' (the pairs scored).
   """
-  names = list(rdms)
-  if len(names) < 2:
-    raise InputError(f'{len(names)} subject(s): pass RDMs of at least two')
-  v = np.stack([_triangle(rdms[s]) for s in names])
+  compare_lib._check_nan(nan)
+  got = _subjects(rdms)
+  names = got.names
+  v = np.stack([r.values() for r in got.rdms]).astype(np.float64)
   m = v.shape[1]
   n = triangle_size(m)
   if n < 3:
     raise InputError(f'{m} dissimilarities are no RDM of at least 3 images')
   i, j = np.triu_indices(n, 1)
+  missing = np.isnan(v)
+  if missing.any():
+    if nan == 'same' and len({r.key for r in got.rdms}) > 1:
+      raise InputError(
+        'subjects miss different pairs: pass RDMs with NaN at the same pairs,'
+        " or nan='drop_union' to leave out every pair a subject misses"
+      )
+    keep = ~missing.any(0)
+    i, j, v = i[keep], j[keep], v[:, keep]
   ranks = np.stack([sps.rankdata(x) for x in v])
   total = ranks.sum(0)
   k = len(names)
@@ -408,7 +464,7 @@ def consistency_bootstrap(
     pair_draws += [draws[f'p{b}'] for b in range(a + 1, k)]
     low_draws.append(draws['lower'])
     up_draws.append(draws['upper'])
-  out = {'n_boot': int(n_boot)}
+  out = {'n_boot': int(n_boot), 'n_pairs': int(v.shape[1])}
   for name, d in (
     ('mean', pair_draws),
     ('lower', low_draws),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.spatial.distance import pdist, squareform
 
 from rdmjax.errors import InputError
 from rdmjax.rsa import group
@@ -197,7 +198,9 @@ def _rsa_rdms(vecs):
   return RDMs(np.stack(vecs))
 
 
-@pytest.mark.parametrize('method', ['spearman', 'corr', 'cosine'])
+@pytest.mark.parametrize(
+  'method', ['spearman', 'corr', 'cosine', 'tau-a', 'tau-b', 'rho-a']
+)
 @pytest.mark.parametrize('levels', [None, 4])
 def test_noise_ceiling_matches_rsatoolbox(method, levels):
   from rsatoolbox.inference import boot_noise_ceiling
@@ -227,6 +230,65 @@ def test_noise_ceiling_matches_rsatoolbox(method, levels):
   if method == 'corr':
     alias = group.noise_ceiling(rdms, method='pearson')
     assert alias['lower'] == pytest.approx(out['lower'], abs=1e-15)
+  # A list or a stack of the same RDMs: the same bounds, subjects 0..k-1.
+  stack = np.stack(list(rdms.values()))
+  for given in (list(rdms.values()), stack, np.stack(vecs)):
+    again = group.noise_ceiling(given, method=method)
+    assert again['lower'] == pytest.approx(out['lower'], abs=1e-14)
+    assert list(again['per_subject_lower']) == list(range(5))
+
+
+@pytest.mark.parametrize('method', ['spearman', 'corr', 'cosine', 'tau-a'])
+def test_noise_ceiling_with_missing_pairs_matches_rsatoolbox(method):
+  """NaN at the same random pairs in every subject: left out, as
+  rsatoolbox."""
+  from rsatoolbox.inference import boot_noise_ceiling
+
+  rng = np.random.default_rng(14)
+  base = _tri(_sym(rng, 24, np.float64))
+  vecs = [base + 0.7 * _tri(_sym(rng, 24, np.float64)) for _ in range(4)]
+  gone = rng.choice(base.size, 30, replace=False)
+  for v in vecs:
+    v[gone] = np.nan
+  lo, hi = boot_noise_ceiling(_rsa_rdms(vecs), method=method)
+  out = group.noise_ceiling(vecs, method=method)
+  assert out['lower'] == pytest.approx(lo, abs=1e-10)
+  assert out['upper'] == pytest.approx(hi, abs=1e-10)
+  assert out['n_pairs'] == {k: base.size - 30 for k in range(4)}
+  # Different pairs missing: one line, or pooled per pair when asked.
+  vecs[0][np.flatnonzero(np.isfinite(vecs[0]))[:3]] = np.nan
+  with pytest.raises(InputError, match='different pairs.*drop_union'):
+    group.noise_ceiling(vecs, method=method)
+  out = group.noise_ceiling(vecs, method=method, nan='drop_union')
+  assert out['n_pairs'][0] == base.size - 33
+  assert 0 < out['lower'] < out['upper'] <= 1
+
+
+def test_cka_noise_ceiling_brute_force():
+  """CKA pools the RDMs over their centred norms: the pooled centred
+  kernel is the mean of the unit kernels."""
+  rng = np.random.default_rng(15)
+  n = 15
+  x = rng.standard_normal((n, 6))
+  rdms = [
+    squareform(pdist(x + 0.5 * rng.standard_normal(x.shape), 'sqeuclidean'))
+    * (1 + k)
+    for k in range(3)
+  ]
+  h = np.eye(n) - 1 / n
+
+  def kernel(d):
+    g = h @ d @ h
+    return g / np.linalg.norm(g)
+
+  out = group.noise_ceiling(rdms, 'cka')
+  for k, d in enumerate(rdms):
+    others = np.mean([kernel(e) for j, e in enumerate(rdms) if j != k], 0)
+    every = np.mean([kernel(e) for e in rdms], 0)
+    want_lo = np.sum(kernel(d) * others) / np.linalg.norm(others)
+    want_hi = np.sum(kernel(d) * every) / np.linalg.norm(every)
+    assert out['per_subject_lower'][k] == pytest.approx(want_lo, abs=1e-12)
+    assert out['per_subject_upper'][k] == pytest.approx(want_hi, abs=1e-12)
 
 
 def test_noise_ceiling_spearman_brute_force():
@@ -251,11 +313,13 @@ def test_noise_ceiling_bad_input():
   with pytest.raises(InputError, match='same images'):
     group.noise_ceiling({'a': _sym(rng, 5), 'b': _sym(rng, 6)})
   with pytest.raises(InputError, match='unknown'):
-    group.noise_ceiling({'a': _sym(rng, 5), 'b': _sym(rng, 5)}, 'tau-a')
+    group.noise_ceiling({'a': _sym(rng, 5), 'b': _sym(rng, 5)}, 'tau-c')
   bad = _sym(rng, 5)
-  bad[0, 1] = np.nan
-  with pytest.raises(InputError, match='NaN'):
+  bad[0, 1] = np.inf
+  with pytest.raises(InputError, match='inf'):
     group.noise_ceiling({'a': bad, 'b': _sym(rng, 5)})
+  with pytest.raises(InputError, match='at least two'):
+    group.noise_ceiling(_sym(rng, 5))  # one RDM, not a stack
 
 
 # mean_sem
