@@ -31,6 +31,7 @@ from rdmjax.errors import InputError
 from rdmjax.rsa._weighted import PAIR_STATS as PAIR_STATS
 from rdmjax.rsa._weighted import prepare_pairs, run_draws
 from rdmjax.rsa._weighted import weighted_pair_stats as weighted_pair_stats
+from rdmjax.rsa.compare import method_name
 
 __all__ = [
   'bootstrap_counts',
@@ -253,15 +254,20 @@ def permutation_test(
     rdm_b: [n, n] RDM of the same images.
     n_perm: number of permutations.
     seed: numpy `default_rng` seed of the permutations.
-    method: 'spearman' (average ranks for ties) or 'pearson'.
+    method: 'spearman' (average ranks for ties) or 'pearson' (alias
+      'corr').
 
   Returns:
     {'value': the observed correlation (float64), 'p': the p-value,
     'null': [n_perm] float64 correlations of the permutations (float32
     sums), 'n_perm', 'method'}. A constant RDM gives NaN value and p.
   """
+  method = method_name(method)
   if method not in ('spearman', 'pearson'):
-    raise InputError(f'method {method!r}: use spearman or pearson')
+    raise InputError(
+      f'method {method!r}: a permutation test takes spearman or pearson '
+      "('corr'); rdmjax.rsa.evaluation.compare_models bootstraps any method"
+    )
   a, b = np.asarray(rdm_a, np.float64), np.asarray(rdm_b, np.float64)
   if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape != b.shape:
     raise InputError(
