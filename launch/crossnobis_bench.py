@@ -18,11 +18,13 @@ correlated over channels, a common offset. Figures:
 - crossval_euclidean: noise=None;
 - pipeline: precision and crossnobis from the patterns.
 
-rdmjax: the median of --repeat calls after one call that compiles
-(compile_s: its extra time), numpy in, the RDMs back on the host.
-rsatoolbox: the first --rsa-spheres spheres, timed once, scaled to a time
-per sphere. max_abs_diff: over those spheres, rdmjax (float32) against
+After one rdmjax call that compiles (compile_s: its extra time), --repeat
+rounds of (rdmjax on all S spheres, rsatoolbox on the first --rsa-spheres),
+interleaved so both see the same load on a shared host; each figure is the
+median round, per sphere. rdmjax: numpy in, the RDMs back on the host.
+max_abs_diff: over rsatoolbox's spheres, rdmjax (float32) against
 rsatoolbox (float64); max_rel_diff: the same over max |rsatoolbox|.
+load_avg_1min: the host's load average (os.getloadavg) after the figure.
 """
 
 from __future__ import annotations
@@ -88,33 +90,42 @@ def make_data(s: int, c: int, f: int, p: int, seed: int):
   return x, cond, run
 
 
-def time_rdmjax(fn, repeat: int) -> tuple[float, float, object]:
-  """(median seconds, compile seconds, result) of fn()."""
+def measure(ours, theirs, repeat: int):
+  """Interleaved timings, so both see the same load on a shared host:
+  one call of ours (compiles), then `repeat` x (ours, theirs).
+
+  Returns:
+    (median s of ours, its compile s, median s of theirs, ours' result,
+    theirs' result).
+  """
   t0 = time.perf_counter()
-  out = fn()
+  got = ours()
   first = time.perf_counter() - t0
-  times = []
+  t_ours, t_theirs = [], []
   for _ in range(repeat):
     t0 = time.perf_counter()
-    out = fn()
-    times.append(time.perf_counter() - t0)
-  med = statistics.median(times)
-  return med, max(first - med, 0.0), out
+    got = ours()
+    t_ours.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    want = theirs()
+    t_theirs.append(time.perf_counter() - t0)
+  med = statistics.median(t_ours)
+  return med, max(first - med, 0.0), statistics.median(t_theirs), got, want
 
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  ap.add_argument('--spheres', type=int, default=2000)
+  ap.add_argument('--spheres', type=int, default=1000)
   ap.add_argument('--channels', type=int, default=100)
   ap.add_argument('--conditions', type=int, default=20)
   ap.add_argument('--runs', type=int, default=8)
   ap.add_argument(
     '--rsa-spheres',
     type=int,
-    default=50,
+    default=25,
     help='spheres rsatoolbox computes (timed, scaled per sphere)',
   )
-  ap.add_argument('--repeat', type=int, default=3)
+  ap.add_argument('--repeat', type=int, default=5)
   ap.add_argument('--seed', type=int, default=0)
   a = ap.parse_args()
 
@@ -140,6 +151,7 @@ def main() -> None:
     repeat=a.repeat,
     cpu=cpu_model(),
     cpus=os.cpu_count(),
+    load_avg_1min=round(os.getloadavg()[0], 2),  # other work on the host
     backend=jax.default_backend(),
     jax=jax.__version__,
     numpy=np.__version__,
@@ -152,8 +164,10 @@ def main() -> None:
     Dataset(x[i], obs_descriptors={'cond': cond, 'run': run}) for i in range(k)
   ]
 
-  def figure(name, ours, theirs, got, want, t_ours, compile_s, t_theirs):
-    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+  def figure(name, ours, theirs, run_ours, run_theirs, as_rows):
+    t_ours, comp, t_theirs, got, want = measure(run_ours, run_theirs, a.repeat)
+    got = as_rows(got)
+    diff = max(float(np.abs(got[i] - want[i]).max()) for i in range(k))
     scale = max(float(np.abs(w).max()) for w in want)
     emit(
       figure=name,
@@ -163,92 +177,75 @@ def main() -> None:
       max_abs_diff=float(f'{diff:.3g}'),
       max_rel_diff=float(f'{diff / scale:.3g}'),
       rdmjax_total_s=round(t_ours, 3),
-      compile_s=round(compile_s, 3),
+      compile_s=round(comp, 3),
+      load_avg_1min=round(os.getloadavg()[0], 2),
       spheres=s,
       rsa_spheres=k,
       rdmjax=ours,
       rsatoolbox=theirs,
     )
+    return got
 
-  # Noise precision from measurements.
-  def ours_prec():
-    return jax.block_until_ready(
-      crossval.precision_from_measurements(x32, cond)
-    )
+  def rdm_rows(r):
+    r = np.asarray(r)
+    return [condensed(r[i]) for i in range(k)]
 
-  t_ours, comp, prec = time_rdmjax(ours_prec, a.repeat)
-  t0 = time.perf_counter()
-  ref_prec = [prec_from_measurements(d, 'cond', dof=n - c) for d in sets]
-  t_theirs = time.perf_counter() - t0
-  prec_host = np.asarray(prec)
-  figure(
-    'precision',
-    'precision_from_measurements(x [S, N, P], conditions)',
-    "prec_from_measurements(dataset, 'cond', dof=N - C) per sphere",
-    [prec_host[i] for i in range(k)],
-    ref_prec,
-    t_ours,
-    comp,
-    t_theirs,
-  )
-
-  # Crossnobis given the precisions; cross-validated Euclidean.
-  for name, noise in (('crossnobis', prec), ('crossval_euclidean', None)):
-
-    def ours_rdm(noise=noise):
-      return np.asarray(crossval.crossnobis(x32, cond, run, noise).rdm)
-
-    t_ours, comp, r = time_rdmjax(ours_rdm, a.repeat)
-    t0 = time.perf_counter()
-    want = [
+  def their_crossnobis(noises):
+    return [
       calc_rdm_crossnobis(
-        d,
-        'cond',
-        noise=None if noise is None else prec_host[i].astype(np.float64),
-        cv_descriptor='run',
+        d, 'cond', noise=noises[i], cv_descriptor='run'
       ).dissimilarities[0]
       for i, d in enumerate(sets)
     ]
-    t_theirs = time.perf_counter() - t0
-    figure(
-      name,
-      'crossnobis(x [S, N, P], conditions, runs, '
-      + ('precisions [S, P, P])' if noise is not None else 'None)'),
-      "calc_rdm_crossnobis(dataset, 'cond', noise, cv_descriptor='run')"
-      ' per sphere',
-      [condensed(r[i]) for i in range(k)],
-      want,
-      t_ours,
-      comp,
-      t_theirs,
-    )
+
+  # Noise precision from measurements.
+  prec = figure(
+    'precision',
+    'precision_from_measurements(x [S, N, P], conditions)',
+    "prec_from_measurements(dataset, 'cond', dof=N - C) per sphere",
+    lambda: jax.block_until_ready(
+      crossval.precision_from_measurements(x32, cond)
+    ),
+    lambda: [prec_from_measurements(d, 'cond', dof=n - c) for d in sets],
+    np.asarray,
+  )
+  # Crossnobis given the precisions (the same values for both), and the
+  # cross-validated Euclidean distance.
+  prec_dev = jax.device_put(prec)
+  given = [prec[i].astype(np.float64) for i in range(k)]
+  figure(
+    'crossnobis',
+    'crossnobis(x [S, N, P], conditions, runs, precisions [S, P, P])',
+    "calc_rdm_crossnobis(dataset, 'cond', noise, cv_descriptor='run') per"
+    ' sphere',
+    lambda: np.asarray(crossval.crossnobis(x32, cond, run, prec_dev).rdm),
+    lambda: their_crossnobis(given),
+    rdm_rows,
+  )
+  figure(
+    'crossval_euclidean',
+    'crossnobis(x [S, N, P], conditions, runs, None)',
+    "calc_rdm_crossnobis(dataset, 'cond', None, cv_descriptor='run') per"
+    ' sphere',
+    lambda: np.asarray(crossval.crossnobis(x32, cond, run).rdm),
+    lambda: their_crossnobis([None] * k),
+    rdm_rows,
+  )
 
   # The whole chain from patterns.
   def ours_chain():
     w = crossval.precision_from_measurements(x32, cond)
     return np.asarray(crossval.crossnobis(x32, cond, run, w).rdm)
 
-  t_ours, comp, r = time_rdmjax(ours_chain, a.repeat)
-  t0 = time.perf_counter()
-  want = [
-    calc_rdm_crossnobis(
-      d,
-      'cond',
-      noise=prec_from_measurements(d, 'cond', dof=n - c),
-      cv_descriptor='run',
-    ).dissimilarities[0]
-    for d in sets
-  ]
-  t_theirs = time.perf_counter() - t0
   figure(
     'pipeline',
     'precision_from_measurements, then crossnobis',
     'prec_from_measurements, then calc_rdm_crossnobis, per sphere',
-    [condensed(r[i]) for i in range(k)],
-    want,
-    t_ours,
-    comp,
-    t_theirs,
+    ours_chain,
+    lambda: their_crossnobis(
+      [prec_from_measurements(d, 'cond', dof=n - c) for d in sets]
+    ),
+    rdm_rows,
   )
 
 
