@@ -1,8 +1,8 @@
 """Benchmark harness: `run(config, workdir)` for `rdmjax --mode=bench`.
 
-A suite is a module of this package (`rdm`, `pairs`, `clip`; imported
-lazily) with `run(config)`, which yields one dict per figure as it is
-measured. The harness adds the context (devices, processes, versions, git
+A suite is a module of this package (`rdm`, `pairs`, `clip`, `compare`;
+imported lazily) with `run(config)`, which yields one dict per figure as it
+is measured. The harness adds the context (devices, processes, versions, git
 commit, config summary), prints each figure at once and appends it to
 `WORKDIR/bench.jsonl`. `time_fn` is the one timer. No speed asserts
 anywhere: compare figures only within one run or one card.
@@ -25,7 +25,7 @@ import jax
 from rdmjax import files, paths
 from rdmjax.errors import InputError
 
-SUITES = ('rdm', 'pairs', 'clip')
+SUITES = ('rdm', 'pairs', 'clip', 'compare')
 
 
 def _block(out: Any) -> Any:
