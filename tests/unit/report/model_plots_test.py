@@ -357,3 +357,26 @@ def test_adapter_writes_a_png_and_draw_takes_the_arrays(tmp_path):
     mp.model_comparison_figure, names, path=tmp_path / 'b.png', **args
   )
   assert got == tmp_path / 'b.png' and got.is_file()
+
+
+def test_adapter_on_a_real_compare_models_result(tmp_path, monkeypatch):
+  evaluation = pytest.importorskip('rdmjax.rsa.evaluation')
+  rng = np.random.default_rng(0)
+  shared = rng.standard_normal(435)
+  data = {f's{i}': shared + rng.standard_normal(435) for i in range(4)}
+  models = {f'm{i}': w * shared + rng.standard_normal(435) for i, w in
+            enumerate((2.0, 1.0, 0.1))}  # fmt: skip
+  res = evaluation.compare_models(models, data, 'spearman', 'images', n_boot=50)
+  figs = _capture(monkeypatch)
+  mp.model_comparison_from_result(res, tmp_path / 'real.png')
+  (fig,) = figs
+  plotted = _tick_labels(fig)
+  assert plotted == ['m0', 'm1', 'm2']
+  p = np.asarray(res['diff_p'])
+  iu = np.triu_indices(3, 1)
+  want = {
+    frozenset((plotted[a], plotted[b]))
+    for a, b, s in zip(*iu, _brute_bh(p[iu], 0.05))
+    if s
+  }
+  assert _drawn_pairs(fig, plotted) == want
