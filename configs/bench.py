@@ -49,6 +49,9 @@ def _compare(arg):
   cc.dtypes = ('float32', 'float64')  # rdmjax's inputs (the same values)
   cc.seed = 0  # the random RDMs
   cc.boot_repeats = 1  # timed calls of compare_models after the first
+  # (0: one call, compiles included)
+  cc.boot_sizes = cc.sizes if (arg.tiny or arg.n) else (1000,)  # see DEFAULTS
+  cc.boot_dtypes = ('float32',)
   # rsatoolbox's eval_bootstrap_pattern, scaled to n_boot: draws timed
   # (0: two, then as many as fit in rsa_budget_s, at most rsa_max_draws);
   # not run where two draws would take over rsa_probe_max_s (estimated from
