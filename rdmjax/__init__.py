@@ -35,6 +35,12 @@ _EXPORTS = {
   'bootstrap_pair_scores': ('rdmjax.rsa.inference', 'bootstrap_pair_scores'),
   'permutation_test': ('rdmjax.rsa.inference', 'permutation_test'),
   'noise_ceiling': ('rdmjax.rsa.group', 'noise_ceiling'),
+  'compare_models': ('rdmjax.rsa.evaluation', 'compare_models'),
+  'plot_model_comparison': (
+    'rdmjax.report.model_plots',
+    'model_comparison_from_result',
+  ),
+  'crossnobis': ('rdmjax.rsa.crossval', 'crossnobis'),
   'intersubject_consistency': ('rdmjax.rsa.group', 'intersubject_consistency'),
   # Encoding models.
   'fit_ridge': ('rdmjax.rsa.encoding', 'fit_ridge'),
@@ -59,7 +65,9 @@ __all__ = [
   'InputError',
   'bootstrap_pair_scores',
   'compare_many',
+  'compare_models',
   'compare_rdms',
+  'crossnobis',
   'fit_ridge',
   'from_rsatoolbox',
   'get_config',
@@ -69,6 +77,7 @@ __all__ = [
   'mds',
   'noise_ceiling',
   'permutation_test',
+  'plot_model_comparison',
   'rdm',
   'rdm_stats',
   'read_embeddings',
@@ -105,8 +114,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
   from rdmjax.data.embeddings import read as read_embeddings
   from rdmjax.data.synthetic import write_subject as write_synthetic_subject
   from rdmjax.errors import InputError
+  from rdmjax.report.model_plots import (
+    model_comparison_from_result as plot_model_comparison,
+  )
   from rdmjax.rsa.compare import compare_many, compare_rdms, upper_triangle
+  from rdmjax.rsa.crossval import crossnobis
   from rdmjax.rsa.encoding import fit_ridge
+  from rdmjax.rsa.evaluation import compare_models
   from rdmjax.rsa.group import intersubject_consistency, noise_ceiling
   from rdmjax.rsa.inference import bootstrap_pair_scores, permutation_test
   from rdmjax.rsa.interop import (
