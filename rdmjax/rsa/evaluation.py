@@ -248,7 +248,7 @@ def compare_models(
   Returns:
     {'models': names, 'subjects': names, 'method', 'over', 'n_boot',
     'level', 'n_images', 'dof' (of the t tests: images - 1, subjects - 1,
-    or the smaller for 'both'),
+    or the smaller for 'both'), 'n_pairs': subject -> pairs scored,
     'per_subject': [k_models, k_subjects] on the original data,
     'scores': model -> {'value' (mean over subjects), 'low', 'high', 'sd',
     'samples', 'p_zero' (one-sided t test of > 0), 'p_below_ceiling'
@@ -265,6 +265,7 @@ def compare_models(
   if n_boot < 2:
     raise InputError(f'n_boot={n_boot}: need at least 2 draws')
   sm, sd, n = _check(models, data, nan)
+  size = sm.rdms[0].size
   k_m, k_s = len(sm.rdms), len(sd.rdms)
   if over != 'images' and k_s < 2:
     raise InputError(f'{k_s} subject(s): a bootstrap over subjects needs 2')
@@ -366,6 +367,10 @@ def compare_models(
     'level': level,
     'n_images': n,
     'dof': dof,
+    'n_pairs': {
+      name: int(size if keep is None else keep.sum())
+      for name, keep in zip(sd.names, (_kept(sm, r) for r in sd.rdms))
+    },
     'per_subject': orig[:k_m],
     'scores': out_scores,
     'noise_ceiling': bounds,

@@ -172,6 +172,7 @@ def test_missing_pairs_and_bad_input():
   want = compare.compare_rdms(models[:, keep], data[:, keep]).mean(1)
   for k in range(3):
     assert got['scores'][k]['value'] == pytest.approx(want[k], abs=1e-12)
+  assert got['n_pairs'] == {s: keep.size for s in range(3)}
   d3 = d2.copy()
   d3[0, np.flatnonzero(np.isfinite(d3[0]))[0]] = np.nan
   with pytest.raises(InputError, match='different pairs'):
