@@ -7,17 +7,26 @@ or the host's BLAS), `cross_rdm` (rows of a vs rows of b: pair targets of
 a block) and `paired` (row k of a vs row k of b). Public API: `rdm`,
 `compare_rdms` (from `rdmjax.rsa.compare`).
 
-Single-subject functions: `vmap` at the call site. Under a transformation the
-zero-variance check cannot run on the host: such rows give NaN values.
+`rdm` also takes a batch [k, n, d] of response sets (one host pass or one
+program); the other functions are single-subject: `vmap` at the call site.
+Under a transformation the zero-variance check cannot run on the host: such
+rows give NaN values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
+
+# jax imports this on its first device_put (~1 ms); here, with the module,
+# so that a process's first small RDM (host path: one device_put) pays no
+# import.
+import jax.experimental.multihost_utils  # noqa: F401
 import jax.numpy as jnp
 import numpy as np
+import threadpoolctl
 from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -217,19 +226,46 @@ def _mesh_program(mesh: Mesh, n: int, metric: str, precision: str):
   return run
 
 
-# impl='auto' takes the host BLAS path where the input is large by any of
-# these (n x d input): n rows (the xla path holds several n x n float32
-# buffers at its peak, the blas path one), n * n * d Gram work (where OpenBLAS's
-# syrk beats XLA's tiles), or x's bytes (the xla path copies x up to three
-# times: to the device, padded to `width_bucket`, prepared; the blas path
-# reads x uncopied where it can). Medians on the 2-core CPU host, numpy
-# float32 input, correlation and euclidean alike, calls interleaved:
-# 256 x 512: blas 16 ms, xla 2-3 ms; 1024 x 1024: 48 / 39 ms; 2048 x 2048
-# and 1536 x 2048: even; 4096 x 64: 205 / 310 ms; 4096 x 512: 263 / 372 ms;
-# 1024 x 8192: 285 / 298 ms; 9841 x 2000: 2.3 / 4.1 s.
+# impl='auto' computes on the host (numpy, `_host_rdm`; nothing compiled)
+# in two regimes, for float32/tf32/bf16_3x, without tile or mesh, for a
+# concrete (not traced) x.
+#
+# Small inputs, on every backend: n * n * d (times k for a batch [k, n, d])
+# at most AUTO_HOST_MAX_WORK and n < AUTO_BLAS_MIN_ROWS. There the XLA
+# path's compile, once per (n, width bucket, metric), costs 50-1000x the
+# work. On the 2-core CPU host, float32 input, correlation / euclidean,
+# p10-p50 of interleaved calls: host (one BLAS thread) / compiled XLA / XLA's
+# first call (the compile): 96 x 530: 0.20-0.25 / 0.26-0.38 / 133-270 ms;
+# 256 x 512: 0.61-0.75 / 0.62-0.78 / 141-225 ms; at the bound, 512 x 512,
+# 256 x 2048, 724 x 256: 1.9-3.0 / 1.3-3.2 / 160-360 ms. So a compiled
+# program is at most ~1 ms a call faster there (on a GPU a few ms): a
+# compile pays for itself only after ~100 calls of one shape, and an
+# analysis over runs, conditions and subjects meets a new n each time.
+# Small host calls use one BLAS thread (`_blas_threads`): threaded OpenBLAS
+# on a busy 2-core host waits for a descheduled worker (96 x 530: p90
+# 14-48 ms; 256 x 512: median 20-34 ms, against 0.2 and 0.4-3 ms on one
+# thread), and one thread is as fast at these sizes.
+AUTO_HOST_MAX_WORK = 1 << 27  # n * n * d, ~1.3e8 (512 x 512, 256 x 2048)
+
+# Large inputs, on a CPU backend: large by any of these (n x d input): n
+# rows (the xla path holds several n x n float32 buffers at its peak, the
+# blas path one), n * n * d Gram work (where OpenBLAS's syrk beats XLA's
+# tiles), or x's bytes (the xla path copies x up to three times: to the
+# device, padded to `width_bucket`, prepared; the blas path reads x uncopied
+# where it can). Medians on the 2-core CPU host, numpy float32 input,
+# correlation and euclidean alike, calls interleaved: 1024 x 1024: blas 48,
+# xla 39 ms; 2048 x 2048 and 1536 x 2048: even; 4096 x 64: 205 / 310 ms;
+# 4096 x 512: 263 / 372 ms; 1024 x 8192: 285 / 298 ms; 9841 x 2000: 2.3 /
+# 4.1 s. Between the two regimes a CPU runs the compiled XLA tiles.
 AUTO_BLAS_MIN_ROWS = 2048
 AUTO_BLAS_MIN_WORK = 1 << 33  # n * n * d, ~8.6e9 (1024 x 8192)
 AUTO_BLAS_MIN_BYTES = 256 << 20  # x as float32
+
+
+def _work(shape) -> int:
+  """n * n * d of [n, d], k * n * n * d of a batch [k, n, d]."""
+  *k, n, d = shape
+  return int(np.prod(k, dtype=np.int64)) * n * n * d
 
 
 def _auto_impl(
@@ -239,26 +275,48 @@ def _auto_impl(
   tile: int | None = None,
   mesh: Mesh | None = None,
 ) -> str:
-  """The path `rdm(x, impl='auto')` takes: 'blas' or 'xla'.
+  """The path `rdm(x, impl='auto')` takes: 'blas' (the host) or 'xla'.
 
-  'blas' only on a CPU backend, for float32/tf32, without tile or mesh, for
-  a concrete (not traced) x that is large by one of AUTO_BLAS_*; else
-  'xla'. x: anything with a 2-d `shape` (an array, jax.ShapeDtypeStruct);
-  nothing is computed or allocated.
+  'blas' for float32/tf32/bf16_3x, without tile or mesh, for a concrete
+  (not traced) x that is small (AUTO_HOST_MAX_WORK, any backend) or, on a
+  CPU backend, large by one of AUTO_BLAS_*; else 'xla'. x: anything with a
+  2-d or 3-d (batch) `shape` (an array, jax.ShapeDtypeStruct); nothing is
+  computed or allocated.
   """
-  host = jax.default_backend() == 'cpu' and precision != 'bf16'
   traced = isinstance(x, jax.core.Tracer)
-  plain = tile is None and mesh is None
+  plain = tile is None and mesh is None and precision != 'bf16'
   shape = tuple(getattr(x, 'shape', ()))
-  if not (host and plain and not traced) or len(shape) != 2:
+  if not (plain and not traced) or len(shape) not in (2, 3):
     return 'xla'  # (a bad shape: the xla path's checks name it)
-  n, d = shape
+  n, d = shape[-2:]
+  if n < AUTO_BLAS_MIN_ROWS and _work(shape) <= AUTO_HOST_MAX_WORK:
+    return 'blas'
   large = (
     n >= AUTO_BLAS_MIN_ROWS
     or n * n * d >= AUTO_BLAS_MIN_WORK
     or n * d * 4 >= AUTO_BLAS_MIN_BYTES
   )
-  return 'blas' if large else 'xla'
+  return 'blas' if large and jax.default_backend() == 'cpu' else 'xla'
+
+
+def _blas_controller():
+  """numpy's BLAS libraries (threadpoolctl), found once at import: finding
+  them takes ~4 ms, limiting them then ~10 us a call."""
+  try:
+    return threadpoolctl.ThreadpoolController().select(user_api='blas')
+  except (OSError, AttributeError, ValueError):  # no control: threads stay
+    return None
+
+
+_BLAS = _blas_controller()
+
+
+def _blas_threads(shape):
+  """One BLAS thread while a small input's host RDM is computed (see
+  AUTO_HOST_MAX_WORK); large ones keep every thread."""
+  if _BLAS is None or _work(shape) > AUTO_HOST_MAX_WORK:
+    return contextlib.nullcontext()
+  return _BLAS.limit(limits=1)
 
 
 def rdm(
@@ -273,29 +331,36 @@ def rdm(
   """The representational dissimilarity matrix of the rows of x.
 
   Args:
-    x: [n_images, d] responses (numpy or jax; computed in float32).
+    x: [n_images, d] responses (numpy or jax; computed in float32), or a
+      batch [k, n_images, d] of k response sets of the same shape (runs,
+      subjects, bootstrap draws): k RDMs in one call, in one host pass or
+      one compiled program (on an accelerator, one program for the whole
+      batch), not k calls. A batch takes no mesh.
     metric: 'correlation' (1 - Pearson r of two rows), 'euclidean' (L2),
       'sqeuclidean' (squared L2), 'cosine' (1 - cosine similarity).
     precision: 'float32' (full f32 products), 'tf32' (the backend default:
       TF32 on NVIDIA GPUs, f32 on CPU), 'bf16_3x' (three bf16 products per
       f32 product: near-f32 accuracy on tensor cores), 'bf16' (bf16 inputs,
-      f32 sums).
+      f32 sums). The host path computes float32 products for all but
+      'bf16', which always runs on the device.
     tile: block-row height (default `default_tile(n)`); only blocks on or
       above the diagonal are computed.
     mesh: a Mesh with a 'data' axis: row blocks are computed on its devices.
     impl: 'xla' (jitted triangular tiles), 'blas' (the Gram through numpy's
       BLAS on the host: `z @ z.T` is one symmetric rank-k update, half a
-      product, with no copy of x and one n x n buffer), or 'auto'
-      (`_auto_impl`): 'blas' on a CPU backend for float32/tf32 without
-      mesh or tile where the input is large (see AUTO_BLAS_*), else 'xla'.
+      product, with no copy of x and one n x n buffer; the result put on
+      the default device), or 'auto' (`_auto_impl`): 'blas' without mesh
+      or tile for small inputs on any backend (n * n * d, times k for a
+      batch, at most AUTO_HOST_MAX_WORK = 2^27 and n < 2048: there a
+      compile, once per n and metric, costs far more than the work) and
+      for large inputs on a CPU backend (see AUTO_BLAS_*), else 'xla'.
       XLA's CPU matrix product runs at ~40% of OpenBLAS on a full ROI
-      (2000 x 39548: 4.1 s against numpy's 1.55 s syrk); on small inputs
-      the multithreaded BLAS call costs more than the product (256 x 512
-      on a loaded 2-core host: 16 ms against XLA's 2-3 ms). The XLA path
-      compiles once per row count (~0.3-0.8 s on that host).
+      (2000 x 39548: 4.1 s against numpy's 1.55 s syrk). The XLA path
+      compiles once per row count (~0.1-0.8 s on a 2-core CPU host).
 
   Returns:
-    [n_images, n_images] f32, symmetric with an exact zero diagonal.
+    [n_images, n_images] f32 (a batch: [k, n_images, n_images]), symmetric
+    with an exact zero diagonal; a jax.Array either way.
   """
   if impl not in ('auto', 'xla', 'blas'):
     raise InputError(f'impl {impl!r} unknown: use auto, xla or blas')
@@ -303,52 +368,138 @@ def rdm(
     x = np.asarray(x, np.float32)  # nested lists
   if impl == 'auto':
     impl = _auto_impl(x, precision=precision, tile=tile, mesh=mesh)
-  if impl == 'blas' and mesh is None and metric in ('correlation', 'cosine'):
-    _check_names(metric, precision)
-    out = _rdm_blas_raw(x, metric)  # no copy of x where it is safe
-    if out is not None:
-      return out
+  if getattr(x, 'ndim', 0) == 3:
+    return _rdm_batch(x, metric, precision, tile, mesh, impl)
   if impl == 'blas' and mesh is None:
     _check_shape(x, metric, precision)
-    z, sq, bad = _rows_host(x, metric)
-    raise_bad_rows(bad, metric)
-    return _rdm_blas(z, sq, metric)
-  d_valid = None
+    with _blas_threads(x.shape):
+      return jax.device_put(_host_rdm(x, metric))
+  d_valid, given = None, x  # (the messages name given's columns)
   if impl == 'xla' and getattr(x, 'ndim', 0) == 2:
     x, d_valid = _bucket_columns(x)
   x = check_input(x, metric, precision)
   if mesh is not None:
     z, sq, bad = prepare_rows(x, metric, d_valid=d_valid)
-    raise_bad_rows(bad, metric)
+    raise_bad_rows(bad, metric, given)
     return _rdm_mesh(z, sq, mesh, metric, precision)
   tile = _xla_tile(x.shape[0], tile)
   r, bad = _rdm_xla(x, d_valid, metric=metric, precision=precision, tile=tile)
-  raise_bad_rows(bad, metric)
+  raise_bad_rows(bad, metric, given)
   return r
+
+
+def _rdm_batch(x, metric, precision, tile, mesh, impl) -> jax.Array:
+  """`rdm` of a batch x [k, n, d] -> [k, n, n]: on the host one pass into
+  one [k, n, n] buffer, else one vmapped program (`_rdm_xla_batch`)."""
+  _check_names(metric, precision)
+  if x.shape[0] < 1 or x.shape[1] < 2:
+    raise InputError(f'responses shape {x.shape}: pass [k >= 1, n >= 2, d]')
+  if mesh is not None:
+    raise InputError('a batch [k, n, d] takes no mesh: pass one [n, d]')
+  if impl == 'blas' and _work(x.shape) <= AUTO_HOST_MAX_WORK:
+    with _blas_threads(x.shape):
+      return jax.device_put(_host_rdms(x, metric))
+  if impl == 'blas':  # large: each item as one [n, d] RDM, uncopied
+    k, n, _ = x.shape
+    out = aligned_empty((k, n, n))
+    for b in range(k):
+      _host_rdm(x[b], metric, out=out[b], item=b)
+    return jax.device_put(out)
+  z, d_valid = _bucket_columns(x)
+  if not isinstance(z, (jax.Array, jax.core.Tracer)):
+    # Cast on the host (jnp.asarray would compile a program per shape);
+    # jax arrays are cast inside the program.
+    z = jax.device_put(np.asarray(z, np.float32))
+  tile = _xla_tile(z.shape[1], tile)
+  r, bad = _rdm_xla_batch(
+    z, d_valid, metric=metric, precision=precision, tile=tile
+  )
+  raise_bad_rows(bad, metric, x)
+  return r
+
+
+def _host_rdm(x, metric: str, out=None, item=None) -> np.ndarray:
+  """The host path's RDM of x [n, d] (checked 2-d), float32 numpy, into
+  out ([n, n], default a new aligned buffer); bad rows raise InputError
+  (item: the batch index they name)."""
+  if metric in ('correlation', 'cosine'):
+    g = _rdm_blas_raw(x, metric, out)  # no copy of x where it is safe
+    if g is not None:
+      return g
+  z, sq, bad = _rows_host(x, metric)
+  raise_bad_rows(bad, metric, x, item=item)
+  return _rdm_blas(z, sq, metric, out)
+
+
+def _host_rdms(x, metric: str) -> np.ndarray:
+  """The host RDMs of a small batch x [k, n, d] in one vectorised pass:
+  rows prepared as `_rows_host` prepares them (one float32 copy), one
+  symmetric BLAS product per item; -> [k, n, n] float32."""
+  z = np.array(x, np.float32)
+  k, n, _ = z.shape
+  with np.errstate(invalid='ignore', over='ignore'):
+    bad = ~np.isfinite(z).all(-1)
+    if metric in ('correlation', 'cosine'):
+      scale = np.sqrt(np.einsum('kij,kij->ki', z, z))
+      if metric == 'correlation':
+        z -= z.mean(-1, keepdims=True)
+        z -= z.mean(-1, keepdims=True)  # the float32 rounding of the first
+      norm = np.sqrt(np.einsum('kij,kij->ki', z, z))
+      bad |= (norm <= 8 * np.finfo(np.float32).eps * scale) | (norm == 0)
+  raise_bad_rows(bad, metric, x)
+  if metric in ('correlation', 'cosine'):
+    z /= norm[..., None]
+  else:
+    z -= z.mean(1, keepdims=True)  # columns, as `_rows_host`
+  # Per item numpy sees z and its transpose share memory: ssyrk, exactly
+  # symmetric.
+  g = np.matmul(z, z.swapaxes(1, 2), out=aligned_empty((k, n, n)))
+  if metric in ('correlation', 'cosine'):
+    np.subtract(1.0, g, out=g)
+    np.clip(g, 0.0, 2.0, out=g)
+  else:
+    sq = np.einsum('kij,kij->ki', z, z)
+    g *= -2.0
+    g += sq[:, :, None] + sq[:, None, :]  # the same sum in both triangles
+    np.maximum(g, 0.0, out=g)
+    if metric == 'euclidean':
+      np.sqrt(g, out=g)
+  eye = np.arange(n)
+  g[:, eye, eye] = 0.0
+  return g
 
 
 def rdm_mean(x, metric: str = 'correlation', *, precision: str = 'float32'):
   """The mean of `rdm(x, metric)`'s entries i < j.
 
-  The value of `compare.upper_mean(rdm(x, metric, precision=precision))`;
-  where `rdm` takes the XLA path, one program with the RDM (a training
-  run's mean target: one compile, not two).
+  Where `rdm` takes the XLA path, the value of
+  `compare.upper_mean(rdm(x, metric, precision=precision))` in one program
+  with the RDM (a training run's mean target: one compile, not two); where
+  it takes the host path, a float64 sum over the host's RDM (nothing
+  compiled).
 
   Returns:
     A Python float.
   """
   if not hasattr(x, 'shape'):
     x = np.asarray(x, np.float32)
-  if _auto_impl(x, precision=precision) != 'xla' or x.ndim != 2:
+  impl = _auto_impl(x, precision=precision)
+  if impl == 'blas' and x.ndim == 2:
+    _check_shape(x, metric, precision)
+    with _blas_threads(x.shape):
+      g = _host_rdm(x, metric)
+    n = g.shape[0]  # symmetric, zero diagonal: the sum is twice the upper
+    return float(g.sum(dtype=np.float64) / (n * (n - 1)))
+  if impl != 'xla' or x.ndim != 2:
     return upper_mean(rdm(x, metric, precision=precision))
   _check_names(metric, precision)
-  x, d_valid = _bucket_columns(x)
-  x = check_input(x, metric, precision)
-  tile = _xla_tile(x.shape[0], None)
+  z, d_valid = _bucket_columns(x)
+  z = check_input(z, metric, precision)
+  tile = _xla_tile(z.shape[0], None)
   mean, bad = _rdm_mean_xla(
-    x, d_valid, metric=metric, precision=precision, tile=tile
+    z, d_valid, metric=metric, precision=precision, tile=tile
   )
-  raise_bad_rows(bad, metric)
+  raise_bad_rows(bad, metric, x)
   return float(mean)
 
 
@@ -357,7 +508,7 @@ def _bucket_columns(x):
   width as a numpy scalar (a jnp one compiles a program of its own), or x
   as it is and None. Zero columns change no distance; the row means use
   the true width."""
-  d = x.shape[1]
+  d = x.shape[-1]
   if d == width_bucket(d):
     return x, None
   return _pad_columns(x, width_bucket(d)), np.int32(d)
@@ -377,6 +528,16 @@ def _rdm_xla(x, d_valid, *, metric: str, precision: str, tile: int):
 
 
 @functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
+def _rdm_xla_batch(x, d_valid, *, metric: str, precision: str, tile: int):
+  """`_rdm_xla` over a batch x [k, n, d]: ([k, n, n], bad rows [k, n]),
+  one program for the batch."""
+  one = functools.partial(
+    _rdm_xla, metric=metric, precision=precision, tile=tile
+  )
+  return jax.vmap(one, in_axes=(0, None))(x, d_valid)
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'precision', 'tile'))
 def _rdm_mean_xla(x, d_valid, *, metric: str, precision: str, tile: int):
   """(mean of the entries i < j [], bad rows [n]) of `_rdm_xla`'s RDM."""
   r, bad = _rdm_xla(x, d_valid, metric=metric, precision=precision, tile=tile)
@@ -384,11 +545,13 @@ def _rdm_mean_xla(x, d_valid, *, metric: str, precision: str, tile: int):
 
 
 def _pad_columns(x, width: int):
-  """x with zero columns appended up to width (on the host for numpy)."""
+  """x ([n, d] or [k, n, d]) with zero columns appended up to width (on
+  the host for numpy)."""
+  pad = ((0, 0),) * (x.ndim - 1) + ((0, width - x.shape[-1]),)
   if isinstance(x, jax.Array):
-    return jnp.pad(x.astype(jnp.float32), ((0, 0), (0, width - x.shape[1])))
-  out = np.zeros((x.shape[0], width), np.float32)
-  out[:, : x.shape[1]] = x
+    return jnp.pad(x.astype(jnp.float32), pad)
+  out = np.zeros((*x.shape[:-1], width), np.float32)
+  out[..., : x.shape[-1]] = x
   return out
 
 
@@ -398,14 +561,16 @@ def _pad_columns(x, width: int):
 RAW_MEAN_ENERGY = 0.25
 
 
-def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
+def _rdm_blas_raw(x, metric: str, out=None) -> np.ndarray | None:
   """Correlation/cosine RDM from the Gram of the raw rows: no copy of x.
 
   One symmetric BLAS product of x itself and one matrix-vector product for
   the row sums; centring and normalisation act on the n x n result. Returns
   None (the caller prepares rows explicitly) where the shape is not a
   matrix of >= 2 rows, a row is not finite or constant, or a row's mean is
-  large against its spread (see RAW_MEAN_ENERGY).
+  large against its spread (see RAW_MEAN_ENERGY). out: the [n, n] float32
+  buffer to fill (default a new aligned one, which device_put shares on a
+  CPU).
   """
   x = np.asarray(x, np.float32)  # no copy for f32 host (or CPU jax) arrays
   if x.ndim != 2 or x.shape[0] < 2:
@@ -420,7 +585,9 @@ def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
     mean = (x @ np.ones(d, np.float32)).astype(np.float64) / d
     if np.any(d * mean**2 > RAW_MEAN_ENERGY * energy):
       return None
-  g = x @ x.T  # ssyrk: numpy sees x and x.T share memory
+  if out is None:
+    out = aligned_empty((x.shape[0], x.shape[0]))
+  g = np.matmul(x, x.T, out=out)  # ssyrk: numpy sees x and x.T share memory
   # The Gram's own diagonal: the same rounding as the entries it scales.
   energy = np.diagonal(g).astype(np.float64)
   if metric == 'correlation':
@@ -438,7 +605,7 @@ def _rdm_blas_raw(x, metric: str) -> jax.Array | None:
   np.subtract(1.0, g, out=g)
   np.clip(g, 0.0, 2.0, out=g)
   np.fill_diagonal(g, 0.0)
-  return jax.device_put(g)
+  return g
 
 
 # The euclidean metrics centre columns only against cancellation in
@@ -465,26 +632,30 @@ def _rows_host(x, metric: str):
   for r in range(0, z.shape[0], 1024):  # bounded temporaries
     finite[r : r + 1024] = np.isfinite(z[r : r + 1024]).all(1)
   if metric in ('correlation', 'cosine'):
-    scale = np.sqrt(np.einsum('ij,ij->i', z, z))
-    if metric == 'correlation':
-      z -= z.mean(1, keepdims=True)
-      z -= z.mean(1, keepdims=True)  # the float32 rounding of the first
-    norm = np.sqrt(np.einsum('ij,ij->i', z, z))
-    tol = 8 * np.finfo(np.float32).eps * scale
-    with np.errstate(invalid='ignore'):
+    with np.errstate(invalid='ignore', over='ignore'):  # (rows not finite)
+      scale = np.sqrt(np.einsum('ij,ij->i', z, z))
+      if metric == 'correlation':
+        z -= z.mean(1, keepdims=True)
+        z -= z.mean(1, keepdims=True)  # the float32 rounding of the first
+      norm = np.sqrt(np.einsum('ij,ij->i', z, z))
+      tol = 8 * np.finfo(np.float32).eps * scale
       bad = ~finite | (norm <= tol) | (norm == 0)
     z /= np.where(bad, 1.0, norm).astype(np.float32)[:, None]
     z[bad] = np.nan
     return z, np.ones(z.shape[0], np.float32), bad
-  z -= z.mean(0, keepdims=True)
+  with np.errstate(invalid='ignore'):  # (inf - inf: rows not finite)
+    z -= z.mean(0, keepdims=True)
   return z, np.einsum('ij,ij->i', z, z), ~finite
 
 
-def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
-  """The host path: one BLAS call for the Gram, in-place elementwise ops."""
+def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str, out=None):
+  """The host path: one BLAS call for the Gram, in-place elementwise ops;
+  -> [n, n] float32 numpy (out, if given)."""
   # numpy sees z and z.T share memory: ssyrk, half the flops. Into an
   # aligned buffer that device_put shares on CPU: no second n x n copy.
-  g = np.matmul(z, z.T, out=aligned_empty((z.shape[0], z.shape[0])))
+  if out is None:
+    out = aligned_empty((z.shape[0], z.shape[0]))
+  g = np.matmul(z, z.T, out=out)
   if metric in ('correlation', 'cosine'):
     np.subtract(1.0, g, out=g)
     np.clip(g, 0.0, 2.0, out=g)
@@ -499,4 +670,4 @@ def _rdm_blas(z: np.ndarray, sq: np.ndarray, metric: str) -> jax.Array:
       np.sqrt(g, out=g)
   # syrk fills both triangles from one: exactly symmetric already.
   np.fill_diagonal(g, 0.0)
-  return jax.device_put(g)
+  return g

@@ -94,20 +94,89 @@ def _rows(
 prepare_rows = jax.jit(_rows, static_argnames='metric')
 
 
-def raise_bad_rows(bad: jax.Array, metric: str) -> None:
+def raise_bad_rows(bad, metric: str, x=None, *, item: int | None = None):
+  """Raises a one-line InputError naming the rows whose metric is undefined.
+
+  Args:
+    bad: [n] bool rows (or [k, n] of a batch; a traced array: nothing to
+      check, the rows are NaN).
+    metric: one of METRICS.
+    x: the responses ([n, d], or [k, n, d] with a batch), to say why: where
+      non-finite values (NaN or inf) make rows bad and are fewer columns
+      than rows (one NaN voxel makes every row bad), the message names those
+      columns and says to drop or impute them; else the rows, as for
+      zero-variance (correlation) or all-zero (cosine) rows. Without x the
+      rows, the cause left open.
+    item: the batch index to name.
+  """
   if isinstance(bad, jax.core.Tracer):
     return  # inside a transformation: NaN rows, documented above
   bad = np.asarray(bad)
-  if bad.any():
-    idx = np.flatnonzero(bad)
+  if not bad.any():
+    return
+  if bad.ndim == 2:  # a batch: the first item with bad rows
+    b = int(np.flatnonzero(bad.any(1))[0])
+    raise_bad_rows(bad[b], metric, None if x is None else x[b], item=b)
+  where = '' if item is None else f'batch item {item}: '
+  if x is None:
     what = {
       'correlation': 'has zero variance (or non-finite values)',
       'cosine': 'is all zeros (or non-finite)',
     }.get(metric, 'has non-finite values')
+    raise InputError(where + _rows_message(np.flatnonzero(bad), what, metric))
+  rows, cols = _non_finite(x)
+  zero = bad & ~rows
+  more = ''
+  if zero.any():
+    idx = np.flatnonzero(zero)
+    kind = 'all zeros' if metric == 'cosine' else 'zero variance'
+    more = f'; also {len(idx)} row(s) of {kind} (image index {_first(idx)})'
+  if rows.any() and len(cols) <= rows.sum():
+    idx = np.flatnonzero(rows)
+    those = 'that column' if len(cols) == 1 else 'those columns'
     raise InputError(
-      f'response row (image index) {idx[0]} {what}, {len(idx)} such rows in'
-      f' all: drop them before the {metric} RDM'
+      f'{where}responses have non-finite values (NaN or inf) in'
+      f' {len(cols)} of {x.shape[1]} columns (vertices/voxels; index'
+      f' {_first(cols)}), which leave {len(idx)} response row(s) (image index'
+      f' {_first(idx)}) undefined for the {metric} RDM: drop or impute'
+      f' {those}{more}'
     )
+  if rows.any():
+    raise InputError(
+      where
+      + _rows_message(
+        np.flatnonzero(rows), 'has non-finite values (NaN or inf)', metric
+      )
+      + more
+    )
+  what = 'is all zeros' if metric == 'cosine' else 'has zero variance'
+  raise InputError(where + _rows_message(np.flatnonzero(zero), what, metric))
+
+
+def _rows_message(idx, what: str, metric: str) -> str:
+  return (
+    f'response row (image index) {idx[0]} {what}, {len(idx)} such rows in'
+    f' all: drop them before the {metric} RDM'
+  )
+
+
+def _first(idx, k: int = 5) -> str:
+  """'3, 17, 40' or '3, 17, 40, 41, 52, ...' (the first k indices)."""
+  head = ', '.join(str(int(i)) for i in idx[:k])
+  return head + (', ...' if len(idx) > k else '')
+
+
+def _non_finite(x):
+  """(rows [n] bool, column indices) of x's non-finite values; in row
+  blocks (no n x d temporary)."""
+  x = np.asarray(x)
+  rows = np.zeros(x.shape[0], bool)
+  cols = np.zeros(x.shape[1], bool)
+  for r in range(0, x.shape[0], 1024):
+    cells = ~np.isfinite(x[r : r + 1024])
+    rows[r : r + 1024] = cells.any(1)
+    cols |= cells.any(0)
+  return rows, np.flatnonzero(cols)
 
 
 def gram(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:

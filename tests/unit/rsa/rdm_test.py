@@ -134,7 +134,7 @@ def test_bad_arguments():
   with pytest.raises(InputError, match='shape'):
     rdm_lib.rdm(np.zeros(5))
   with pytest.raises(InputError, match='method'):
-    rdm_lib.compare_rdms(np.ones(3), np.ones(3), 'tau_b')
+    rdm_lib.compare_rdms(np.ones(3), np.ones(3), 'tau_c')
 
 
 def test_upper_triangle_is_squareform_order():
@@ -324,17 +324,28 @@ def _programs(fn):
 
 
 @pytest.mark.parametrize('metric', ['correlation', 'euclidean'])
-def test_device_rdm_and_its_mean_are_one_program_each(metric):
+def test_device_rdm_and_its_mean_are_one_program_each(metric, monkeypatch):
   """The XLA path compiles one program per shape (rows prepared with the
-  tiles); `rdm_mean` one more, with the value of the RDM's triangle mean."""
+  tiles); `rdm_mean` one more, with the value of the RDM's triangle mean.
+  On the host path (small inputs) `rdm_mean` compiles nothing: a float64
+  mean of the host's RDM."""
   x = _x(n=53, d=91, seed=5).astype(np.float32)  # shapes no test uses
+  host, made = _programs(lambda: rdm_lib.rdm_mean(x, metric))
+  assert made == []
+  want = compare.upper_triangle(rdm_lib.rdm(x, metric, impl='blas'))
+  assert host == pytest.approx(np.mean(np.asarray(want, np.float64)), 1e-12)
+  monkeypatch.setattr(rdm_lib, 'AUTO_HOST_MAX_WORK', 0)  # the device path
   r, made = _programs(lambda: rdm_lib.rdm(x, metric, impl='xla'))
   assert made == ['jit(_rdm_xla)']
   m, made = _programs(lambda: rdm_lib.rdm_mean(x, metric))
   assert made == ['jit(_rdm_mean_xla)']
   assert m == compare.upper_mean(r) == float(np.mean(compare.upper_triangle(r)))
+  assert m == pytest.approx(host, rel=1e-6)
   bad = x.copy()
   bad[3] = 1.0  # a constant row: still an error
+  with pytest.raises(InputError, match='row .*3'):
+    rdm_lib.rdm_mean(bad, 'correlation')
+  monkeypatch.undo()
   with pytest.raises(InputError, match='row .*3'):
     rdm_lib.rdm_mean(bad, 'correlation')
 
@@ -410,33 +421,49 @@ def test_device_ranks_agree_with_scipy(ties):
   np.testing.assert_allclose(device, want, rtol=0, atol=0)
 
 
-def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
-  """impl='auto': XLA for small inputs (the threaded BLAS call costs more
-  than the product there), host BLAS where rows, Gram work or input bytes
-  are large; shapes only, nothing allocated."""
-  if jax.default_backend() != 'cpu':
-    pytest.skip('the host BLAS path is for a CPU backend')
+def test_auto_impl_takes_the_host_for_small_and_large_inputs(monkeypatch):
+  """impl='auto': the host for small inputs on any backend (a compile costs
+  more than the work there) and for large ones on a CPU backend (rows,
+  Gram work or input bytes), XLA in between; shapes only, nothing
+  allocated."""
 
-  def auto(n, d, **kw):
-    x = jax.ShapeDtypeStruct((n, d), np.float32)
+  def auto(*shape, **kw):
+    x = jax.ShapeDtypeStruct(shape, np.float32)
     return rdm_lib._auto_impl(x, **kw)
 
-  assert auto(256, 512) == 'xla'  # reported: blas 17.7 ms, xla 1.4 ms
+  # Small (n * n * d <= 2^27, times k for a batch): the host, any backend.
+  for backend in ('cpu', 'gpu'):
+    monkeypatch.setattr(jax, 'default_backend', lambda b=backend: b)
+    assert auto(96, 530) == 'blas'
+    assert auto(256, 512) == 'blas'  # reported: xla 1.4 ms, host 0.4-0.6
+    assert auto(512, 512) == 'blas'  # the bound, inclusive
+    assert auto(12, 8, 530) == 'blas'  # a batch: k * n * n * d
+    assert auto(512, 513) == 'xla'
+    assert auto(100, 256, 512) == 'xla'
+    assert auto(96, 530, precision='bf16') == 'xla'
+    assert auto(96, 530, tile=64) == 'xla'
+  assert auto(9841, 2000) == 'xla'  # large: the host only on a CPU
+  monkeypatch.undo()
+  if jax.default_backend() != 'cpu':
+    pytest.skip('the large host BLAS path is for a CPU backend')
+
   assert auto(1024, 2048) == 'xla'
   assert auto(rdm_lib.AUTO_BLAS_MIN_ROWS - 1, 64) == 'xla'
   assert auto(rdm_lib.AUTO_BLAS_MIN_ROWS, 64) == 'blas'  # rows
   assert auto(9841, 2000) == 'blas'  # a full subject's train split
   assert auto(1024, 8192) == 'blas'  # Gram work
   assert auto(16, 1 << 22) == 'blas'  # bytes of x: 256 MiB
+  assert auto(3, 2048, 64) == 'blas'  # a batch of large items
   assert auto(9841, 2000, precision='bf16') == 'xla'
   assert auto(9841, 2000, tile=1024) == 'xla'
   mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
   assert auto(9841, 2000, mesh=mesh) == 'xla'
+  assert auto(64, 40, mesh=mesh) == 'xla'
   assert rdm_lib._auto_impl(np.zeros(5)) == 'xla'  # the shape error's path
   seen = []
   jax.eval_shape(
     lambda x: seen.append(rdm_lib._auto_impl(x)) or x,
-    jax.ShapeDtypeStruct((9841, 2000), np.float32),
+    jax.ShapeDtypeStruct((96, 530), np.float32),
   )
   assert seen == ['xla']  # traced
 
@@ -444,10 +471,156 @@ def test_auto_impl_takes_host_blas_only_for_large_inputs(monkeypatch):
   x = _x(n=64, d=40).astype(np.float32)
   for metric in ('correlation', 'euclidean'):
     auto_r = np.asarray(rdm_lib.rdm(x, metric))
-    np.testing.assert_array_equal(auto_r, rdm_lib.rdm(x, metric, impl='xla'))
+    np.testing.assert_array_equal(auto_r, rdm_lib.rdm(x, metric, impl='blas'))
     with monkeypatch.context() as m:
-      m.setattr(rdm_lib, 'AUTO_BLAS_MIN_ROWS', 64)
-      assert rdm_lib._auto_impl(x) == 'blas'
+      m.setattr(rdm_lib, 'AUTO_HOST_MAX_WORK', 0)
+      assert rdm_lib._auto_impl(x) == 'xla'
       np.testing.assert_array_equal(
-        rdm_lib.rdm(x, metric), rdm_lib.rdm(x, metric, impl='blas')
+        rdm_lib.rdm(x, metric), rdm_lib.rdm(x, metric, impl='xla')
       )
+
+
+@pytest.mark.parametrize('metric', rdm_lib.METRICS)
+def test_small_inputs_compile_nothing(metric):
+  """A first call at a new (n, metric) below AUTO_HOST_MAX_WORK compiles no
+  program: numpy on the host, put on the device (a jax.Array, float32), the
+  values of the device path (scipy float64 within the same bounds)."""
+  for n, d in ((8, 531), (97, 533)):  # shapes no other test uses
+    x = _x(n=n, d=d, seed=n)
+    for given in (x, jax.device_put(x.astype(np.float32))):
+      r, made = _programs(lambda g=given: rdm_lib.rdm(g, metric))
+      assert made == [], made
+      assert isinstance(r, jax.Array) and r.dtype == np.float32
+      assert r.shape == (n, n)
+      r = np.asarray(r)
+      assert _err(r, squareform(pdist(x, metric))) < F32_TOL[metric]
+      np.testing.assert_array_equal(r, r.T)
+      np.testing.assert_array_equal(np.diag(r), 0)
+      dev = np.asarray(rdm_lib.rdm(given, metric, impl='xla'))
+      assert np.abs(r - dev).max() <= 2 * F32_TOL[metric] * np.abs(dev).max()
+
+
+def test_small_host_calls_use_one_blas_thread(monkeypatch):
+  """Threaded OpenBLAS on a busy host waits for descheduled workers:
+  small host RDMs run on one thread, large ones on all."""
+  if rdm_lib._BLAS is None:
+    pytest.skip('no BLAS thread control here')
+  seen = []
+  real = np.matmul
+
+  def matmul(*a, **kw):
+    seen.append(rdm_lib._BLAS.info()[0]['num_threads'])
+    return real(*a, **kw)
+
+  monkeypatch.setattr(np, 'matmul', matmul)
+  threads = rdm_lib._BLAS.info()[0]['num_threads']
+  rdm_lib.rdm(_x(n=40, d=50), 'correlation')
+  rdm_lib.rdm(_x(n=40, d=50), 'euclidean')
+  rdm_lib.rdm(np.stack([_x(n=9, d=50)] * 3), 'cosine')
+  assert seen == [1, 1, 1]
+  assert rdm_lib._BLAS.info()[0]['num_threads'] == threads  # restored
+  del seen[:]
+  monkeypatch.setattr(rdm_lib, 'AUTO_HOST_MAX_WORK', 0)
+  rdm_lib.rdm(_x(n=40, d=50), 'correlation', impl='blas')
+  assert seen == [threads]
+
+
+@pytest.mark.parametrize('metric', rdm_lib.METRICS)
+def test_batch_of_rdms_equals_each_rdm(metric, monkeypatch):
+  """rdm(x [k, n, d]) -> [k, n, n]: the host in one vectorised pass (small),
+  item by item (large), or one vmapped program: each item's RDM."""
+  xs = np.stack([_x(n=12, d=40, seed=s) for s in range(5)])
+  xs[4] *= 100.0  # items on other scales
+  refs = [squareform(pdist(x, metric)) for x in xs]
+  runs = {'host': lambda: rdm_lib.rdm(xs, metric)}
+  runs['xla'] = lambda: rdm_lib.rdm(xs, metric, impl='xla')
+
+  def large():
+    with monkeypatch.context() as m:
+      m.setattr(rdm_lib, 'AUTO_HOST_MAX_WORK', 0)
+      return rdm_lib.rdm(xs, metric, impl='blas')
+
+  runs['host, item by item'] = large
+  for name, run in runs.items():
+    r, made = _programs(run)
+    assert made == (['jit(_rdm_xla_batch)'] if name == 'xla' else []), name
+    assert isinstance(r, jax.Array) and r.shape == (5, 12, 12), name
+    r = np.asarray(r)
+    assert r.dtype == np.float32
+    for k in range(5):
+      assert _err(r[k], refs[k]) < F32_TOL[metric], (name, k)
+      np.testing.assert_array_equal(r[k], r[k].T)
+      np.testing.assert_array_equal(np.diag(r[k]), 0)
+  # Of the same shape and bucket: the compiled batch program again.
+  _, made = _programs(lambda: rdm_lib.rdm(xs + 1.0, metric, impl='xla'))
+  assert made == []
+
+
+@pytest.mark.parametrize('impl', ['blas', 'xla'])
+def test_batch_checks_name_the_item(impl):
+  xs = np.stack([_x(n=10, d=30, seed=s) for s in range(4)])
+  xs[2, 5] = 1.5  # a constant row of item 2
+  with pytest.raises(InputError, match=r'^batch item 2: .*image index\) 5 '):
+    rdm_lib.rdm(xs, 'correlation', impl=impl)
+  xs[2, 5] = xs[1, 5]
+  xs[3, :, 7] = np.nan  # one NaN column of item 3
+  with pytest.raises(InputError, match=r'^batch item 3: .*index 7\)'):
+    rdm_lib.rdm(xs, 'euclidean', impl=impl)
+  with pytest.raises(InputError, match='shape'):
+    rdm_lib.rdm(xs[:, :1], impl=impl)
+  mesh = jax.make_mesh((8,), ('data',))
+  with pytest.raises(InputError, match='mesh'):
+    rdm_lib.rdm(xs, mesh=mesh)
+
+
+def _message(fn):
+  with pytest.raises(InputError) as err:
+    fn()
+  text = str(err.value)
+  assert '\n' not in text
+  return text
+
+
+@pytest.mark.parametrize('impl', ['blas', 'xla'])
+@pytest.mark.parametrize('metric', rdm_lib.METRICS)
+def test_nan_column_names_the_column_not_every_row(metric, impl):
+  """One NaN voxel makes every row non-finite: the message names the
+  column and says to drop or impute it, not to drop all 96 images."""
+  x = _x(n=96, d=530).astype(np.float32)
+  y = x.copy()
+  y[:, 17] = np.nan
+  text = _message(lambda: rdm_lib.rdm(y, metric, impl=impl))
+  assert 'in 1 of 530 columns' in text and 'index 17)' in text, text
+  assert 'drop or impute that column' in text and '96 response row' in text
+  assert 'drop them' not in text and 'zero variance' not in text
+  y[:, [3, 400]] = np.inf
+  text = _message(lambda: rdm_lib.rdm(y, metric, impl=impl))
+  assert 'in 3 of 530 columns' in text and 'index 3, 17, 400)' in text
+  assert 'drop or impute those columns' in text
+  # One bad row (all NaN): that row, to drop.
+  y = x.copy()
+  y[40] = np.nan
+  text = _message(lambda: rdm_lib.rdm(y, metric, impl=impl))
+  assert text.startswith(
+    'response row (image index) 40 has non-finite values (NaN or inf), 1'
+  ), text
+
+
+@pytest.mark.parametrize('impl', ['blas', 'xla'])
+def test_zero_variance_message_stays_for_finite_rows(impl):
+  x = _x(n=50, d=60).astype(np.float32)
+  x[[9, 30]] = 2.0
+  text = _message(lambda: rdm_lib.rdm(x, 'correlation', impl=impl))
+  assert text == (
+    'response row (image index) 9 has zero variance, 2 such rows in all:'
+    ' drop them before the correlation RDM'
+  )
+  x[3, 11] = np.nan  # and a NaN cell: the column first, then the rest
+  text = _message(lambda: rdm_lib.rdm(x, 'correlation', impl=impl))
+  assert 'index 11), which leave 1 response row(s) (image index 3)' in text
+  assert text.endswith('; also 2 row(s) of zero variance (image index 9, 30)')
+  z = np.zeros_like(x[:4])
+  z[:, 0] = 1.0
+  z[2] = 0.0
+  text = _message(lambda: rdm_lib.rdm(z, 'cosine', impl=impl))
+  assert text.startswith('response row (image index) 2 is all zeros, 1 such')
