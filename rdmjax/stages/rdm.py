@@ -181,20 +181,23 @@ MDS_IMAGES = 2000  # at most this many images in an MDS map (seeded subset)
 
 
 def _mds_figure(x, metric, labels, config, path, roi) -> Path:
-  """Classical MDS of the RDM of (a seeded subset of) the images."""
+  """Classical MDS of the RDM of (a seeded subset of) the images: of its
+  square root for 1 - r, 1 - cos and squared Euclidean RDMs (squared
+  distances; `mds.as_distances`), as the title says."""
   n = x.shape[0]
   rows = analysis.rsa_subset(n, MDS_IMAGES, config.seed)
   sub = x if rows is None else x[np.sort(rows)]
   keep = range(n) if rows is None else np.sort(rows)
   impl = analysis.stage_impl(config.rdm.precision)
-  coords = mds.mds(np.asarray(rdm_lib.rdm(sub, metric, impl=impl)))
+  r = np.asarray(rdm_lib.rdm(sub, metric, impl=impl))
+  dist, what = mds.as_distances(r, metric)
+  coords = mds.mds(dist)
   return figures.draw(
     mds_plot.mds_figure,
     coords,
     None if labels is None else [labels[k] for k in keep],
     path,
-    title=f'{roi}, {plots.metric_label(metric)}: classical MDS of '
-    f'{len(coords)} images',
+    title=f'{roi}: classical MDS of {what}, {len(coords)} images',
   )
 
 
