@@ -109,7 +109,7 @@ def markdown(results: dict) -> str:
   maps = [k for k in figs if k.startswith('mds_') and figs[k]]
   if maps:
     md.append(
-      "\nMDS maps of the images (classical MDS of the first metric's RDM; "
+      "\nMDS maps of the images (classical MDS of the first metric's RDM as distances: the square root of 1 - r, 1 - cos and squared Euclidean; "
       "colour: the image's label, the synthetic category or rdm.labels): "
       + ', '.join(f'[{k[4:]}]({figs[k]})' for k in maps)
       + f'.\n\n![MDS]({figs[maps[0]]})\n'

@@ -170,7 +170,7 @@ def rdm_stats(
   n = x.shape[0]
   _check_k_bins(n, k, bins)
   z, sq, bad = prepare_rows(x, metric)
-  raise_bad_rows(bad, metric)
+  raise_bad_rows(bad, metric, x)  # names NaN columns where they are the cause
   tile = max(int(tile or default_tile(n)), int(np.ceil(np.sqrt(k))))
   kw = dict(metric=metric, precision=precision, tile=tile)
   # numpy scalars and arrays as arguments: a jnp constructor outside jit
