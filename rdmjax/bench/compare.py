@@ -44,6 +44,7 @@ not run: the row gives that estimate (`rsatoolbox_estimated`,
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import time
@@ -269,6 +270,9 @@ def run(config) -> Iterator[dict[str, Any]]:
     rsa = _Rsa(models64, subjects64, names, subj_names) if use_rsa else None
     rsa_cmp = rsa.compare() if rsa else (None, None)
     rsa_nc = rsa.ceiling() if rsa else (None, None)
+    if n not in s['boot_sizes']:
+      rsa = None  # its float64 copies are not needed again: memory
+      gc.collect()
     inputs = {}
     for dtype in s['dtypes']:
       mod, sub = arrays[dtype]

@@ -377,9 +377,15 @@ def noise_ceiling(rdms, method: str = 'spearman', *, nan: str = 'same') -> dict:
   v = np.stack([r.values() for r in got.rdms]).astype(np.float64)  # [S, m]
   parts = _pool_parts(v, method)
   pool_all = _pool(parts)
+  complete = not np.isnan(parts).any()
+  total = parts.sum(0) if complete else None
   upper, lower = {}, {}
   for i, s in enumerate(names):
-    others = _pool(np.delete(parts, i, axis=0))
+    if complete:  # no [S - 1, m] copy; for ranks (multiples of 1/2) the
+      # sum of the others is exact, so this is np.mean's value
+      others = (total - parts[i]) / (len(names) - 1)
+    else:
+      others = _pool(np.delete(parts, i, axis=0))
     res = compare_many(
       v[i], {'upper': pool_all, 'lower': others}, (method,), nan='drop_union'
     )
