@@ -473,6 +473,32 @@ def _nonfinite(v: jax.Array) -> jax.Array:
   return jnp.sum(~jnp.isfinite(v))
 
 
+def centred_ranks2(v: np.ndarray) -> np.ndarray:
+  """2 * average rank - (m + 1) of v [m] on the host: exact integers (int32
+  below 2^30 entries, else int64), scipy's `rankdata` ties. One unstable
+  numpy sort (several times faster than rankdata's merge sort): a tie
+  run's average rank does not depend on the order within it."""
+  m = v.shape[0]
+  o = np.argsort(v)
+  s = v[o]
+  new = np.empty(m, bool)
+  new[:1] = True
+  np.not_equal(s[1:], s[:-1], out=new[1:])
+  starts = np.flatnonzero(new)
+  ends = np.append(starts[1:], m)  # exclusive
+  dtype = np.int32 if m < 2**30 else np.int64
+  # 0-based run [start, end): 2 * average rank = start + end + 1.
+  run = (starts + ends + 1 - (m + 1)).astype(dtype)
+  c = np.empty(m, dtype)
+  c[o] = np.repeat(run, ends - starts)
+  return c
+
+
+def average_ranks(v: np.ndarray) -> np.ndarray:
+  """scipy's `rankdata(v)` (average ties) as float64, by `centred_ranks2`."""
+  return (centred_ranks2(v) + (v.shape[0] + 1)) / 2
+
+
 def centred_norm2(v: np.ndarray) -> float:
   """|H D H|_F^2 of the square RDM D of condensed v (float64, zero
   diagonal, H = I - 11^T / n): CKA's normaliser, O(m) work."""
@@ -575,11 +601,8 @@ class _Rdm:
 
   @functools.cached_property
   def ranks(self) -> np.ndarray:
-    """2 * average rank - (m + 1) of the measured pairs: exact integers
-    (int32 below 2^30 entries, else float64)."""
-    m = self.host.shape[0]
-    c = 2 * stats.rankdata(self.host) - (m + 1)
-    return c.astype(np.int32) if m < 2**30 else c
+    """2 * average rank - (m + 1) of the measured pairs: exact integers."""
+    return centred_ranks2(self.host)
 
   @functools.cached_property
   def dev_ranks(self) -> jax.Array:

@@ -295,7 +295,7 @@ def _nan_ranks(v: np.ndarray) -> np.ndarray:
   """Average ranks of the measured entries of v [m]; NaN stays NaN."""
   out = np.full(v.shape, np.nan)
   keep = ~np.isnan(v)
-  out[keep] = sps.rankdata(v[keep])
+  out[keep] = compare_lib.average_ranks(v[keep])
   return out
 
 
