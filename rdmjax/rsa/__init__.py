@@ -4,7 +4,10 @@
 patterns), `compare` (RDM comparison measures), `summary` (extreme pairs,
 histogram and moments of an RDM), `inference` (bootstrap intervals,
 permutation tests; its weighted pair statistics in `_weighted`), `group`
-(noise ceilings and consistency over subjects), `encoding` (ridge and
+(noise ceilings and consistency over subjects), `evaluation` (model RDMs
+against subjects' RDMs, bootstrap over images, subjects or both),
+`crossval` (crossnobis and noise precisions of run-wise patterns),
+`encoding` (ridge and
 veRSA), `reweighted` (feature-reweighted RSA), `repeats` (repeat-count
 bias), `mds`, `interop` (rsatoolbox, RDM files) and `analysis` (one ROI x
 metric, as the rdm stage reports it). Needs jax, numpy and scipy.
