@@ -123,7 +123,11 @@ def _quiet_logs() -> None:
 
 
 def _fail(message: str) -> None:
-  print(f'rdmjax: error: {message}', file=sys.stderr)
+  # A failed write of orbax's leaves asyncio futures whose exception asyncio
+  # reports when they are collected, which can be after this line, at exit:
+  # the one line that names the problem must stay the last.
+  std_logging.getLogger('asyncio').setLevel(std_logging.CRITICAL)
+  print(f'rdmjax: error: {message}', file=sys.stderr, flush=True)
   sys.exit(2)
 
 
