@@ -33,7 +33,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,19 +45,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rdmjax.bench import cpu_model  # noqa: E402 (after the path)
+
 
 def emit(**kw) -> None:
   print(json.dumps(kw), flush=True)
-
-
-def cpu_model() -> str:
-  try:
-    for line in Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def commit() -> str:

@@ -23,17 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rdmjax.bench import cpu_model
 from rdmjax.data import synthetic
-
-
-def _cpu_model() -> str:
-  try:
-    for line in Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return 'unknown'
 
 
 def main() -> None:
@@ -68,7 +59,7 @@ def main() -> None:
           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2
         ),
         cpus=len(os.sched_getaffinity(0)),
-        cpu=_cpu_model(),
+        cpu=cpu_model(),
       )
     )
   )

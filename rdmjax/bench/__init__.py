@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import platform
 import statistics
 import subprocess
 import time
@@ -85,6 +86,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
   except (OSError, subprocess.SubprocessError):
     return None
+
+
+def cpu_model() -> str:
+  """The host CPU's name as /proc/cpuinfo gives it (else platform's)."""
+  try:
+    for line in Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or 'unknown'
 
 
 def context() -> dict[str, Any]:
