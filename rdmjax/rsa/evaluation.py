@@ -275,12 +275,8 @@ def compare_models(
   if ceiling:
     nc = group.noise_ceiling(data, method, nan=nan)
     v = np.stack([r.values() for r in sd.rdms]).astype(np.float64)
-    parts = group._pool_parts(v, method)
-    pool_all = group._pool(parts)
-    extra = [
-      {'upper': pool_all, 'lower': group._pool(np.delete(parts, s, axis=0))}
-      for s in range(k_s)
-    ]
+    pool_all, pool_others = group.loo_pools(group._pool_parts(v, method))
+    extra = [{'upper': pool_all, 'lower': pool_others(s)} for s in range(k_s)]
   ones = np.ones((1, n), np.int32)
   if over == 'subjects':
     img = ones

@@ -327,6 +327,18 @@ def _pool(parts: np.ndarray) -> np.ndarray:
     return np.nanmean(parts, 0)
 
 
+def loo_pools(parts: np.ndarray):
+  """`_pool_parts` output [S, m] -> (the pool of all subjects, a function
+  i -> the pool of all but subject i): the noise ceiling's two RDMs."""
+  pool_all = _pool(parts)
+  if np.isnan(parts).any():
+    return pool_all, lambda i: _pool(np.delete(parts, i, axis=0))
+  total, k = parts.sum(0), parts.shape[0]
+  # No [S - 1, m] copy per subject; for ranks (multiples of 1/2) the sum of
+  # the others is exact, so this is np.mean's value.
+  return pool_all, lambda i: (total - parts[i]) / (k - 1)
+
+
 def noise_ceiling(rdms, method: str = 'spearman', *, nan: str = 'same') -> dict:
   """Leave-one-subject-out noise ceiling, as rsatoolbox's boot_noise_ceiling.
 
@@ -376,16 +388,10 @@ def noise_ceiling(rdms, method: str = 'spearman', *, nan: str = 'same') -> dict:
     raise InputError('cka needs every pair of each RDM: fill the NaN pairs')
   v = np.stack([r.values() for r in got.rdms]).astype(np.float64)  # [S, m]
   parts = _pool_parts(v, method)
-  pool_all = _pool(parts)
-  complete = not np.isnan(parts).any()
-  total = parts.sum(0) if complete else None
+  pool_all, pool_others = loo_pools(parts)
   upper, lower = {}, {}
   for i, s in enumerate(names):
-    if complete:  # no [S - 1, m] copy; for ranks (multiples of 1/2) the
-      # sum of the others is exact, so this is np.mean's value
-      others = (total - parts[i]) / (len(names) - 1)
-    else:
-      others = _pool(np.delete(parts, i, axis=0))
+    others = pool_others(i)
     res = compare_many(
       v[i], {'upper': pool_all, 'lower': others}, (method,), nan='drop_union'
     )
