@@ -656,35 +656,44 @@ class RdmSet(NamedTuple):
   single: bool
 
 
-def rdm_set(x, what: str = 'a') -> RdmSet:
-  """One RDM or several, as `compare_rdms` takes them, checked: all of one
-  size; a one-line InputError naming what is malformed."""
+def rdm_items(x, what: str = 'a') -> tuple[list, bool, bool]:
+  """The forms one side of a comparison takes, unpacked: (items [(name,
+  RDM)], whether one RDM was given, whether the names were given: a dict's
+  keys or rsatoolbox's 'name' descriptor; else 0..k-1). A square 2-D array
+  is one RDM, a list of numbers one condensed RDM. The RDMs are not checked
+  here (`rdm_set` does; `rdmjax.rsa.interop` in its own words)."""
   if isinstance(x, jax.Array) and _host_ranking():
     x = np.asarray(x)  # a CPU array: a view, no copy
   if hasattr(x, 'get_vectors') and hasattr(x, 'n_rdm'):  # rsatoolbox RDMs
     vectors = np.asarray(x.get_vectors())
     desc = getattr(x, 'rdm_descriptors', {}) or {}
     names = list(desc.get('name', range(len(vectors))))
+    named = 'name' in desc
     if len(names) != len(vectors) or len(set(map(str, names))) != len(names):
-      names = list(range(len(vectors)))
-    items, single = list(zip(names, vectors)), False
-  elif isinstance(x, Mapping):
-    items, single = list(x.items()), False
-  elif isinstance(x, (list, tuple)) and not (
+      names, named = list(range(len(vectors))), False
+    return list(zip(names, vectors)), False, named
+  if isinstance(x, Mapping):
+    return list(x.items()), False, True
+  if isinstance(x, (list, tuple)) and not (
     x and all(np.ndim(e) == 0 for e in x)
   ):
-    items, single = list(enumerate(x)), False
-  else:  # an array, or a list of numbers: one condensed RDM
-    shape = np.shape(x)
-    if len(shape) == 1 or (len(shape) == 2 and shape[0] == shape[1]):
-      items, single = [(0, x)], True
-    elif len(shape) in (2, 3) and (len(shape) == 2 or shape[1] == shape[2]):
-      items, single = list(enumerate(x)), False
-    else:
-      raise InputError(
-        f'RDMs {what}: shape {shape}; pass one RDM ([n, n] or condensed '
-        '[m]), a stack [k, n, n] or [k, m], a list or a dict of them'
-      )
+    return list(enumerate(x)), False, False
+  shape = np.shape(x)  # an array, or a list of numbers
+  if len(shape) == 1 or (len(shape) == 2 and shape[0] == shape[1]):
+    return [(0, x)], True, False
+  if len(shape) in (2, 3) and (len(shape) == 2 or shape[1] == shape[2]):
+    return list(enumerate(x)), False, False
+  raise InputError(
+    f'RDMs {what}: shape {shape}; pass one RDM ([n, n] or condensed '
+    '[m]), a stack [k, n, n] or [k, m], a list or a dict of them'
+  )
+
+
+def rdm_set(x, what: str = 'a') -> RdmSet:
+  """One RDM or several, as `compare_rdms` takes them (`rdm_items`),
+  checked: all of one size; a one-line InputError naming what is
+  malformed."""
+  items, single, _ = rdm_items(x, what)
   if not items:
     raise InputError(f'RDMs {what}: none given; pass at least one RDM')
   rdms = [_Rdm(r, what if single else f'{what}[{name!r}]') for name, r in items]

@@ -169,46 +169,45 @@ def _one(r, label: str) -> np.ndarray:
 
 
 def _stack(rdms) -> tuple[np.ndarray, list[str] | None, bool]:
-  """to_rsatoolbox's rdms -> (condensed [k, m] float64, the dict's names or
-  None, whether rdms was one RDM)."""
-  names = None
-  if isinstance(rdms, Mapping):
-    names = [str(k) for k in rdms]
-    if len(set(names)) != len(names):
-      raise InputError(f'RDM names {names}: each name once')
-    items = list(rdms.values())
-    labels = [f'RDM {k!r}' for k in names]
-  elif isinstance(rdms, (list, tuple)) and (
-    not rdms or not all(np.ndim(r) == 0 for r in rdms)
+  """to_rsatoolbox's rdms (the forms of `compare.rdm_items`) -> (condensed
+  [k, m] float64, the given names or None, whether rdms was one RDM)."""
+  if not isinstance(rdms, (Mapping, list, tuple)) and not hasattr(
+    rdms, 'get_vectors'
   ):
-    items = list(rdms)
-    labels = [f'rdms[{i}]' for i in range(len(items))]
-  else:
     r = np.asarray(rdms)
     if r.ndim == 3 and (r.shape[1] != r.shape[2] or r.shape[1] < 2):
       raise InputError(
         f'RDM stack shape {r.shape}: a 3-D stack is [k, n, n] square RDMs'
         ' (n >= 2); stack condensed ones as [k, n(n-1)/2]'
       )
-    if r.ndim == 3 or (r.ndim == 2 and r.shape[0] != r.shape[1]):
-      items = list(r)  # k square, or k condensed RDMs
-      labels = [f'rdms[{i}]' for i in range(len(items))]
-    elif r.ndim in (1, 2):
-      try:
-        return _one(r, 'the RDM')[None], None, True
-      except InputError as e:
-        m = r.shape[0]  # k condensed RDMs of m = k entries would read so
-        if r.ndim == 1 or not _is_triangle(m):
-          raise
-        raise InputError(
-          f'{e} (a square 2-D array is one square RDM: pass k condensed'
-          ' RDMs of length k as a list)'
-        ) from None
-    else:
+    if r.ndim not in (1, 2, 3):
       raise InputError(
         f'RDM shape {r.shape}: pass one RDM ([n, n] or [n(n-1)/2]), a list,'
         ' a [k, n, n] or [k, n(n-1)/2] stack, or a dict name -> RDM'
       )
+    rdms = r
+  items, single, named = compare.rdm_items(rdms, 'rdms')
+  if single:
+    r = np.asarray(items[0][1])
+    try:
+      return _one(r, 'the RDM')[None], None, True
+    except InputError as e:
+      m = r.shape[0]  # k condensed RDMs of m = k entries would read so
+      if r.ndim == 1 or not _is_triangle(m):
+        raise
+      raise InputError(
+        f'{e} (a square 2-D array is one square RDM: pass k condensed'
+        ' RDMs of length k as a list)'
+      ) from None
+  names = [str(k) for k, _ in items] if named else None
+  if names is not None and len(set(names)) != len(names):
+    raise InputError(f'RDM names {names}: each name once')
+  labels = (
+    [f'RDM {k!r}' for k in names]
+    if names is not None
+    else [f'rdms[{i}]' for i in range(len(items))]
+  )
+  items = [r for _, r in items]
   if not items:
     raise InputError('no RDMs: pass one RDM, a list, a stack or a dict')
   vs = [_one(r, label) for r, label in zip(items, labels)]
